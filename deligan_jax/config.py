@@ -1,0 +1,196 @@
+"""The configuration contract: every field a run reads, its defaults, and its checks.
+
+Experiment files in ``configs/`` start from :func:`base_config` and change what
+their experiment needs; :func:`validate` runs before any work and names the
+offending field in its error.
+"""
+
+from __future__ import annotations
+
+import json
+
+import ml_collections
+from ml_collections import config_dict
+
+from deligan_jax import balancing
+from deligan_jax import mixture
+from deligan_jax.models import MODELS
+
+DATASETS = ("toy_unimodal", "toy_bimodal", "points", "mnist")
+NETWORKS = ("toy", "mnist")
+DATA_SOURCES = ("auto", "files", "tfds")
+
+
+class ConfigError(ValueError):
+  """A config value that cannot work; the message names the field."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every field with its type; values are the MNIST DeLiGAN settings of spec §3."""
+  c = ml_collections.ConfigDict()
+  c.model = "deligan"
+  c.seed = 0
+  c.num_steps = 40_000              # batches: 4000 epochs x 10 batches
+  c.batch_size = 50
+  c.steps_per_dispatch = 50         # batches fused into one device call
+  c.log_every = 50                  # batches; multiples of steps_per_dispatch
+  c.sample_every = 2_000
+  c.checkpoint_every = 2_000
+  c.keep_checkpoints = 3
+  c.num_plot_samples = 49
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "mnist"
+  c.data.dir = config_dict.placeholder(str)   # else $DELIGAN_DATA_DIR, else tfds
+  c.data.path = config_dict.placeholder(str)  # an (N, 2) .npy for name='points'
+  c.data.source = "auto"
+  c.data.per_class = 50                       # the paper's subset; 0 = all
+  c.data.num_points = 400
+  c.data.seed = 0
+  c.data.tfds_data_dir = config_dict.placeholder(str)
+
+  c.network = ml_collections.ConfigDict()
+  c.network.name = "mnist"
+  c.network.generator_width = 16
+  c.network.discriminator_width = 16
+  c.network.mbd_kernels = 64
+  c.network.mbd_dims = 5
+  c.network.expand_activation = "relu"        # GAN++'s extra layer
+
+  c.latent = ml_collections.ConfigDict()
+  c.latent.dim = 30
+  c.latent.num_components = 50
+  c.latent.assignment = "batch"
+  c.latent.noise = "normal"
+  c.latent.mu_init_range = (-1.0, 1.0)        # U(low, high); constant when equal
+  c.latent.sigma_init_range = (0.2, 0.2)
+  c.latent.sigma_reg = 1 / 3
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.lr = 5e-4
+  c.optim.mixture_lr = config_dict.placeholder(float)  # None: the generator's
+  c.optim.b1 = 0.5
+  c.optim.b2 = 0.999
+  # Linear decay to 0 between these epochs; None (both) = constant.
+  c.optim.decay_start_epoch = config_dict.FieldReference(1000.0, field_type=float)
+  c.optim.decay_end_epoch = config_dict.FieldReference(4000.0, field_type=float)
+
+  c.balance = ml_collections.ConfigDict(
+      {f: getattr(balancing.BalanceRule(), f) for f in balancing.BalanceRule.__dataclass_fields__})
+  return c
+
+
+def parse_arg(arg: str | None, choices: dict[str, tuple[str, ...]],
+              defaults: dict[str, str]) -> dict[str, str]:
+  """Parses a config argument like ``'bimodal,gan'`` into named parts.
+
+  Each comma-separated word must belong to exactly one of ``choices``' groups;
+  groups not mentioned take their default.
+  """
+  parsed = dict(defaults)
+  for word in filter(None, (arg or "").split(",")):
+    groups = [group for group, values in choices.items() if word in values]
+    if not groups:
+      valid = "; ".join(f"{g}: {', '.join(v)}" for g, v in choices.items())
+      raise ConfigError(f"unknown config argument {word!r}; valid ({valid})")
+    parsed[groups[0]] = word
+  return parsed
+
+
+def _require(condition: bool, field: str, message: str) -> None:
+  if not condition:
+    raise ConfigError(f"config.{field}: {message}")
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+  """Raises :class:`ConfigError` naming the first field whose value cannot work."""
+  _require(c.model in MODELS, "model", f"must be one of {MODELS}, got {c.model!r}")
+  for field in ("num_steps",):
+    _require(isinstance(c[field], int) and c[field] >= 0, field,
+             f"must be an integer >= 0, got {c[field]!r}")
+  for field in ("batch_size", "steps_per_dispatch", "log_every", "sample_every",
+                "checkpoint_every", "keep_checkpoints", "num_plot_samples"):
+    _require(isinstance(c[field], int) and c[field] > 0, field,
+             f"must be a positive integer, got {c[field]!r}")
+  for field in ("log_every", "sample_every", "checkpoint_every"):
+    _require(c[field] % c.steps_per_dispatch == 0, field,
+             f"must be a multiple of steps_per_dispatch={c.steps_per_dispatch}, got {c[field]}")
+
+  d = c.data
+  _require(d.name in DATASETS, "data.name", f"must be one of {DATASETS}, got {d.name!r}")
+  _require(d.source in DATA_SOURCES, "data.source",
+           f"must be one of {DATA_SOURCES}, got {d.source!r}")
+  _require(d.name != "points" or bool(d.path), "data.path",
+           "data.name='points' needs --config.data.path=FILE.npy holding an (N, 2) array")
+  _require(d.per_class >= 0, "data.per_class", f"must be >= 0, got {d.per_class}")
+  _require(d.num_points > 0, "data.num_points", f"must be positive, got {d.num_points}")
+
+  n = c.network
+  _require(n.name in NETWORKS, "network.name", f"must be one of {NETWORKS}, got {n.name!r}")
+  wants = "mnist" if d.name == "mnist" else "toy"
+  _require(n.name == wants, "network.name",
+           f"data.name={d.name!r} needs the {wants!r} networks, got {n.name!r}")
+  for field in ("generator_width", "discriminator_width", "mbd_kernels", "mbd_dims"):
+    _require(n[field] > 0, f"network.{field}", f"must be positive, got {n[field]}")
+  _require(n.expand_activation in ("tanh", "relu"), "network.expand_activation",
+           f"must be 'tanh' or 'relu', got {n.expand_activation!r}")
+
+  z = c.latent
+  _require(z.dim > 0, "latent.dim", f"must be positive, got {z.dim}")
+  _require(z.num_components > 0, "latent.num_components",
+           f"must be positive, got {z.num_components}")
+  _require(z.assignment in mixture.ASSIGNMENTS, "latent.assignment",
+           f"must be one of {mixture.ASSIGNMENTS}, got {z.assignment!r}")
+  _require(z.noise in mixture.NOISES, "latent.noise",
+           f"must be one of {mixture.NOISES}, got {z.noise!r}")
+  uses_components = c.model in ("deligan", "moe", "ensemble")
+  _require(not (uses_components and z.assignment == "batch")
+           or z.num_components == c.batch_size, "latent.num_components",
+           f"'batch' assignment uses one component per batch row, so it must equal "
+           f"batch_size={c.batch_size}, got {z.num_components}")
+  _require(c.model != "ensemble" or z.assignment == "batch", "latent.assignment",
+           "Ensemble-GAN's generator i makes batch row i: use 'batch'")
+  for field in ("mu_init_range", "sigma_init_range"):
+    low_high = tuple(z[field])
+    _require(len(low_high) == 2 and low_high[0] <= low_high[1], f"latent.{field}",
+             f"must be (low, high) with low <= high, got {low_high}")
+  _require(z.sigma_reg >= 0, "latent.sigma_reg", f"must be >= 0, got {z.sigma_reg}")
+
+  o = c.optim
+  _require(o.lr > 0, "optim.lr", f"must be positive, got {o.lr}")
+  _require(o.mixture_lr is None or o.mixture_lr > 0, "optim.mixture_lr",
+           f"must be positive (or None for the generator's), got {o.mixture_lr}")
+  for field in ("b1", "b2"):
+    _require(0 <= o[field] < 1, f"optim.{field}", f"must be in [0, 1), got {o[field]}")
+  _require((o.decay_start_epoch is None) == (o.decay_end_epoch is None), "optim.decay_end_epoch",
+           "set both decay_start_epoch and decay_end_epoch, or neither")
+  _require(o.decay_start_epoch is None or o.decay_start_epoch < o.decay_end_epoch,
+           "optim.decay_start_epoch", "must be smaller than decay_end_epoch")
+
+  b = c.balance
+  _require(b.kind in balancing.RULES, "balance.kind",
+           f"must be one of {balancing.RULES}, got {b.kind!r}")
+  _require(b.inner_updates > 0, "balance.inner_updates",
+           f"must be positive, got {b.inner_updates}")
+
+
+def to_json(c: ml_collections.ConfigDict) -> str:
+  return c.to_json(indent=2, sort_keys=True)
+
+
+def from_json(text: str) -> ml_collections.ConfigDict:
+  """The inverse of :func:`to_json`, typed like :func:`base_config`."""
+  c = base_config()
+  c.update_from_flattened_dict(flatten(json.loads(text)))
+  return c
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+  """``{'a': {'b': 1}}`` -> ``{'a.b': 1}``, lists as tuples (as ConfigDict holds them)."""
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(flatten(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
+  return flat

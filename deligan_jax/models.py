@@ -1,0 +1,188 @@
+"""The six models of the paper (spec §2) over one code path.
+
+All six share the discriminator and the generator network; they differ only in
+what the generator is fed and how its parameters are laid out:
+
+=========  ==============================================================
+``gan``       G(eps)
+``gan++``     G(act(Dense_N(eps))): one extra dense layer of N units
+``ensemble``  N generators stacked in one pytree; generator i makes row i
+``nx``        G(eps) with every hidden width multiplied by N
+``moe``       G([one_hot(i), eps])
+``deligan``   G(mu_i + sigma_i * eps), the learned mixture prior
+=========  ==============================================================
+
+A :class:`GanModel` is a bundle of pure functions over explicit pytrees:
+``params = {'generator', 'discriminator', 'mixture'}`` and
+``batch_stats = {'generator', 'discriminator'}`` (empty dicts where unused).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from deligan_jax import mixture
+from deligan_jax import networks
+
+MODELS = ("gan", "gan++", "ensemble", "nx", "moe", "deligan")
+ACTIVATIONS = {"tanh": jnp.tanh, "relu": nn.relu}
+Pytree = Any
+
+
+class LatentGenerator(nn.Module):
+  """The generator network behind each model's input layout.
+
+  ``network_cls`` is a generator from :mod:`deligan_jax.networks`; it is
+  instantiated once (or, for ``ensemble``, vmapped into ``num_components``
+  copies whose batch norm shares statistics over the whole batch, so the
+  ensemble sees the same normalisation as a single generator would).
+  """
+  variant: str
+  num_components: int
+  network_cls: type[nn.Module]
+  width: int
+  expand_activation: str = "tanh"
+
+  @nn.compact
+  def __call__(self, z: jax.Array, ids: jax.Array, train: bool) -> jax.Array:
+    n = self.num_components
+    if self.variant == "gan++":
+      z = ACTIVATIONS[self.expand_activation](nn.Dense(n, name="expand")(z))
+    elif self.variant == "moe":
+      z = jnp.concatenate([jax.nn.one_hot(ids, n, dtype=z.dtype), z], axis=-1)
+    if self.variant != "ensemble":
+      return self.network_cls(width=self.width, name="network")(z, train)
+    # Row r belongs to generator r mod N: lay rows out as (N, rows per generator).
+    ensemble = nn.vmap(
+        self.network_cls,
+        variable_axes={"params": 0, "batch_stats": 0},
+        split_rngs={"params": True},
+        in_axes=(0, None),
+        axis_size=n,
+        axis_name="ensemble")
+    per_generator = z.reshape(-1, n, z.shape[-1]).swapaxes(0, 1)
+    out = ensemble(width=self.width, bn_axis_name="ensemble", name="network")(
+        per_generator, train)
+    return out.swapaxes(0, 1).reshape(z.shape[0], *out.shape[2:])
+
+
+def _variables(params: Pytree, batch_stats: Pytree) -> dict[str, Pytree]:
+  return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
+
+
+@dataclasses.dataclass(frozen=True)
+class GanModel:
+  """One of the six models: its networks and latent prior, as pure functions."""
+  variant: str
+  generator: LatentGenerator
+  discriminator: nn.Module
+  latent_dim: int
+  num_components: int
+  assignment: mixture.Assignment = "batch"
+  noise: mixture.Noise = "normal"
+  mu_init: mixture.Initializer = mixture.uniform(-1.0, 1.0)
+  sigma_init: mixture.Initializer = mixture.constant(0.2)
+
+  @property
+  def has_mixture(self) -> bool:
+    return self.variant == "deligan"
+
+  def init(self, key: jax.Array, sample_shape: tuple[int, ...]) -> tuple[Pytree, Pytree]:
+    """Returns ``(params, batch_stats)`` for samples of shape ``sample_shape``."""
+    g_key, d_key, m_key = jax.random.split(key, 3)
+    n = self.num_components
+    z = jnp.zeros((n, self.latent_dim), jnp.float32)
+    ids = jnp.arange(n, dtype=jnp.int32)
+    g_vars = self.generator.init(g_key, z, ids, train=False)
+    d_vars = self.discriminator.init(d_key, jnp.zeros((n, *sample_shape), jnp.float32),
+                                     train=False)
+    mixture_params = (mixture.init(m_key, n, self.latent_dim, self.mu_init, self.sigma_init)
+                      if self.has_mixture else {})
+    params = {"generator": g_vars["params"], "discriminator": d_vars["params"],
+              "mixture": mixture_params}
+    batch_stats = {"generator": g_vars.get("batch_stats", {}),
+                   "discriminator": d_vars.get("batch_stats", {})}
+    return params, batch_stats
+
+  def latent(self, mixture_params: Pytree, key: jax.Array, n: int,
+             component: int | None = None) -> tuple[jax.Array, jax.Array]:
+    """The generator's input batch ``z`` (n, d) and each row's component id."""
+    if self.has_mixture:
+      return mixture.sample(mixture_params, key, n, self.assignment, self.noise, component)
+    ids_key, eps_key = jax.random.split(key)
+    ids = mixture.component_ids(ids_key, n, self.num_components, self.assignment, component)
+    return mixture.noise(eps_key, (n, self.latent_dim), self.noise), ids
+
+  def generate(self, params: Pytree, batch_stats: Pytree, key: jax.Array, n: int,
+               train: bool, component: int | None = None) -> tuple[jax.Array, Pytree]:
+    """Samples ``n`` outputs; returns them and the generator's new batch stats.
+
+    In ``train`` mode batch norm uses batch statistics and the returned stats are
+    updated; otherwise running averages are used and returned unchanged.
+    """
+    z, ids = self.latent(params["mixture"], key, n, component)
+    g_params, g_stats = params["generator"], batch_stats["generator"]
+    if self.variant == "ensemble" and component is not None:
+      return self._ensemble_member(g_params, g_stats, component, z), g_stats
+    if not train:
+      return self.generator.apply(_variables(g_params, g_stats), z, ids, train=False), g_stats
+    out, updates = self.generator.apply(_variables(g_params, g_stats), z, ids, train=True,
+                                        mutable=["batch_stats"])
+    return out, updates.get("batch_stats", g_stats)
+
+  def _ensemble_member(self, g_params: Pytree, g_stats: Pytree, component: int,
+                       z: jax.Array) -> jax.Array:
+    """Applies generator ``component`` of an ensemble alone (inference mode)."""
+    member = {collection: jax.tree.map(lambda leaf: leaf[component], tree["network"])
+              for collection, tree in _variables(g_params, g_stats).items()}
+    network = self.generator.network_cls(width=self.generator.width)
+    return network.apply(member, z, train=False)
+
+  def discriminate(self, params: Pytree, batch_stats: Pytree, x: jax.Array,
+                   train: bool) -> tuple[jax.Array, Pytree]:
+    """Logits (B,) for samples ``x``; returns them and D's new batch stats."""
+    d_params, d_stats = params["discriminator"], batch_stats["discriminator"]
+    if not train:
+      return self.discriminator.apply(_variables(d_params, d_stats), x, train=False), d_stats
+    logits, updates = self.discriminator.apply(_variables(d_params, d_stats), x, train=True,
+                                               mutable=["batch_stats"])
+    return logits, updates.get("batch_stats", d_stats)
+
+
+def _initializer(low_high: tuple[float, float]) -> mixture.Initializer:
+  low, high = low_high
+  return mixture.constant(low) if low == high else mixture.uniform(low, high)
+
+
+def build(config) -> GanModel:
+  """The model named by ``config.model`` with the networks of ``config.network``."""
+  net, latent = config.network, config.latent
+  if config.model not in MODELS:
+    raise ValueError(f"config.model must be one of {MODELS}, got {config.model!r}")
+  width = net.generator_width
+  if config.model == "nx":
+    width *= latent.num_components
+  generator = LatentGenerator(
+      variant=config.model,
+      num_components=latent.num_components,
+      network_cls=networks.GENERATORS[net.name],
+      width=width,
+      expand_activation=net.expand_activation)
+  discriminator_kwargs = {"width": net.discriminator_width}
+  if net.name == "mnist":
+    discriminator_kwargs.update(mbd_kernels=net.mbd_kernels, mbd_dims=net.mbd_dims)
+  return GanModel(
+      variant=config.model,
+      generator=generator,
+      discriminator=networks.DISCRIMINATORS[net.name](**discriminator_kwargs),
+      latent_dim=latent.dim,
+      num_components=latent.num_components,
+      assignment=latent.assignment,
+      noise=latent.noise,
+      mu_init=_initializer(tuple(latent.mu_init_range)),
+      sigma_init=_initializer(tuple(latent.sigma_init_range)))

@@ -1,0 +1,68 @@
+"""Pictures of a run: sample grids, toy scatter plots and loss curves (PNG files)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def image_grid(images: np.ndarray, columns: int | None = None, pad: int = 1) -> np.ndarray:
+  """Tiles (n, H, W, C) images in [-1, 1] into one uint8 (rows*H, cols*W, C) image."""
+  images = np.asarray(images, np.float32)
+  n, height, width, channels = images.shape
+  columns = columns or math.ceil(math.sqrt(n))
+  rows = math.ceil(n / columns)
+  grid = np.zeros((rows * (height + pad) + pad, columns * (width + pad) + pad, channels),
+                  np.uint8)
+  pixels = np.clip((images + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+  for index, image in enumerate(pixels):
+    r, c = divmod(index, columns)
+    top, left = pad + r * (height + pad), pad + c * (width + pad)
+    grid[top:top + height, left:left + width] = image
+  return grid
+
+
+def save_image_grid(images: np.ndarray, path: str, columns: int | None = None) -> None:
+  """Writes a grid of images in [-1, 1] as a PNG."""
+  grid = image_grid(images, columns)
+  plt.imsave(path, grid[..., 0] if grid.shape[-1] == 1 else grid,
+             cmap="gray" if grid.shape[-1] == 1 else None, vmin=0, vmax=255)
+
+
+def save_toy_scatter(generated: np.ndarray, real: np.ndarray, path: str, title: str) -> None:
+  """Generated points beside the training points, both on [-1, 1]^2 (as the paper plots)."""
+  fig, axes = plt.subplots(1, 2, figsize=(8, 4), sharex=True, sharey=True)
+  for ax, points, name, colour in ((axes[0], generated, "generated", "tab:red"),
+                                   (axes[1], real, "training", "tab:blue")):
+    ax.scatter(points[:, 0], points[:, 1], s=4, c=colour, alpha=0.6)
+    ax.set_title(f"{name} ({len(points)})")
+    ax.set_xlim(-1, 1)
+    ax.set_ylim(-1, 1)
+    ax.set_aspect("equal")
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def save_loss_curves(records: Sequence[dict], path: str,
+                     keys: Sequence[str] = ("g_loss", "d_loss", "thres", "sigma_mean")) -> None:
+  """One panel per metric over training steps, from metrics.jsonl records."""
+  keys = [k for k in keys if any(r.get(k) is not None for r in records)]
+  fig, axes = plt.subplots(len(keys), 1, figsize=(7, 2.2 * len(keys)), sharex=True,
+                           squeeze=False)
+  for ax, key in zip(axes[:, 0], keys):
+    points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+    ax.plot(*zip(*points), lw=1)
+    ax.set_ylabel(key)
+    ax.grid(alpha=0.3)
+  axes[-1, 0].set_xlabel("batch")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

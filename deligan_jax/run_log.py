@@ -1,0 +1,51 @@
+"""Where a run's scalar metrics go: ``metrics.jsonl`` and TensorBoard events."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+from tensorboardX import SummaryWriter
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  """The records of ``metrics.jsonl`` (empty when there is none)."""
+  path = os.path.join(workdir, METRICS_FILE)
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+class MetricWriter:
+  """Appends one JSON record per log step and mirrors it to TensorBoard.
+
+  On resume, records past the restored step are dropped first (they belong to
+  work that the checkpoint does not hold and will be redone).
+  """
+
+  def __init__(self, workdir: str, resume_step: int):
+    self._path = os.path.join(workdir, METRICS_FILE)
+    kept = [r for r in read_metrics(workdir) if r["step"] <= resume_step]
+    tmp = self._path + ".tmp"
+    with open(tmp, "w") as f:
+      f.writelines(json.dumps(r) + "\n" for r in kept)
+    os.replace(tmp, self._path)
+    self._file = open(self._path, "a")
+    self._tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=resume_step + 1)
+
+  def write(self, step: int, scalars: dict[str, float]) -> None:
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+             for k, v in scalars.items()}
+    self._file.write(json.dumps({"step": step, **clean}) + "\n")
+    self._file.flush()
+    for key, value in clean.items():
+      if value is not None:
+        self._tensorboard.add_scalar(key, value, step)
+
+  def close(self) -> None:
+    self._file.close()
+    self._tensorboard.close()

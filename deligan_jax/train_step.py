@@ -1,0 +1,246 @@
+"""The fused, jitted train step: K batches of balanced G/D updates per dispatch.
+
+One batch = ``inner_updates`` balanced updates on the same real batch (spec §3).
+Each update probes ``g`` with batch norm in inference mode, then takes one Adam
+step of G and the mixture (``g > thres``) or of D (otherwise), chosen with
+``lax.cond`` on device. ``lax.scan`` runs K batches per dispatch over a training
+set that stays on the device; batches are drawn from a per-epoch permutation.
+
+All randomness derives from the state's key and the global batch index, so a
+run resumed from a checkpoint draws exactly what an uninterrupted run draws.
+
+Data parallelism: the step is written for the global batch; real samples are
+sharded over the ``data`` axis of the mesh and everything else is replicated.
+XLA partitions the computation, and batch norm and minibatch discrimination
+keep whole-batch semantics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from deligan_jax import balancing
+from deligan_jax import losses
+from deligan_jax import mixture
+from deligan_jax import optim
+from deligan_jax.models import GanModel
+
+Pytree = Any
+DATA_AXIS = "data"
+
+
+class TrainState(flax.struct.PyTreeNode):
+  """Everything a run needs to continue: a checkpoint is exactly this pytree."""
+  step: jax.Array           # batches trained so far
+  key: jax.Array            # raw uint32 key data; step keys are folded from it
+  params: Pytree            # {'generator', 'discriminator', 'mixture'}
+  batch_stats: Pytree       # {'generator', 'discriminator'}
+  opt_state: Pytree         # {'generator', 'discriminator', 'mixture'}
+  balance: balancing.BalanceState
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+  """The static hyperparameters of the step."""
+  batch_size: int
+  learning_rate: float
+  mixture_learning_rate: float
+  sigma_reg: float
+  decay_start_epoch: float | None = None
+  decay_end_epoch: float | None = None
+  b1: float = 0.5
+  b2: float = 0.999
+
+  @classmethod
+  def from_config(cls, config) -> StepConfig:
+    o = config.optim
+    return cls(
+        batch_size=config.batch_size,
+        learning_rate=o.lr,
+        mixture_learning_rate=o.lr if o.mixture_lr is None else o.mixture_lr,
+        sigma_reg=config.latent.sigma_reg,
+        decay_start_epoch=o.decay_start_epoch,
+        decay_end_epoch=o.decay_end_epoch,
+        b1=o.b1,
+        b2=o.b2)
+
+
+def init_state(model: GanModel, rule: balancing.BalanceRule, seed: int,
+               sample_shape: tuple[int, ...]) -> TrainState:
+  """A fresh state: parameters, optimisers and the balancing rule's state.
+
+  The optimisers' hyperparameters (b1, b2) do not change the state's structure,
+  so defaults serve; ``jax.eval_shape`` of this gives a checkpoint's layout.
+  """
+  init_key, run_key = jax.random.split(jax.random.key(seed))
+  params, batch_stats = model.init(init_key, sample_shape)
+  opt_state = {name: optim.adam(0.5, 0.999).init(params[name]) for name in optim.OPTIMISED}
+  return TrainState(step=jnp.int32(0), key=jax.random.key_data(run_key), params=params,
+                    batch_stats=batch_stats, opt_state=opt_state,
+                    balance=balancing.BalanceState.create(rule))
+
+
+def make_mesh(devices=None) -> Mesh:
+  """A 1-D mesh over ``devices`` (default: all), its axis named ``data``."""
+  devices = jax.devices() if devices is None else devices
+  return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+class Trainer:
+  """Owns the jitted step for one model, rule and (device-resident) training set."""
+
+  def __init__(self, model: GanModel, rule: balancing.BalanceRule, step_config: StepConfig,
+               train_x: np.ndarray, mesh: Mesh):
+    num_devices = mesh.devices.size
+    if step_config.batch_size % num_devices:
+      raise ValueError(
+          f"config.batch_size={step_config.batch_size} does not divide over the "
+          f"{num_devices} devices of the mesh; choose a multiple of {num_devices}")
+    if step_config.batch_size > len(train_x):
+      raise ValueError(f"config.batch_size={step_config.batch_size} is larger than the "
+                       f"training set ({len(train_x)} samples)")
+    self.model = model
+    self.rule = rule
+    self.config = step_config
+    self.mesh = mesh
+    self.replicated = NamedSharding(mesh, P())
+    self.batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
+    self.batches_per_epoch = len(train_x) // step_config.batch_size
+    self.train_x = jax.device_put(jnp.asarray(train_x, jnp.float32), self.replicated)
+    self.optimizers = {name: optim.adam(step_config.b1, step_config.b2)
+                       for name in optim.OPTIMISED}
+    self._train = jax.jit(self._train_batches, static_argnums=1, donate_argnums=0)
+
+  def init_state(self, seed: int) -> TrainState:
+    """A fresh state, replicated over the mesh."""
+    state = init_state(self.model, self.rule, seed, self.train_x.shape[1:])
+    return jax.device_put(state, self.replicated)
+
+  def train(self, state: TrainState, num_batches: int) -> tuple[TrainState, dict]:
+    """Trains ``num_batches`` batches in one dispatch; metrics have leading dim K.
+
+    ``state`` is donated: use the returned state afterwards.
+    """
+    return self._train(state, num_batches)
+
+  # --- inside jit ---------------------------------------------------------
+
+  def _train_batches(self, state: TrainState, num_batches: int):
+    return jax.lax.scan(self._train_batch, state, length=num_batches)
+
+  def _train_batch(self, state: TrainState, _):
+    cfg, rule = self.config, self.rule
+    base = jax.random.wrap_key_data(state.key)
+    epoch = state.step // self.batches_per_epoch
+    position = state.step % self.batches_per_epoch
+    real = self._real_batch(jax.random.fold_in(base, 0), epoch, position)
+    batch_key = jax.random.fold_in(jax.random.fold_in(base, 1), state.step)
+
+    balance = jax.tree.map(functools.partial(jnp.where, position == 0),
+                           balancing.start_epoch(rule, state.balance), state.balance)
+    balance = balancing.start_batch(rule, balance)
+    factor = optim.learning_rate_factor(epoch, cfg.decay_start_epoch, cfg.decay_end_epoch)
+    opt_state = {
+        name: optim.with_learning_rate(
+            s, factor * (cfg.mixture_learning_rate if name == "mixture" else cfg.learning_rate))
+        for name, s in state.opt_state.items()}
+
+    def inner(carry, update_index):
+      params, batch_stats, opt_state, balance = carry
+      latent_key = jax.random.fold_in(batch_key, update_index)
+      g = self._probe(params, batch_stats, latent_key)
+      update_g = balancing.update_generator(balance, g)
+      params, batch_stats, opt_state, loss = jax.lax.cond(
+          update_g, self._generator_update, self._discriminator_update,
+          params, batch_stats, opt_state, latent_key, real)
+      balance = balancing.record(rule, balance, update_g)
+      return (params, batch_stats, opt_state, balance), (g, update_g, loss)
+
+    carry = (state.params, state.batch_stats, opt_state, balance)
+    (params, batch_stats, opt_state, balance), (g, update_g, loss) = jax.lax.scan(
+        inner, carry, jnp.arange(rule.inner_updates))
+
+    g_updates = jnp.sum(update_g.astype(jnp.int32))
+    d_updates = rule.inner_updates - g_updates
+    d_loss_total = jnp.sum(jnp.where(update_g, 0.0, loss))
+    metrics = {
+        "g_loss": jnp.mean(g),
+        "d_loss": jnp.where(d_updates > 0, d_loss_total / jnp.maximum(d_updates, 1), jnp.nan),
+        "g_updates": g_updates,
+        "d_updates": d_updates,
+        "thres": balance.thres,
+        "lr": factor * cfg.learning_rate,
+    }
+    if self.model.has_mixture:
+      metrics["sigma_mean"] = jnp.mean(params["mixture"]["sigma"])
+      metrics["sigma_reg"] = mixture.sigma_regularizer(params["mixture"])
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                              opt_state=opt_state, balance=balance)
+    return new_state, metrics
+
+  def _real_batch(self, shuffle_key, epoch, position):
+    n = self.train_x.shape[0]
+    order = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), n)
+    indices = jax.lax.dynamic_slice_in_dim(order, position * self.config.batch_size,
+                                           self.config.batch_size)
+    return jax.lax.with_sharding_constraint(self.train_x[indices], self.batch_sharding)
+
+  def _probe(self, params, batch_stats, latent_key):
+    """The balancing probe g = BCE(D(G(z)), 1), batch norm in inference mode."""
+    fake, _ = self.model.generate(params, batch_stats, latent_key, self.config.batch_size,
+                                  train=False)
+    logits, _ = self.model.discriminate(params, batch_stats, fake, train=False)
+    return losses.generator_loss(logits)
+
+  def _apply(self, name, grads, opt_state, params):
+    updates, new_opt_state = self.optimizers[name].update(grads, opt_state[name], params[name])
+    return optax.apply_updates(params[name], updates), new_opt_state
+
+  def _generator_update(self, params, batch_stats, opt_state, latent_key, real):
+    """One Adam step of G and the mixture on G's loss (plus the sigma term)."""
+    del real
+
+    def loss_fn(trainable):
+      p = {**params, **trainable}
+      fake, g_stats = self.model.generate(p, batch_stats, latent_key, self.config.batch_size,
+                                          train=True)
+      logits, _ = self.model.discriminate(p, batch_stats, fake, train=True)
+      loss = losses.generator_loss(logits)
+      if self.model.has_mixture:
+        loss = loss + self.config.sigma_reg * mixture.sigma_regularizer(trainable["mixture"])
+      return loss, g_stats
+
+    trainable = {"generator": params["generator"], "mixture": params["mixture"]}
+    (loss, g_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
+    new_params, new_opt_state = dict(params), dict(opt_state)
+    for name in trainable:
+      new_params[name], new_opt_state[name] = self._apply(name, grads[name], opt_state, params)
+    return new_params, {**batch_stats, "generator": g_stats}, new_opt_state, loss
+
+  def _discriminator_update(self, params, batch_stats, opt_state, latent_key, real):
+    """One Adam step of D on real (label 1) and generated (label 0) samples."""
+    fake, _ = self.model.generate(params, batch_stats, latent_key, self.config.batch_size,
+                                  train=True)
+    fake = jax.lax.stop_gradient(fake)
+
+    def loss_fn(d_params):
+      p = {**params, "discriminator": d_params}
+      real_logits, stats = self.model.discriminate(p, batch_stats, real, train=True)
+      fake_logits, stats = self.model.discriminate(
+          p, {**batch_stats, "discriminator": stats}, fake, train=True)
+      return losses.discriminator_loss(real_logits, fake_logits), stats
+
+    (loss, d_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params["discriminator"])
+    new_params, new_opt_state = dict(params), dict(opt_state)
+    new_params["discriminator"], new_opt_state["discriminator"] = self._apply(
+        "discriminator", grads, opt_state, params)
+    return new_params, {**batch_stats, "discriminator": d_stats}, new_opt_state, loss

@@ -1,0 +1,130 @@
+"""The balancing rule: the on-device state machine against plain-Python transcriptions."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from deligan_jax import balancing
+
+
+f32 = np.float32  # the device keeps thres in float32; so does the reference
+
+
+def reference_toy(g_per_batch, batches_per_epoch):
+  """The official toy loop (spec §3), transcribed literally; returns decisions and thres."""
+  thres, count, t1 = f32(1.0), 0, f32(0.73)
+  decisions, thresholds = [], []
+  for b, gs in enumerate(g_per_batch):
+    if b % batches_per_epoch == 0 and count < -1000:
+      t1 = max(t1 - f32(0.005), f32(0.70))
+    if count > 10:
+      thres = min(thres + f32(0.01), f32(1.0))
+      count = 0
+    if count < -150 and thres > t1:
+      thres = max(thres - f32(0.001), t1)
+      count = 0
+    for g in gs:
+      if g > thres:
+        decisions.append(True)
+        count += 1
+      else:
+        decisions.append(False)
+        count -= 1
+    thresholds.append(thres)
+  return decisions, thresholds
+
+
+def reference_mnist(g_per_batch):
+  """The official MNIST loop (spec §3), transcribed literally."""
+  thres, count1, count2, t1 = f32(1.0), 0, 0, f32(0.70)
+  decisions, thresholds = [], []
+  for gs in g_per_batch:
+    if count1 > 3:
+      thres = min(thres + f32(0.003), f32(1.0))
+      count1 = 0
+    if count2 < -1:
+      thres = max(thres - f32(0.003), t1)
+      count2 = 0
+    for g in gs:
+      if g > thres:
+        decisions.append(True)
+        count1 += 1
+        count2 = 0
+      else:
+        decisions.append(False)
+        count2 -= 1
+        count1 = 0
+    thresholds.append(thres)
+  return decisions, thresholds
+
+
+def device_rule(rule, g_per_batch, batches_per_epoch):
+  """The package's functions, jitted as the train step uses them."""
+
+  def batch(state, xs):
+    index, gs = xs
+    state = jax.tree.map(lambda a, b: jnp.where(index % batches_per_epoch == 0, a, b),
+                         balancing.start_epoch(rule, state), state)
+    state = balancing.start_batch(rule, state)
+
+    def inner(state, g):
+      update_g = balancing.update_generator(state, g)
+      return balancing.record(rule, state, update_g), update_g
+
+    state, decisions = jax.lax.scan(inner, state, gs)
+    return state, (decisions, state.thres)
+
+  g = jnp.asarray(g_per_batch, jnp.float32)
+  _, (decisions, thres) = jax.jit(lambda s, x: jax.lax.scan(batch, s, x))(
+      balancing.BalanceState.create(rule), (jnp.arange(len(g)), g))
+  return np.asarray(decisions).reshape(-1).tolist(), np.asarray(thres)
+
+
+def random_losses(seed, batches, level, spread):
+  # float32 values, so host and device compare identical numbers with thres.
+  rng = np.random.default_rng(seed)
+  drift = level + 0.2 * np.sin(np.arange(batches) / 40.0)
+  return (drift[:, None] + spread * rng.standard_normal((batches, 5))).astype(np.float32)
+
+
+TOY = balancing.BalanceRule(kind="count", thres_up=0.01, thres_down=0.001, t1_init=0.73)
+MNIST = balancing.BalanceRule(kind="streak")
+
+
+@pytest.mark.parametrize("level", [0.6, 0.75, 0.95])
+def test_toy_rule_matches_reference(level):
+  g = random_losses(0, 3000, level, 0.1)
+  want_decisions, want_thres = reference_toy(g, 8)
+  got_decisions, got_thres = device_rule(TOY, g, 8)
+  np.testing.assert_array_equal(got_thres, want_thres)
+  assert got_decisions == want_decisions
+  assert 0 < np.mean(want_decisions) < 1  # both branches exercised
+
+
+def test_toy_rule_lowers_t1_after_long_d_runs():
+  g = np.zeros((12_000, 5), np.float32)  # D wins every time: thres falls to t1, t1 to 0.70
+  _, want_thres = reference_toy(g, 8)
+  _, got_thres = device_rule(TOY, g, 8)
+  np.testing.assert_array_equal(got_thres, want_thres)
+  assert want_thres[-1] == pytest.approx(0.70)
+  assert min(want_thres[:8000]) > 0.70  # t1 (0.73) held thres up before it moved
+
+
+@pytest.mark.parametrize("level", [0.7, 0.85, 1.0])
+def test_mnist_rule_matches_reference(level):
+  g = random_losses(1, 3000, level, 0.08)
+  want_decisions, want_thres = reference_mnist(g)
+  got_decisions, got_thres = device_rule(MNIST, g, 10)
+  np.testing.assert_array_equal(got_thres, want_thres)
+  assert got_decisions == want_decisions
+  assert 0 < np.mean(want_decisions) < 1
+
+
+def test_mnist_rule_bounds():
+  high = np.full((500, 5), 5.0, np.float32)
+  low = np.full((500, 5), -1.0, np.float32)
+  _, thres_high = device_rule(MNIST, high, 10)
+  _, thres_low = device_rule(MNIST, low, 10)
+  assert thres_high.max() == pytest.approx(1.0)
+  assert thres_low.min() == pytest.approx(0.70, abs=1e-6)

@@ -1,0 +1,114 @@
+"""The fused train step: which networks a balanced update moves, schedules, determinism."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from deligan_jax import balancing
+from deligan_jax import models
+from deligan_jax import optim
+from deligan_jax import train_step
+from tests.conftest import small_config
+
+
+def make_trainer(experiment="toy", variant="deligan", inner_updates=5, n=64, **overrides):
+  config = small_config(experiment, variant)
+  for key, value in overrides.items():
+    config[key] = value
+  rule = dataclasses.replace(balancing.BalanceRule.from_config(config.balance),
+                             inner_updates=inner_updates)
+  shape = (2,) if experiment == "toy" else (28, 28, 1)
+  x = np.random.default_rng(0).uniform(-1, 1, (n, *shape)).astype(np.float32)
+  return train_step.Trainer(models.build(config), rule, train_step.StepConfig.from_config(config),
+                            x, train_step.make_mesh())
+
+
+def changed(before, after):
+  return {name: not jax.tree.all(jax.tree.map(np.array_equal, before[name], after[name]))
+          for name in before}
+
+
+@pytest.mark.parametrize("experiment", ["toy", "mnist"])
+def test_g_above_thres_moves_generator_and_mixture_only(experiment):
+  trainer = make_trainer(experiment, inner_updates=1)
+  state = trainer.init_state(0)
+  state = state.replace(balance=state.balance.replace(thres=jnp.float32(-1e9)))
+  before = jax.device_get(state.params)
+  state, metrics = trainer.train(state, 1)
+  assert int(metrics["g_updates"][0]) == 1 and int(metrics["d_updates"][0]) == 0
+  assert changed(before, jax.device_get(state.params)) == {
+      "generator": True, "mixture": True, "discriminator": False}
+
+
+@pytest.mark.parametrize("experiment", ["toy", "mnist"])
+def test_g_below_thres_moves_discriminator_only(experiment):
+  trainer = make_trainer(experiment, inner_updates=1)
+  state = trainer.init_state(0)
+  state = state.replace(balance=state.balance.replace(thres=jnp.float32(1e9)))
+  before = jax.device_get(state.params)
+  state, metrics = trainer.train(state, 1)
+  assert int(metrics["d_updates"][0]) == 1
+  assert changed(before, jax.device_get(state.params)) == {
+      "generator": False, "mixture": False, "discriminator": True}
+
+
+def test_metrics_and_update_counts():
+  trainer = make_trainer("toy", inner_updates=5)
+  state = trainer.init_state(0)
+  state, metrics = trainer.train(state, 6)
+  assert int(state.step) == 6
+  for key in ("g_loss", "d_loss", "g_updates", "d_updates", "thres", "lr", "sigma_mean"):
+    assert metrics[key].shape == (6,), key
+  np.testing.assert_array_equal(metrics["g_updates"] + metrics["d_updates"], 5)
+
+
+def test_same_seed_same_result_and_different_seed_differs():
+  def run(seed):
+    trainer = make_trainer("toy")
+    state, _ = trainer.train(trainer.init_state(seed), 8)
+    return jax.device_get(state.params)
+
+  a, b, c = run(0), run(0), run(1)
+  assert jax.tree.all(jax.tree.map(np.array_equal, a, b))
+  assert not np.array_equal(a["mixture"]["mu"], c["mixture"]["mu"])
+
+
+def test_two_dispatches_equal_one():
+  trainer = make_trainer("toy")
+  once, _ = trainer.train(trainer.init_state(3), 8)
+  twice, _ = trainer.train(trainer.init_state(3), 4)
+  twice, _ = trainer.train(twice, 4)
+  assert jax.tree.all(jax.tree.map(np.array_equal, jax.device_get(once),
+                                   jax.device_get(twice)))
+
+
+def test_learning_rate_schedule_matches_the_paper():
+  # MNIST: 5e-4 * min(4 - epoch/1000, 3) / 3.
+  for epoch in (0, 500, 1000, 1500, 2500, 3999, 4000, 4500):
+    want = min(4 - epoch / 1000.0, 3) / 3
+    got = float(optim.learning_rate_factor(jnp.int32(epoch), 1000.0, 4000.0))
+    assert got == pytest.approx(max(want, 0.0), abs=1e-6), epoch
+  assert float(optim.learning_rate_factor(jnp.int32(10), None, None)) == 1.0
+
+
+def test_learning_rate_reaches_the_optimisers():
+  config_lr = 2e-3
+  trainer = make_trainer("toy", n=16, steps_per_dispatch=2)
+  trainer = train_step.Trainer(
+      trainer.model, trainer.rule,
+      dataclasses.replace(trainer.config, learning_rate=config_lr, mixture_learning_rate=7e-4,
+                          decay_start_epoch=0.0, decay_end_epoch=4.0),
+      np.zeros((16, 2), np.float32), trainer.mesh)
+  state, metrics = trainer.train(trainer.init_state(0), 4)  # 2 batches per epoch
+  np.testing.assert_allclose(metrics["lr"], config_lr * np.array([1, 1, 0.75, 0.75]),
+                             rtol=1e-6)
+  hyper = state.opt_state["mixture"].hyperparams["learning_rate"]
+  assert float(hyper) == pytest.approx(7e-4 * 0.75)
+
+
+def test_batch_size_must_divide_over_devices_and_fit_the_data():
+  with pytest.raises(ValueError, match="larger than the training set"):
+    make_trainer("toy", n=4)

@@ -1,0 +1,121 @@
+"""The training loop end to end: outputs, resume equivalence, the CLI, sampling."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from deligan_jax import config as config_lib
+from deligan_jax import sample
+from deligan_jax import training
+from tests.conftest import REPO, small_config
+
+
+def tree_equal(a, b):
+  return jax.tree.all(jax.tree.map(np.array_equal, jax.device_get(a), jax.device_get(b)))
+
+
+def test_resume_continues_exactly(tmp_path):
+  config = small_config("toy", "bimodal,deligan")
+  config.num_steps = 16
+  straight = training.train_and_evaluate(config, str(tmp_path / "straight"))
+
+  config.num_steps = 8
+  training.train_and_evaluate(config, str(tmp_path / "resumed"))
+  config.num_steps = 16
+  resumed = training.train_and_evaluate(config, str(tmp_path / "resumed"))
+
+  assert int(resumed.step) == 16
+  assert tree_equal(straight, resumed)  # params, stats, optimisers, balance, key
+  lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+  assert [json.loads(l)["step"] for l in lines] == [4, 8, 12, 16]
+
+
+def test_resume_of_mnist_model_with_batch_norm(tmp_path, monkeypatch):
+  # MNIST networks on random images: batch norm statistics must resume too.
+  from deligan_jax import input_pipeline
+  images = np.random.default_rng(0).uniform(-1, 1, (40, 28, 28, 1)).astype(np.float32)
+  monkeypatch.setattr(training.input_pipeline, "load",
+                      lambda _: input_pipeline.Dataset(images, None, "random"))
+  config = small_config("mnist", "deligan")
+  straight = training.train_and_evaluate(config, str(tmp_path / "a"))
+  config.num_steps = 4
+  training.train_and_evaluate(config, str(tmp_path / "b"))
+  config.num_steps = 8
+  resumed = training.train_and_evaluate(config, str(tmp_path / "b"))
+  assert tree_equal(straight, resumed)
+
+
+def test_workdir_of_another_config_is_refused(tmp_path):
+  config = small_config("toy", "gan")
+  training.train_and_evaluate(config, str(tmp_path))
+  config.latent.dim = 3
+  with pytest.raises(config_lib.ConfigError, match="latent.dim"):
+    training.train_and_evaluate(config, str(tmp_path))
+
+
+def run_cli(*args, cwd=REPO):
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
+                        text=True, timeout=600)
+
+
+def test_cli_toy_end_to_end(tmp_path):
+  workdir = tmp_path / "run"
+  result = run_cli("train.py", "--config", "configs/toy.py:bimodal,deligan",
+                   "--workdir", str(workdir), "--config.num_steps=60",
+                   "--config.steps_per_dispatch=20", "--config.log_every=20",
+                   "--config.sample_every=40", "--config.checkpoint_every=20",
+                   "--config.keep_checkpoints=2")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "upd" in result.stderr  # the progress bar, with its rate
+  for name in ("config.json", "metrics.jsonl", "samples.png", "loss_curves.png",
+               "samples/step_0000040.png"):
+    assert (workdir / name).is_file(), name
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir / "tensorboard"))
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["40", "60"]  # keeps the last 2
+  records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in records] == [20, 40, 60]
+  for key in ("g_loss", "d_loss", "thres", "g_updates", "d_updates", "sigma_mean", "lr"):
+    assert key in records[-1], key
+  assert sum(r["g_updates"] + r["d_updates"] for r in records) == 60 * 5
+  saved = config_lib.from_json((workdir / "config.json").read_text())
+  assert saved.num_steps == 60 and saved.network.name == "toy"
+
+  out = tmp_path / "z.npy"
+  result = run_cli("-m", "deligan_jax.sample", "--workdir", str(workdir), "--num", "30",
+                   "--out", str(out), "--component", "3")
+  assert result.returncode == 0, result.stderr[-3000:]
+  z3 = np.load(out)
+  assert z3.shape == (30, 2) and np.all(np.abs(z3) <= 1)
+  result = run_cli("-m", "deligan_jax.sample", "--workdir", str(workdir), "--num", "100",
+                   "--out", str(tmp_path / "s.png"))
+  assert result.returncode == 0 and (tmp_path / "s.png").stat().st_size > 1000
+
+
+def test_cli_refuses_bad_config_before_any_work(tmp_path):
+  workdir = tmp_path / "run"
+  result = run_cli("train.py", "--config", "configs/toy.py", "--workdir", str(workdir),
+                   "--config.optim.lr=-0.1")
+  assert result.returncode != 0 and "optim.lr" in result.stderr
+  result = run_cli("train.py", "--config", "configs/toy.py", "--workdir", str(workdir),
+                   "--config.batch_size=8")
+  assert result.returncode != 0 and "latent.num_components" in result.stderr
+  result = run_cli("train.py", "--config", "configs/toy.py", "--workdir", str(workdir),
+                   "--config.no_such_field=1")
+  assert result.returncode != 0 and "no_such_field" in result.stderr
+  assert not workdir.exists()
+
+
+def test_sample_component_of_one_generator(tmp_path):
+  config = small_config("toy", "bimodal,ensemble")
+  training.train_and_evaluate(config, str(tmp_path))
+  all_rows = sample.generate(str(tmp_path), 16, seed=1)
+  one = sample.generate(str(tmp_path), 5, seed=1, component=2)
+  assert all_rows.shape == (16, 2) and one.shape == (5, 2)
+  with pytest.raises(ValueError, match="multiples"):
+    sample.generate(str(tmp_path), 5)

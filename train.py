@@ -1,0 +1,46 @@
+r"""Trains a DeLiGAN (or baseline) model.
+
+  python train.py --config configs/mnist.py --workdir runs/mnist
+  python train.py --config configs/toy.py:bimodal,gan --workdir runs/toy_gan \
+      --config.num_steps=8000
+
+Any config field can be overridden (``--config.batch_size=8``); unknown fields and
+invalid values are refused before any work. Re-running with the same workdir
+resumes from its latest checkpoint.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from deligan_jax import training
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and pictures.")
+config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file, optionally with an argument: path[:arg].",
+    lock_config=True)
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def parse_flags(argv):
+  """absl's parser, with an unknown ``--config.X`` override reported as a flag error."""
+  try:
+    return FLAGS(argv)
+  except (AttributeError, KeyError) as e:
+    overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
+    sys.exit(f"FATAL flags error: unknown config field in {overrides}: {e}")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+  training.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)
