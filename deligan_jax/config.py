@@ -13,6 +13,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from deligan_jax import balancing
+from deligan_jax import conv
 from deligan_jax import mixture
 from deligan_jax.models import MODELS
 
@@ -56,6 +57,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.network.mbd_kernels = 64
   c.network.mbd_dims = 5
   c.network.expand_activation = "relu"        # GAN++'s extra layer
+  c.network.conv_impl = "auto"                # im2col on CPU, XLA's conv elsewhere
 
   c.latent = ml_collections.ConfigDict()
   c.latent.dim = 30
@@ -134,6 +136,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _require(n[field] > 0, f"network.{field}", f"must be positive, got {n[field]}")
   _require(n.expand_activation in ("tanh", "relu"), "network.expand_activation",
            f"must be 'tanh' or 'relu', got {n.expand_activation!r}")
+  _require(n.conv_impl in ("auto", *conv.IMPLEMENTATIONS), "network.conv_impl",
+           f"must be 'auto' or one of {conv.IMPLEMENTATIONS}, got {n.conv_impl!r}")
 
   z = c.latent
   _require(z.dim > 0, "latent.dim", f"must be positive, got {z.dim}")

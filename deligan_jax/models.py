@@ -26,6 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from deligan_jax import conv
 from deligan_jax import mixture
 from deligan_jax import networks
 
@@ -45,8 +46,11 @@ class LatentGenerator(nn.Module):
   variant: str
   num_components: int
   network_cls: type[nn.Module]
-  width: int
+  network_kwargs: tuple[tuple[str, Any], ...] = ()  # e.g. (('width', 16),), hashable
   expand_activation: str = "tanh"
+
+  def make_network(self, **overrides) -> nn.Module:
+    return self.network_cls(**dict(self.network_kwargs), **overrides)
 
   @nn.compact
   def __call__(self, z: jax.Array, ids: jax.Array, train: bool) -> jax.Array:
@@ -56,7 +60,7 @@ class LatentGenerator(nn.Module):
     elif self.variant == "moe":
       z = jnp.concatenate([jax.nn.one_hot(ids, n, dtype=z.dtype), z], axis=-1)
     if self.variant != "ensemble":
-      return self.network_cls(width=self.width, name="network")(z, train)
+      return self.make_network(name="network")(z, train)
     # Row r belongs to generator r mod N: lay rows out as (N, rows per generator).
     ensemble = nn.vmap(
         self.network_cls,
@@ -66,7 +70,7 @@ class LatentGenerator(nn.Module):
         axis_size=n,
         axis_name="ensemble")
     per_generator = z.reshape(-1, n, z.shape[-1]).swapaxes(0, 1)
-    out = ensemble(width=self.width, bn_axis_name="ensemble", name="network")(
+    out = ensemble(**dict(self.network_kwargs), bn_axis_name="ensemble", name="network")(
         per_generator, train)
     return out.swapaxes(0, 1).reshape(z.shape[0], *out.shape[2:])
 
@@ -140,16 +144,20 @@ class GanModel:
     """Applies generator ``component`` of an ensemble alone (inference mode)."""
     member = {collection: jax.tree.map(lambda leaf: leaf[component], tree["network"])
               for collection, tree in _variables(g_params, g_stats).items()}
-    network = self.generator.network_cls(width=self.generator.width)
-    return network.apply(member, z, train=False)
+    return self.generator.make_network(parent=None).apply(member, z, train=False)
 
   def discriminate(self, params: Pytree, batch_stats: Pytree, x: jax.Array,
-                   train: bool) -> tuple[jax.Array, Pytree]:
-    """Logits (B,) for samples ``x``; returns them and D's new batch stats."""
+                   train: bool, groups: int = 1) -> tuple[jax.Array, Pytree]:
+    """Logits (B,) for samples ``x``; returns them and D's new batch stats.
+
+    ``groups``: ``x`` is that many equal sets (e.g. real then generated) that
+    minibatch discrimination compares only within themselves.
+    """
     d_params, d_stats = params["discriminator"], batch_stats["discriminator"]
+    variables = _variables(d_params, d_stats)
     if not train:
-      return self.discriminator.apply(_variables(d_params, d_stats), x, train=False), d_stats
-    logits, updates = self.discriminator.apply(_variables(d_params, d_stats), x, train=True,
+      return self.discriminator.apply(variables, x, train=False, groups=groups), d_stats
+    logits, updates = self.discriminator.apply(variables, x, train=True, groups=groups,
                                                mutable=["batch_stats"])
     return logits, updates.get("batch_stats", d_stats)
 
@@ -167,15 +175,19 @@ def build(config) -> GanModel:
   width = net.generator_width
   if config.model == "nx":
     width *= latent.num_components
+  generator_kwargs = {"width": width}
+  discriminator_kwargs = {"width": net.discriminator_width}
+  if net.name == "mnist":
+    impl = conv.default_impl() if net.conv_impl == "auto" else net.conv_impl
+    generator_kwargs.update(conv_impl=impl)
+    discriminator_kwargs.update(mbd_kernels=net.mbd_kernels, mbd_dims=net.mbd_dims,
+                                conv_impl=impl)
   generator = LatentGenerator(
       variant=config.model,
       num_components=latent.num_components,
       network_cls=networks.GENERATORS[net.name],
-      width=width,
+      network_kwargs=tuple(sorted(generator_kwargs.items())),
       expand_activation=net.expand_activation)
-  discriminator_kwargs = {"width": net.discriminator_width}
-  if net.name == "mnist":
-    discriminator_kwargs.update(mbd_kernels=net.mbd_kernels, mbd_dims=net.mbd_dims)
   return GanModel(
       variant=config.model,
       generator=generator,

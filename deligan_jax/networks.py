@@ -2,9 +2,11 @@
 
 Every network is a Flax module used through ``init``/``apply`` on explicit
 parameter pytrees. Generators map a latent batch ``(B, d)`` to samples;
-discriminators map samples to one logit per row, shape ``(B,)``. Batch norm keeps
-its running statistics in the ``batch_stats`` collection: ``train=True`` uses
-(and updates) batch statistics, ``train=False`` the running averages.
+discriminators map samples to one logit per row, shape ``(B,)``; ``groups``
+splits their batch into equal sets that minibatch discrimination keeps apart.
+Batch norm keeps its running statistics in the ``batch_stats`` collection:
+``train=True`` uses (and updates) batch statistics, ``train=False`` the running
+averages.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from deligan_jax import conv
 
 # The official code initialises convolutions with N(0, 0.02) (truncated) and batch
 # norm scales with N(1, 0.02); its batch norm keeps running averages with decay 0.9.
@@ -44,26 +48,31 @@ class MinibatchDiscrimination(nn.Module):
   ``o(x_i)_b = sum_{j != i} c_b(i, j)``, divided by the sum over all i, j, b when
   ``normalize`` (as the official MNIST code does). Output: ``concat[x, o]``.
   ``T`` is weight-normalised per kernel entry, as in the official code.
+
+  With ``groups > 1`` the batch is ``groups`` equal consecutive sets (real
+  samples, then generated ones) and each sample is compared only with its own
+  set, as if each set went through the layer alone.
   """
   num_kernels: int
   kernel_dim: int
   normalize: bool = True
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, groups: int = 1) -> jax.Array:
     features = x.shape[-1]
     theta = self.param("theta", nn.initializers.normal(0.05),
                        (features, self.num_kernels, self.kernel_dim))
     log_scale = self.param("log_scale", nn.initializers.zeros,
                            (self.num_kernels, self.kernel_dim))
     weight = theta * jnp.exp(log_scale) / jnp.sqrt(jnp.sum(jnp.square(theta), axis=0))
-    m = jnp.einsum("bf,fkc->bkc", x, weight)
-    l1 = jnp.sum(jnp.abs(m[:, None, :, :] - m[None, :, :, :]), axis=-1)  # (B, B, K)
-    similarity = jnp.exp(-l1) * (1.0 - jnp.eye(x.shape[0], dtype=x.dtype))[:, :, None]
-    o = jnp.sum(similarity, axis=1)
+    m = jnp.einsum("bf,fkc->bkc", x, weight).reshape(groups, -1, self.num_kernels,
+                                                       self.kernel_dim)
+    l1 = jnp.sum(jnp.abs(m[:, :, None] - m[:, None, :]), axis=-1)  # (G, n, n, K)
+    not_self = 1.0 - jnp.eye(m.shape[1], dtype=x.dtype)[None, :, :, None]
+    o = jnp.sum(jnp.exp(-l1) * not_self, axis=2)  # (G, n, K)
     if self.normalize:
-      o = o / jnp.sum(o)
-    return jnp.concatenate([x, o], axis=-1)
+      o = o / jnp.sum(o, axis=(1, 2), keepdims=True)
+    return jnp.concatenate([x, o.reshape(x.shape[0], -1)], axis=-1)
 
 
 class ToyGenerator(nn.Module):
@@ -82,7 +91,8 @@ class ToyDiscriminator(nn.Module):
   width: int = 32
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool, groups: int = 1) -> jax.Array:
+    del train, groups  # per-sample network: no batch norm, nothing across the batch
     h = jnp.tanh(nn.Dense(self.width, kernel_init=LINEAR_INIT)(x))
     return nn.Dense(1, kernel_init=LINEAR_INIT)(h)[:, 0]
 
@@ -91,6 +101,7 @@ class MnistGenerator(nn.Module):
   """MNIST generator (spec §3): dense -> 4x4x4w -> 7x7x2w -> 14x14xw -> 28x28x1, w = 16."""
   width: int = 16
   bn_axis_name: str | None = None
+  conv_impl: str = "im2col"
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool) -> jax.Array:
@@ -99,12 +110,12 @@ class MnistGenerator(nn.Module):
     h = nn.relu(batch_norm(train, self.bn_axis_name, "bn0")(h))
     h = h.reshape(z.shape[0], 4, 4, 4 * w)
     # 4 -> 7 needs explicit padding: 'SAME' would give 8.
-    h = nn.ConvTranspose(2 * w, (3, 3), (2, 2), padding=((1, 1), (1, 1)),
-                         kernel_init=CONV_INIT)(h)
+    h = conv.ConvTranspose(2 * w, (3, 3), (2, 2), padding=((1, 1), (1, 1)),
+                           kernel_init=CONV_INIT, impl=self.conv_impl)(h)
     h = nn.relu(batch_norm(train, self.bn_axis_name, "bn1")(h))
-    h = nn.ConvTranspose(w, (5, 5), (2, 2), padding="SAME", kernel_init=CONV_INIT)(h)
+    h = conv.ConvTranspose(w, (5, 5), (2, 2), kernel_init=CONV_INIT, impl=self.conv_impl)(h)
     h = nn.relu(batch_norm(train, self.bn_axis_name, "bn2")(h))
-    h = nn.ConvTranspose(1, (5, 5), (2, 2), padding="SAME", kernel_init=CONV_INIT)(h)
+    h = conv.ConvTranspose(1, (5, 5), (2, 2), kernel_init=CONV_INIT, impl=self.conv_impl)(h)
     return jnp.tanh(h)
 
 
@@ -113,17 +124,18 @@ class MnistDiscriminator(nn.Module):
   width: int = 16
   mbd_kernels: int = 64
   mbd_dims: int = 5
+  conv_impl: str = "im2col"
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool, groups: int = 1) -> jax.Array:
     w = self.width
-    h = leaky_relu(nn.Conv(w, (5, 5), (2, 2), padding="SAME", kernel_init=CONV_INIT)(x))
-    h = nn.Conv(2 * w, (5, 5), (2, 2), padding="SAME", kernel_init=CONV_INIT)(h)
+    h = leaky_relu(conv.Conv(w, (5, 5), (2, 2), kernel_init=CONV_INIT, impl=self.conv_impl)(x))
+    h = conv.Conv(2 * w, (5, 5), (2, 2), kernel_init=CONV_INIT, impl=self.conv_impl)(h)
     h = leaky_relu(batch_norm(train, None, "bn1")(h))
-    h = nn.Conv(4 * w, (3, 3), (2, 2), padding="SAME", kernel_init=CONV_INIT)(h)
+    h = conv.Conv(4 * w, (3, 3), (2, 2), kernel_init=CONV_INIT, impl=self.conv_impl)(h)
     h = leaky_relu(batch_norm(train, None, "bn2")(h))
     h = nn.max_pool(h, (4, 4), padding="VALID").reshape(x.shape[0], -1)
-    h = MinibatchDiscrimination(self.mbd_kernels, self.mbd_dims)(h)
+    h = MinibatchDiscrimination(self.mbd_kernels, self.mbd_dims)(h, groups)
     return nn.Dense(1, kernel_init=DENSE_INIT)(h)[:, 0]
 
 

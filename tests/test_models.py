@@ -114,3 +114,14 @@ def test_discriminator_probe_mode_uses_running_statistics():
   assert jax.tree.all(jax.tree.map(jnp.array_equal, same, stats["discriminator"]))
   assert not np.allclose(eval_logits, train_logits)
   assert not np.allclose(updated["bn1"]["mean"], stats["discriminator"]["bn1"]["mean"])
+
+
+def test_minibatch_discrimination_groups_equal_separate_calls():
+  layer = networks.MinibatchDiscrimination(num_kernels=4, kernel_dim=3)
+  real = jax.random.normal(jax.random.key(0), (5, 7))
+  fake = jax.random.normal(jax.random.key(1), (5, 7)) * 0.1
+  variables = layer.init(jax.random.key(2), real)
+  together = layer.apply(variables, jnp.concatenate([real, fake]), groups=2)
+  apart = jnp.concatenate([layer.apply(variables, real), layer.apply(variables, fake)])
+  np.testing.assert_allclose(together, apart, rtol=1e-6)
+  assert not np.allclose(together, layer.apply(variables, jnp.concatenate([real, fake])))
