@@ -124,6 +124,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
            f"must be one of {DATA_SOURCES}, got {d.source!r}")
   _require(d.name != "points" or bool(d.path), "data.path",
            "data.name='points' needs --config.data.path=FILE.npy holding an (N, 2) array")
+  _require(d.name == "points" or not d.path, "data.path",
+           f"is read only for data.name='points' (configs/toy.py:points), not {d.name!r}")
   _require(d.per_class >= 0, "data.per_class", f"must be >= 0, got {d.per_class}")
   _require(d.num_points > 0, "data.num_points", f"must be positive, got {d.num_points}")
 
