@@ -11,6 +11,7 @@ resumes from its latest checkpoint.
 
 import sys
 
+import jax
 from absl import app
 from absl import flags
 from absl import logging
@@ -39,6 +40,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+  if FLAGS.config.distributed:
+    jax.distributed.initialize()  # then the mesh spans every host's devices
   training.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 

@@ -39,6 +39,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = 2_000
   c.keep_checkpoints = 3
   c.num_plot_samples = 49
+  c.distributed = False             # jax.distributed.initialize() first (multi-host)
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "mnist"

@@ -115,15 +115,23 @@ class Trainer:
     self.replicated = NamedSharding(mesh, P())
     self.batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
     self.batches_per_epoch = len(train_x) // step_config.batch_size
-    self.train_x = jax.device_put(jnp.asarray(train_x, jnp.float32), self.replicated)
+    train_x = np.asarray(train_x, np.float32)
+    # From a callback, so that every host of a multi-host mesh supplies its devices.
+    self.train_x = jax.make_array_from_callback(train_x.shape, self.replicated,
+                                                lambda index: train_x[index])
     self.optimizers = {name: optim.adam(step_config.b1, step_config.b2)
                        for name in optim.OPTIMISED}
     self._train = jax.jit(self._train_batches, static_argnums=1, donate_argnums=0)
 
   def init_state(self, seed: int) -> TrainState:
     """A fresh state, replicated over the mesh."""
-    state = init_state(self.model, self.rule, seed, self.train_x.shape[1:])
-    return jax.device_put(state, self.replicated)
+    create = functools.partial(init_state, self.model, self.rule,
+                               sample_shape=self.train_x.shape[1:])
+    return jax.jit(create, out_shardings=self.replicated)(seed)
+
+  def lower(self, state: TrainState, num_batches: int):
+    """The step for ``num_batches`` batches, lowered for ahead-of-time compilation."""
+    return self._train.lower(state, num_batches)
 
   def train(self, state: TrainState, num_batches: int) -> tuple[TrainState, dict]:
     """Trains ``num_batches`` batches in one dispatch; metrics have leading dim K.

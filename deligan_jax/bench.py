@@ -1,0 +1,132 @@
+r"""Benchmarks the train step: time per balanced update, compile time, peak memory.
+
+  python bench.py --config configs/mnist.py
+  python bench.py --config configs/mnist.py --quick --json
+
+Two ways of dispatching are measured for each batch size:
+
+* ``fused``: ``steps_per_dispatch`` batches x ``inner_updates`` balanced updates
+  per device call (how ``train.py`` runs);
+* ``per_update``: one balanced update (probe + G or D step) per device call,
+  the host looping, as a naive implementation would.
+
+Speed does not depend on the pixel values, so the bench trains on random
+images of the config's shape. With ``batch`` assignment the number of mixture
+components follows the batch size. Times are medians over ``--repeats`` calls
+after a warm-up; ``us_per_update`` is wall time per balanced update.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import time
+
+import jax
+import numpy as np
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from deligan_jax import balancing
+from deligan_jax import models
+from deligan_jax import networks
+from deligan_jax import train_step
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Experiment config file (path[:arg]).")
+flags.DEFINE_list("batch_sizes", None, "Batch sizes to measure (default: the config's, x4, x16).")
+flags.DEFINE_integer("repeats", 5, "Timed calls per measurement (the median is reported).")
+flags.DEFINE_bool("quick", False, "Fewer, shorter measurements (under 2 minutes on a CPU).")
+flags.DEFINE_bool("json", False, "Print one JSON object per measurement instead of a table.")
+flags.mark_flags_as_required(["config"])
+
+
+def peak_memory_bytes() -> int | None:
+  """The device's peak allocation, where the backend reports it (not on CPU)."""
+  stats = jax.local_devices()[0].memory_stats() or {}
+  return stats.get("peak_bytes_in_use")
+
+
+def measure(config, batch_size: int, mode: str, batches_per_call: int, repeats: int) -> dict:
+  """Compiles and times one dispatch mode at one batch size."""
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.batch_size = batch_size
+    if config.latent.assignment == "batch":
+      config.latent.num_components = batch_size
+  rule = balancing.BalanceRule.from_config(config.balance)
+  if mode == "per_update":
+    rule = dataclasses.replace(rule, inner_updates=1)
+  shape = networks.SAMPLE_SHAPES[config.network.name]
+  train_x = np.random.default_rng(0).uniform(-1, 1, (max(10 * batch_size, 500), *shape))
+  trainer = train_step.Trainer(models.build(config), rule,
+                               train_step.StepConfig.from_config(config), train_x,
+                               train_step.make_mesh())
+  state = trainer.init_state(config.seed)
+
+  start = time.perf_counter()
+  compiled = trainer.lower(state, batches_per_call).compile()
+  compile_s = time.perf_counter() - start
+
+  state, _ = compiled(state)  # warm-up
+  jax.block_until_ready(state)
+  seconds = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    state, _ = compiled(state)
+    jax.block_until_ready(state)
+    seconds.append(time.perf_counter() - start)
+  updates = batches_per_call * rule.inner_updates
+  per_call = statistics.median(seconds)
+  return {
+      "model": config.model,
+      "network": config.network.name,
+      "batch_size": batch_size,
+      "mode": mode,
+      "updates_per_call": updates,
+      "us_per_update": 1e6 * per_call / updates,
+      "updates_per_s": updates / per_call,
+      "compile_s": compile_s,
+      "peak_memory_bytes": peak_memory_bytes(),
+      "device": f"{jax.devices()[0].device_kind} x{jax.device_count()}",
+      "backend": jax.default_backend(),
+      "conv_impl": dict(trainer.model.generator.network_kwargs).get("conv_impl", "-"),
+  }
+
+
+def run(config, batch_sizes: list[int], quick: bool, repeats: int):
+  """Yields one measurement per (batch size, dispatch mode)."""
+  fused_batches = 4 if quick else config.steps_per_dispatch
+  for batch_size in batch_sizes:
+    yield measure(config, batch_size, "fused", fused_batches, repeats)
+    yield measure(config, batch_size, "per_update", 1, 5 * repeats)
+
+
+def format_row(m: dict) -> str:
+  memory = "-" if m["peak_memory_bytes"] is None else f"{m['peak_memory_bytes'] / 2**20:.0f}"
+  return (f"| {m['batch_size']} | {m['mode']} | {m['us_per_update'] / 1000:.2f} | "
+          f"{m['updates_per_s']:.0f} | {m['compile_s']:.1f} | {memory} |")
+
+
+def main(argv):
+  del argv
+  config = FLAGS.config
+  if FLAGS.batch_sizes:
+    batch_sizes = [int(b) for b in FLAGS.batch_sizes]
+  else:
+    batch_sizes = [config.batch_size] if FLAGS.quick else [config.batch_size * k
+                                                           for k in (1, 4, 16)]
+  repeats = 3 if FLAGS.quick else FLAGS.repeats
+  if not FLAGS.json:
+    print(f"{config.model} on {config.network.name}, {jax.devices()[0].device_kind} "
+          f"x{jax.device_count()} ({jax.default_backend()})")
+    print("| batch | dispatch | ms/update | updates/s | compile s | peak MiB |")
+    print("| --- | --- | --- | --- | --- | --- |")
+  for measurement in run(config, batch_sizes, FLAGS.quick, repeats):
+    print(json.dumps(measurement) if FLAGS.json else format_row(measurement), flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)
