@@ -61,6 +61,10 @@ def load_run(workdir: str) -> tuple[object, models.GanModel, train_step.TrainSta
     raise FileNotFoundError(f"{workdir} holds no {CONFIG_FILE}: is it a training workdir?")
   with open(config_path) as f:
     config = config_lib.from_json(f.read())
+  if config.num_seeds > 1:
+    seeds = ", ".join(f"seed_{config.seed + k}" for k in range(config.num_seeds))
+    raise FileNotFoundError(f"{workdir} holds {config.num_seeds} seeds; pass one of its "
+                            f"seed folders ({seeds}) as the workdir")
   model = models.build(config)
   rule = balancing.BalanceRule.from_config(config.balance)
   like = jax.eval_shape(lambda: train_step.init_state(

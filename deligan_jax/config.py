@@ -40,6 +40,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.num_plot_samples = 49
   c.distributed = False             # jax.distributed.initialize() first (multi-host)
+  c.num_seeds = 1                   # S > 1: S runs (seeds seed..seed+S-1) in one program
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "mnist"
@@ -111,7 +112,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
   for field in ("num_steps",):
     _require(isinstance(c[field], int) and c[field] >= 0, field,
              f"must be an integer >= 0, got {c[field]!r}")
-  for field in ("batch_size", "steps_per_dispatch", "log_every", "sample_every",
+  for field in ("batch_size", "num_seeds", "steps_per_dispatch", "log_every", "sample_every",
                 "checkpoint_every", "keep_checkpoints", "num_plot_samples"):
     _require(isinstance(c[field], int) and c[field] > 0, field,
              f"must be a positive integer, got {c[field]!r}")

@@ -96,10 +96,15 @@ def make_mesh(devices=None) -> Mesh:
 
 
 class Trainer:
-  """Owns the jitted step for one model, rule and (device-resident) training set."""
+  """Owns the jitted step for one model, rule and (device-resident) training set.
+
+  With ``num_seeds = S > 1`` the state holds S independent runs stacked on a
+  leading axis (seeds ``seed .. seed + S - 1``), trained by one compiled program
+  (``vmap`` over the state; the data is shared).
+  """
 
   def __init__(self, model: GanModel, rule: balancing.BalanceRule, step_config: StepConfig,
-               train_x: np.ndarray, mesh: Mesh):
+               train_x: np.ndarray, mesh: Mesh, num_seeds: int = 1):
     num_devices = mesh.devices.size
     if step_config.batch_size % num_devices:
       raise ValueError(
@@ -112,6 +117,7 @@ class Trainer:
     self.rule = rule
     self.config = step_config
     self.mesh = mesh
+    self.num_seeds = num_seeds
     self.replicated = NamedSharding(mesh, P())
     self.batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
     self.batches_per_epoch = len(train_x) // step_config.batch_size
@@ -121,12 +127,19 @@ class Trainer:
                                                 lambda index: train_x[index])
     self.optimizers = {name: optim.adam(step_config.b1, step_config.b2)
                        for name in optim.OPTIMISED}
-    self._train = jax.jit(self._train_batches, static_argnums=1, donate_argnums=0)
+    train = self._train_batches
+    if num_seeds > 1:
+      train = lambda state, num_batches: jax.vmap(  # noqa: E731
+          functools.partial(self._train_batches, num_batches=num_batches))(state)
+    self._train = jax.jit(train, static_argnums=1, donate_argnums=0)
 
   def init_state(self, seed: int) -> TrainState:
-    """A fresh state, replicated over the mesh."""
+    """A fresh state (stacked over seeds when ``num_seeds > 1``), replicated over the mesh."""
     create = functools.partial(init_state, self.model, self.rule,
                                sample_shape=self.train_x.shape[1:])
+    if self.num_seeds > 1:
+      seeds = seed + jnp.arange(self.num_seeds)
+      return jax.jit(jax.vmap(create), out_shardings=self.replicated)(seeds)
     return jax.jit(create, out_shardings=self.replicated)(seed)
 
   def lower(self, state: TrainState, num_batches: int):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
@@ -33,7 +34,7 @@ from deligan_jax import train_step
 # Fields that may change between a run and its resumption (budget, logging, paths).
 RESUMABLE_CHANGES = ("num_steps", "log_every", "sample_every", "checkpoint_every",
                      "keep_checkpoints", "num_plot_samples", "steps_per_dispatch",
-                     "data.dir", "data.source", "data.tfds_data_dir")
+                     "distributed", "data.dir", "data.source", "data.tfds_data_dir")
 
 
 def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -74,10 +75,9 @@ def plot_samples(model: models.GanModel, state: train_step.TrainState, config,
 
 def _summarise(window: list[dict]) -> dict[str, float]:
   """Means over the batches of one log window; update counts are summed."""
-  keys = window[0].keys()
-  stacked = {k: np.concatenate([np.atleast_1d(m[k]) for m in window]) for k in keys}
   out = {}
-  for key, values in stacked.items():
+  for key in window[0]:
+    values = np.concatenate([np.atleast_1d(m[key]) for m in window])
     if key in ("g_updates", "d_updates"):
       out[key] = int(values.sum())
     elif np.all(np.isnan(values)):
@@ -87,52 +87,146 @@ def _summarise(window: list[dict]) -> dict[str, float]:
   return out
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainState:
-  """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint); returns the state."""
-  config_lib.validate(config)
+def _across_seeds(summaries: list[dict[str, float]]) -> dict[str, float]:
+  """Mean and standard deviation over seeds of each summarised metric."""
+  out = {}
+  for key in summaries[0]:
+    values = np.array([s[key] for s in summaries], np.float64)
+    finite = values[np.isfinite(values)]
+    out[key] = float(finite.mean()) if finite.size else float("nan")
+    out[f"{key}_std"] = float(finite.std()) if finite.size else float("nan")
+  return out
+
+
+class _Run:
+  """One seed's workdir: its config, metric writer and checkpoints."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    self.config = config
+    self.workdir = workdir
+    _prepare_workdir(config, workdir)
+    self.checkpointer = checkpoints.Checkpointer(workdir, config.keep_checkpoints)
+    self.writer = None
+
+  def start_logging(self, step: int) -> None:
+    self.writer = run_log.MetricWriter(self.workdir, step)
+
+  def close(self) -> None:
+    if self.writer is not None:
+      self.writer.close()
+    self.checkpointer.close()
+
+
+def _seed_runs(config: ml_collections.ConfigDict, workdir: str) -> list[_Run]:
+  """The workdir of each seed: ``workdir`` itself, or ``workdir/seed_<s>`` for several.
+
+  Each seed's folder is a complete single-seed run (its own config.json with
+  ``num_seeds=1``), so ``sample``, evaluation and resumption work on it alone.
+  """
+  if config.num_seeds == 1:
+    return [_Run(config, workdir)]
   _prepare_workdir(config, workdir)
+  runs = []
+  for offset in range(config.num_seeds):
+    seed_config = config.copy_and_resolve_references()
+    seed_config.seed = config.seed + offset
+    seed_config.num_seeds = 1
+    runs.append(_Run(seed_config, os.path.join(workdir, f"seed_{seed_config.seed}")))
+  return runs
+
+
+def _seed(state: train_step.TrainState, index: int, num_seeds: int) -> train_step.TrainState:
+  return state if num_seeds == 1 else jax.tree.map(lambda leaf: leaf[index], state)
+
+
+def _restore(runs: list[_Run], state: train_step.TrainState) -> train_step.TrainState:
+  """The latest step that every seed has a checkpoint of, or ``state`` if none has one."""
+  steps = [run.checkpointer.latest_step() for run in runs]
+  if all(step is None for step in steps):
+    return state
+  if any(step is None for step in steps):
+    missing = [run.workdir for run, step in zip(runs, steps) if step is None]
+    raise ValueError(f"some seeds of this run have checkpoints and {missing} have none; "
+                     "move the incomplete seed folders away or use a new --workdir")
+  step = min(steps)
+  if len(runs) == 1:
+    return runs[0].checkpointer.restore(state, step)
+  restored = [run.checkpointer.restore(_seed(state, k, len(runs)), step)
+              for k, run in enumerate(runs)]
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *restored)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainState:
+  """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint); returns the state.
+
+  With ``config.num_seeds > 1`` the returned state is stacked over seeds.
+  """
+  config_lib.validate(config)
+  runs = _seed_runs(config, workdir)
+  num_seeds = config.num_seeds
 
   dataset = input_pipeline.load(config.data)
   model = models.build(config)
   rule = balancing.BalanceRule.from_config(config.balance)
   trainer = train_step.Trainer(model, rule, train_step.StepConfig.from_config(config),
-                               dataset.x, train_step.make_mesh())
-  checkpointer = checkpoints.Checkpointer(workdir, config.keep_checkpoints)
-  state = trainer.init_state(config.seed)
-  if checkpointer.latest_step() is not None:
-    state = checkpointer.restore(state)
-  start = int(state.step)
-  writer = run_log.MetricWriter(workdir, start)
+                               dataset.x, train_step.make_mesh(), num_seeds)
+  try:
+    state = _restore(runs, trainer.init_state(config.seed))
+    start = int(_seed(state, 0, num_seeds).step)
+    for run in runs:
+      run.start_logging(start)
+    summary_writer = run_log.MetricWriter(workdir, start) if num_seeds > 1 else None
+    state = _loop(config, trainer, runs, summary_writer, state, dataset.x)
+  finally:
+    for run in runs:
+      run.close()
 
-  updates_per_batch = rule.inner_updates
-  progress = tqdm.tqdm(total=config.num_steps * updates_per_batch,
-                       initial=start * updates_per_batch, unit="upd", unit_scale=False,
-                       desc=f"{config.model} ({workdir})", dynamic_ncols=True, smoothing=0.1)
+  for k, run in enumerate(runs):
+    plot_samples(model, _seed(state, k, num_seeds), run.config, dataset.x,
+                 os.path.join(run.workdir, "samples.png"))
+  for path in {run.workdir for run in runs} | {workdir}:
+    records = run_log.read_metrics(path)
+    if records:
+      plots.save_loss_curves(records, os.path.join(path, "loss_curves.png"))
+  return state
+
+
+def _loop(config, trainer, runs, summary_writer, state, real):
+  """Dispatches fused steps until ``num_steps``; logs, plots and checkpoints on the way."""
+  num_seeds = len(runs)
+  updates_per_batch = trainer.rule.inner_updates
+  step = int(_seed(state, 0, num_seeds).step)
+  progress = tqdm.tqdm(total=config.num_steps * updates_per_batch * num_seeds,
+                       initial=step * updates_per_batch * num_seeds, unit="upd",
+                       desc=f"{config.model} x{num_seeds}" if num_seeds > 1 else config.model,
+                       dynamic_ncols=True, smoothing=0.1)
   window: list[dict] = []
   try:
-    while int(state.step) < config.num_steps:
-      batches = min(config.steps_per_dispatch, config.num_steps - int(state.step))
+    while step < config.num_steps:
+      batches = min(config.steps_per_dispatch, config.num_steps - step)
       state, metrics = trainer.train(state, batches)
       window.append(jax.device_get(metrics))
-      step = int(state.step)
-      progress.update(batches * updates_per_batch)
+      step += batches
+      progress.update(batches * updates_per_batch * num_seeds)
       if step % config.log_every == 0 or step == config.num_steps:
-        summary = _summarise(window)
+        summaries = [_summarise([_seed(m, k, num_seeds) for m in window])
+                     for k in range(num_seeds)]
         window = []
-        writer.write(step, summary)
-        progress.set_postfix(g=f"{summary['g_loss']:.3f}", thres=f"{summary['thres']:.3f}")
+        for run, summary in zip(runs, summaries):
+          run.writer.write(step, summary)
+        if summary_writer is not None:
+          summary_writer.write(step, _across_seeds(summaries))
+        progress.set_postfix(g=f"{summaries[0]['g_loss']:.3f}",
+                             thres=f"{summaries[0]['thres']:.3f}")
       if step % config.sample_every == 0:
-        plot_samples(model, state, config, dataset.x,
-                     os.path.join(workdir, "samples", f"step_{step:07d}.png"))
+        for k, run in enumerate(runs):
+          plot_samples(trainer.model, _seed(state, k, num_seeds), run.config, real,
+                       os.path.join(run.workdir, "samples", f"step_{step:07d}.png"))
       if step % config.checkpoint_every == 0 or step == config.num_steps:
-        checkpointer.save(state)
+        for k, run in enumerate(runs):
+          run.checkpointer.save(_seed(state, k, num_seeds))
   finally:
     progress.close()
-    writer.close()
-    checkpointer.close()
-
-  plot_samples(model, state, config, dataset.x, os.path.join(workdir, "samples.png"))
-  records = run_log.read_metrics(workdir)
-  if records:
-    plots.save_loss_curves(records, os.path.join(workdir, "loss_curves.png"))
+    if summary_writer is not None:
+      summary_writer.close()
   return state

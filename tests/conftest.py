@@ -4,7 +4,11 @@ import importlib.util
 import os
 from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
+
+from deligan_jax import models
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -46,3 +50,36 @@ def mnist_dir():
   if not (path / "train-images-idx3-ubyte.gz").exists():
     pytest.skip(f"MNIST idx files not found in {path} (set DELIGAN_DATA_DIR)")
   return str(path)
+
+
+# The MNIST networks' layers followed by batch norm (networks.MnistGenerator/Discriminator).
+PRE_BATCH_NORM = {"Conv_1", "Conv_2", "Dense_0", "ConvTranspose_0", "ConvTranspose_1"}
+
+
+def training_difference(config, a, b, x) -> tuple[float, float]:
+  """How far two trained states are apart: (largest parameter gap, largest output gap).
+
+  The bias of a layer followed by batch norm has a gradient of exactly zero in
+  exact arithmetic (batch norm subtracts it again), so in floats it is rounding
+  noise that Adam scales up to steps of size lr; it cannot change any output,
+  so it is left out. Outputs are compared in training mode, where batch
+  statistics cancel those biases exactly.
+  """
+  a, b = jax.device_get(a), jax.device_get(b)
+  gaps = [float(np.max(np.abs(u - v)))
+          for (path, u), v in zip(jax.tree_util.tree_leaves_with_path(a.params),
+                                  jax.tree.leaves(b.params))
+          if u.size and not (config.network.name == "mnist" and _before_batch_norm(path))]
+  model = models.build(config)
+  key = jax.random.key(42)
+  outputs = []
+  for state in (a, b):
+    fake, _ = model.generate(state.params, state.batch_stats, key, config.batch_size, True)
+    logits, _ = model.discriminate(state.params, state.batch_stats, x[:config.batch_size], True)
+    outputs.append((fake, logits))
+  return max(gaps), max(float(np.max(np.abs(u - v))) for u, v in zip(*outputs))
+
+
+def _before_batch_norm(path) -> bool:
+  names = [getattr(k, "key", None) for k in path]
+  return names[-1] == "bias" and names[-2] in PRE_BATCH_NORM
