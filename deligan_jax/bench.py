@@ -37,6 +37,8 @@ from deligan_jax import train_step
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (path[:arg]).")
 flags.DEFINE_list("batch_sizes", None, "Batch sizes to measure (default: the config's, x4, x16).")
+flags.DEFINE_list("dtypes", ["float32", "bfloat16"],
+                  "Compute dtypes of the fused measurement (per-update uses the first).")
 flags.DEFINE_integer("repeats", 5, "Timed calls per measurement (the median is reported).")
 flags.DEFINE_bool("quick", False, "Fewer, shorter measurements (under 2 minutes on a CPU).")
 flags.DEFINE_bool("json", False, "Print one JSON object per measurement instead of a table.")
@@ -49,11 +51,13 @@ def peak_memory_bytes() -> int | None:
   return stats.get("peak_bytes_in_use")
 
 
-def measure(config, batch_size: int, mode: str, batches_per_call: int, repeats: int) -> dict:
-  """Compiles and times one dispatch mode at one batch size."""
+def measure(config, batch_size: int, mode: str, batches_per_call: int, repeats: int,
+            dtype: str) -> dict:
+  """Compiles and times one dispatch mode at one batch size and compute dtype."""
   config = config.copy_and_resolve_references()
   with config.unlocked():
     config.batch_size = batch_size
+    config.network.dtype = dtype
     if config.latent.assignment == "batch":
       config.latent.num_components = batch_size
   rule = balancing.BalanceRule.from_config(config.balance)
@@ -85,6 +89,7 @@ def measure(config, batch_size: int, mode: str, batches_per_call: int, repeats: 
       "network": config.network.name,
       "batch_size": batch_size,
       "mode": mode,
+      "dtype": dtype,
       "updates_per_call": updates,
       "us_per_update": 1e6 * per_call / updates,
       "updates_per_s": updates / per_call,
@@ -96,17 +101,18 @@ def measure(config, batch_size: int, mode: str, batches_per_call: int, repeats: 
   }
 
 
-def run(config, batch_sizes: list[int], quick: bool, repeats: int):
-  """Yields one measurement per (batch size, dispatch mode)."""
+def run(config, batch_sizes: list[int], dtypes: list[str], quick: bool, repeats: int):
+  """Yields the measurements: per batch size, fused per dtype, then per-update."""
   fused_batches = 4 if quick else config.steps_per_dispatch
   for batch_size in batch_sizes:
-    yield measure(config, batch_size, "fused", fused_batches, repeats)
-    yield measure(config, batch_size, "per_update", 1, 5 * repeats)
+    for dtype in dtypes:
+      yield measure(config, batch_size, "fused", fused_batches, repeats, dtype)
+    yield measure(config, batch_size, "per_update", 1, 5 * repeats, dtypes[0])
 
 
 def format_row(m: dict) -> str:
   memory = "-" if m["peak_memory_bytes"] is None else f"{m['peak_memory_bytes'] / 2**20:.0f}"
-  return (f"| {m['batch_size']} | {m['mode']} | {m['us_per_update'] / 1000:.2f} | "
+  return (f"| {m['batch_size']} | {m['mode']} | {m['dtype']} | {m['us_per_update'] / 1000:.2f} | "
           f"{m['updates_per_s']:.0f} | {m['compile_s']:.1f} | {memory} |")
 
 
@@ -122,9 +128,9 @@ def main(argv):
   if not FLAGS.json:
     print(f"{config.model} on {config.network.name}, {jax.devices()[0].device_kind} "
           f"x{jax.device_count()} ({jax.default_backend()})")
-    print("| batch | dispatch | ms/update | updates/s | compile s | peak MiB |")
-    print("| --- | --- | --- | --- | --- | --- |")
-  for measurement in run(config, batch_sizes, FLAGS.quick, repeats):
+    print("| batch | dispatch | dtype | ms/update | updates/s | compile s | peak MiB |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+  for measurement in run(config, batch_sizes, FLAGS.dtypes, FLAGS.quick, repeats):
     print(json.dumps(measurement) if FLAGS.json else format_row(measurement), flush=True)
 
 

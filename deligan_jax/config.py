@@ -60,6 +60,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.network.mbd_dims = 5
   c.network.expand_activation = "relu"        # GAN++'s extra layer
   c.network.conv_impl = "auto"                # im2col on CPU, XLA's conv elsewhere
+  c.network.dtype = "float32"                 # compute dtype: float32 or bfloat16 (mixed)
 
   c.latent = ml_collections.ConfigDict()
   c.latent.dim = 30
@@ -142,6 +143,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
            f"must be 'tanh' or 'relu', got {n.expand_activation!r}")
   _require(n.conv_impl in ("auto", *conv.IMPLEMENTATIONS), "network.conv_impl",
            f"must be 'auto' or one of {conv.IMPLEMENTATIONS}, got {n.conv_impl!r}")
+  _require(n.dtype in ("float32", "bfloat16"), "network.dtype",
+           f"must be 'float32' or 'bfloat16', got {n.dtype!r}")
 
   z = c.latent
   _require(z.dim > 0, "latent.dim", f"must be positive, got {z.dim}")

@@ -118,12 +118,14 @@ class Conv(nn.Module):
   padding: Padding = "SAME"
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
   impl: str = "im2col"
+  dtype: jnp.dtype = jnp.float32  # compute dtype; the parameters stay float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param("kernel", self.kernel_init,
                         (*self.kernel_size, x.shape[-1], self.features))
     bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    x, kernel, bias = (a.astype(self.dtype) for a in (x, kernel, bias))
     return conv2d(x, kernel, self.strides, self.padding, self.impl) + bias
 
 
@@ -135,10 +137,12 @@ class ConvTranspose(nn.Module):
   padding: Padding = "SAME"
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
   impl: str = "im2col"
+  dtype: jnp.dtype = jnp.float32  # compute dtype; the parameters stay float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param("kernel", self.kernel_init,
                         (*self.kernel_size, x.shape[-1], self.features))
     bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    x, kernel, bias = (a.astype(self.dtype) for a in (x, kernel, bias))
     return conv_transpose2d(x, kernel, self.strides, self.padding, self.impl) + bias

@@ -175,8 +175,9 @@ def build(config) -> GanModel:
   width = net.generator_width
   if config.model == "nx":
     width *= latent.num_components
-  generator_kwargs = {"width": width}
-  discriminator_kwargs = {"width": net.discriminator_width}
+  dtype = jnp.dtype(net.dtype)
+  generator_kwargs = {"width": width, "dtype": dtype}
+  discriminator_kwargs = {"width": net.discriminator_width, "dtype": dtype}
   if net.name == "mnist":
     impl = conv.default_impl() if net.conv_impl == "auto" else net.conv_impl
     generator_kwargs.update(conv_impl=impl)

@@ -31,10 +31,11 @@ def _bn_scale_init(key, shape, dtype=jnp.float32):
   return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
 
 
-def batch_norm(train: bool, axis_name: str | None, name: str) -> nn.BatchNorm:
+def batch_norm(train: bool, axis_name: str | None, name: str, dtype=jnp.float32) -> nn.BatchNorm:
+  # Statistics are reduced in float32 whatever the compute dtype (flax's default).
   return nn.BatchNorm(
       use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-      scale_init=_bn_scale_init, axis_name=axis_name, name=name)
+      scale_init=_bn_scale_init, axis_name=axis_name, dtype=dtype, name=name)
 
 
 def leaky_relu(x: jax.Array) -> jax.Array:
@@ -59,6 +60,7 @@ class MinibatchDiscrimination(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, groups: int = 1) -> jax.Array:
+    x = x.astype(jnp.float32)  # exp(-L1 distance) needs float32 range, whatever the dtype
     features = x.shape[-1]
     theta = self.param("theta", nn.initializers.normal(0.05),
                        (features, self.num_kernels, self.kernel_dim))
@@ -79,22 +81,24 @@ class ToyGenerator(nn.Module):
   """2-D toy generator: d -> width tanh -> 2 tanh."""
   width: int = 32
   bn_axis_name: str | None = None  # no batch norm; accepted for a uniform interface
+  dtype: jnp.dtype = jnp.float32   # compute dtype; parameters stay float32
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool) -> jax.Array:
-    h = jnp.tanh(nn.Dense(self.width, kernel_init=LINEAR_INIT)(z))
-    return jnp.tanh(nn.Dense(2, kernel_init=LINEAR_INIT)(h))
+    h = jnp.tanh(nn.Dense(self.width, kernel_init=LINEAR_INIT, dtype=self.dtype)(z))
+    return jnp.tanh(nn.Dense(2, kernel_init=LINEAR_INIT, dtype=self.dtype)(h)).astype(jnp.float32)
 
 
 class ToyDiscriminator(nn.Module):
   """2-D toy discriminator: 2 -> width tanh -> 1 logit."""
   width: int = 32
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool, groups: int = 1) -> jax.Array:
     del train, groups  # per-sample network: no batch norm, nothing across the batch
-    h = jnp.tanh(nn.Dense(self.width, kernel_init=LINEAR_INIT)(x))
-    return nn.Dense(1, kernel_init=LINEAR_INIT)(h)[:, 0]
+    h = jnp.tanh(nn.Dense(self.width, kernel_init=LINEAR_INIT, dtype=self.dtype)(x))
+    return nn.Dense(1, kernel_init=LINEAR_INIT, dtype=self.dtype)(h)[:, 0].astype(jnp.float32)
 
 
 class MnistGenerator(nn.Module):
@@ -102,21 +106,22 @@ class MnistGenerator(nn.Module):
   width: int = 16
   bn_axis_name: str | None = None
   conv_impl: str = "im2col"
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool) -> jax.Array:
-    w = self.width
-    h = nn.Dense(4 * 4 * 4 * w, kernel_init=LINEAR_INIT)(z)
-    h = nn.relu(batch_norm(train, self.bn_axis_name, "bn0")(h))
+    w, dtype, impl = self.width, self.dtype, self.conv_impl
+    h = nn.Dense(4 * 4 * 4 * w, kernel_init=LINEAR_INIT, dtype=dtype)(z)
+    h = nn.relu(batch_norm(train, self.bn_axis_name, "bn0", dtype)(h))
     h = h.reshape(z.shape[0], 4, 4, 4 * w)
     # 4 -> 7 needs explicit padding: 'SAME' would give 8.
     h = conv.ConvTranspose(2 * w, (3, 3), (2, 2), padding=((1, 1), (1, 1)),
-                           kernel_init=CONV_INIT, impl=self.conv_impl)(h)
-    h = nn.relu(batch_norm(train, self.bn_axis_name, "bn1")(h))
-    h = conv.ConvTranspose(w, (5, 5), (2, 2), kernel_init=CONV_INIT, impl=self.conv_impl)(h)
-    h = nn.relu(batch_norm(train, self.bn_axis_name, "bn2")(h))
-    h = conv.ConvTranspose(1, (5, 5), (2, 2), kernel_init=CONV_INIT, impl=self.conv_impl)(h)
-    return jnp.tanh(h)
+                           kernel_init=CONV_INIT, impl=impl, dtype=dtype)(h)
+    h = nn.relu(batch_norm(train, self.bn_axis_name, "bn1", dtype)(h))
+    h = conv.ConvTranspose(w, (5, 5), (2, 2), kernel_init=CONV_INIT, impl=impl, dtype=dtype)(h)
+    h = nn.relu(batch_norm(train, self.bn_axis_name, "bn2", dtype)(h))
+    h = conv.ConvTranspose(1, (5, 5), (2, 2), kernel_init=CONV_INIT, impl=impl, dtype=dtype)(h)
+    return jnp.tanh(h).astype(jnp.float32)
 
 
 class MnistDiscriminator(nn.Module):
@@ -125,18 +130,20 @@ class MnistDiscriminator(nn.Module):
   mbd_kernels: int = 64
   mbd_dims: int = 5
   conv_impl: str = "im2col"
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool, groups: int = 1) -> jax.Array:
-    w = self.width
-    h = leaky_relu(conv.Conv(w, (5, 5), (2, 2), kernel_init=CONV_INIT, impl=self.conv_impl)(x))
-    h = conv.Conv(2 * w, (5, 5), (2, 2), kernel_init=CONV_INIT, impl=self.conv_impl)(h)
-    h = leaky_relu(batch_norm(train, None, "bn1")(h))
-    h = conv.Conv(4 * w, (3, 3), (2, 2), kernel_init=CONV_INIT, impl=self.conv_impl)(h)
-    h = leaky_relu(batch_norm(train, None, "bn2")(h))
+    w, dtype, impl = self.width, self.dtype, self.conv_impl
+    h = leaky_relu(conv.Conv(w, (5, 5), (2, 2), kernel_init=CONV_INIT, impl=impl,
+                             dtype=dtype)(x))
+    h = conv.Conv(2 * w, (5, 5), (2, 2), kernel_init=CONV_INIT, impl=impl, dtype=dtype)(h)
+    h = leaky_relu(batch_norm(train, None, "bn1", dtype)(h))
+    h = conv.Conv(4 * w, (3, 3), (2, 2), kernel_init=CONV_INIT, impl=impl, dtype=dtype)(h)
+    h = leaky_relu(batch_norm(train, None, "bn2", dtype)(h))
     h = nn.max_pool(h, (4, 4), padding="VALID").reshape(x.shape[0], -1)
     h = MinibatchDiscrimination(self.mbd_kernels, self.mbd_dims)(h, groups)
-    return nn.Dense(1, kernel_init=DENSE_INIT)(h)[:, 0]
+    return nn.Dense(1, kernel_init=DENSE_INIT, dtype=dtype)(h)[:, 0].astype(jnp.float32)
 
 
 SAMPLE_SHAPES = {"toy": (2,), "mnist": (28, 28, 1)}

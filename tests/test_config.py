@@ -51,6 +51,7 @@ BAD = [
     ("data.path", "x.npy", "data.path"),         # only for data.name='points'
     ("network.name", "toy", "network.name"),     # MNIST data needs the MNIST networks
     ("network.conv_impl", "fft", "network.conv_impl"),
+    ("network.dtype", "float16", "network.dtype"),
     ("balance.kind", "magic", "balance.kind"),
     ("balance.inner_updates", 0, "balance.inner_updates"),
 ]

@@ -112,3 +112,21 @@ def test_learning_rate_reaches_the_optimisers():
 def test_batch_size_must_divide_over_devices_and_fit_the_data():
   with pytest.raises(ValueError, match="larger than the training set"):
     make_trainer("toy", n=4)
+
+
+def test_mixed_precision_keeps_float32_parameters_and_optimiser_state():
+  config = small_config("mnist", "deligan")
+  config.network.dtype = "bfloat16"
+  rule = balancing.BalanceRule.from_config(config.balance)
+  x = np.random.default_rng(0).uniform(-1, 1, (32, 28, 28, 1)).astype(np.float32)
+  trainer = train_step.Trainer(models.build(config), rule,
+                               train_step.StepConfig.from_config(config), x,
+                               train_step.make_mesh())
+  state, metrics = trainer.train(trainer.init_state(0), 4)
+  floats = [leaf for leaf in jax.tree.leaves((state.params, state.opt_state, state.batch_stats))
+            if jnp.issubdtype(leaf.dtype, jnp.floating)]
+  assert floats and all(leaf.dtype == jnp.float32 for leaf in floats)
+  assert np.all(np.isfinite(metrics["g_loss"])) and np.all(np.isfinite(metrics["d_loss"]))
+  # The computation itself runs in bfloat16.
+  hlo = trainer.lower(trainer.init_state(0), 1).as_text()
+  assert "bf16" in hlo
