@@ -14,12 +14,14 @@ from ml_collections import config_dict
 
 from deligan_jax import balancing
 from deligan_jax import conv
+from deligan_jax import input_pipeline
+from deligan_jax import networks
 from deligan_jax import mixture
 from deligan_jax.models import MODELS
 
-DATASETS = ("toy_unimodal", "toy_bimodal", "points", "mnist")
-NETWORKS = ("toy", "mnist")
-DATA_SOURCES = ("auto", "files", "tfds")
+DATASETS = input_pipeline.DATASET_NAMES
+NETWORKS = tuple(networks.SAMPLE_SHAPES)
+DATA_SOURCES = input_pipeline.MNIST_SOURCES
 
 
 class ConfigError(ValueError):

@@ -66,3 +66,48 @@ def save_loss_curves(records: Sequence[dict], path: str,
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
+
+
+def save_side_by_side(left: np.ndarray, right: np.ndarray, path: str,
+                      titles: tuple[str, str]) -> None:
+  """Two image grids side by side, e.g. samples and their nearest training images."""
+  fig, axes = plt.subplots(1, 2, figsize=(8, 4.3))
+  for ax, images, title in zip(axes, (left, right), titles):
+    grid = image_grid(images)
+    ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=255)
+    ax.set_title(title)
+    ax.axis("off")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def save_image_scatter(points: np.ndarray, images: np.ndarray, path: str, title: str) -> None:
+  """Images (n, H, W, C) in [-1, 1] drawn at 2-D points (an embedding of their latents)."""
+  from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+
+  fig, ax = plt.subplots(figsize=(8, 8))
+  pixels = np.clip((np.asarray(images) + 1.0) / 2.0, 0.0, 1.0)
+  for (x, y), image in zip(points, pixels):
+    box = OffsetImage(image[..., 0] if image.shape[-1] == 1 else image, zoom=1.0, cmap="gray")
+    ax.add_artist(AnnotationBbox(box, (x, y), frameon=False))
+  ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.0)  # sets the axes' limits
+  ax.set_title(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def save_comparison(scores: dict[str, list[dict]], columns, path: str) -> None:
+  """One bar panel per score: each model's mean over seeds, with the std as error bar."""
+  fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 3.4), squeeze=False)
+  models = list(scores)
+  for ax, (key, title, higher) in zip(axes[0], columns):
+    values = [np.array([run[key] for run in scores[m]], np.float64) for m in models]
+    ax.bar(range(len(models)), [v.mean() for v in values], yerr=[v.std() for v in values],
+           color="tab:blue", capsize=3)
+    ax.set_xticks(range(len(models)), models, rotation=45, ha="right")
+    ax.set_title(f"{title} ({'higher' if higher else 'lower'} is better)", fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

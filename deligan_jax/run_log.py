@@ -6,9 +6,23 @@ import json
 import math
 import os
 
+import numpy as np
 from tensorboardX import SummaryWriter
 
 METRICS_FILE = "metrics.jsonl"
+
+
+def json_safe(value):
+  """``value`` with NaN/inf floats as None and numpy scalars as Python ones (strict JSON)."""
+  if isinstance(value, dict):
+    return {key: json_safe(v) for key, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [json_safe(v) for v in value]
+  if isinstance(value, np.generic):
+    value = value.item()
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  return value
 
 
 def read_metrics(workdir: str) -> list[dict]:
@@ -38,8 +52,7 @@ class MetricWriter:
     self._tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=resume_step + 1)
 
   def write(self, step: int, scalars: dict[str, float]) -> None:
-    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-             for k, v in scalars.items()}
+    clean = json_safe(scalars)
     self._file.write(json.dumps({"step": step, **clean}) + "\n")
     self._file.flush()
     for key, value in clean.items():

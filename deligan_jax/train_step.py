@@ -127,11 +127,8 @@ class Trainer:
                                                 lambda index: train_x[index])
     self.optimizers = {name: optim.adam(step_config.b1, step_config.b2)
                        for name in optim.OPTIMISED}
-    train = self._train_batches
-    if num_seeds > 1:
-      train = lambda state, num_batches: jax.vmap(  # noqa: E731
-          functools.partial(self._train_batches, num_batches=num_batches))(state)
-    self._train = jax.jit(train, static_argnums=1, donate_argnums=0)
+    self._train = jax.jit(self._train_seeds if num_seeds > 1 else self._train_batches,
+                          static_argnums=1, donate_argnums=0)
 
   def init_state(self, seed: int) -> TrainState:
     """A fresh state (stacked over seeds when ``num_seeds > 1``), replicated over the mesh."""
@@ -157,6 +154,10 @@ class Trainer:
 
   def _train_batches(self, state: TrainState, num_batches: int):
     return jax.lax.scan(self._train_batch, state, length=num_batches)
+
+  def _train_seeds(self, states: TrainState, num_batches: int):
+    """``_train_batches`` over S stacked states (vmap over the leading axis)."""
+    return jax.vmap(functools.partial(self._train_batches, num_batches=num_batches))(states)
 
   def _train_batch(self, state: TrainState, _):
     cfg, rule = self.config, self.rule

@@ -1,0 +1,202 @@
+"""Evaluation of a trained run: scores, memorisation check, and the pictures behind them.
+
+Writes into the run's workdir:
+
+  eval.json          every number below
+  eval_report.md     the same, readable, with the per-class m-IS table
+  eval_nearest_neighbours.png   samples (left) beside their nearest training images (right)
+  eval_mixture_tsne.png         DeLiGAN: t-SNE of the N means, each with the image it generates
+  eval_samples.png              toy: generated points beside the training points
+
+Image scores are computed with the project's own classifier (see
+:mod:`deligan_jax.classifier`) and labelled as such.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import numpy as np
+
+from deligan_jax import checkpoints
+from deligan_jax import classifier as classifier_lib
+from deligan_jax import input_pipeline
+from deligan_jax import metrics
+from deligan_jax import plots
+from deligan_jax import run_log
+
+REPORT = "eval_report.md"
+RESULTS = "eval.json"
+
+
+def generate_samples(model, state, num: int, seed: int = 0) -> np.ndarray:
+  """``num`` samples (inference-mode batch norm), in whole rounds of the N components."""
+  rounds = -(-num // model.num_components)
+  samples, _ = model.generate(state.params, state.batch_stats, jax.random.key(seed),
+                              rounds * model.num_components, train=False)
+  return np.asarray(samples)[:num]
+
+
+def nearest_neighbour_distances(queries: np.ndarray, references: np.ndarray,
+                                chunk: int = 500) -> tuple[np.ndarray, np.ndarray]:
+  """Euclidean (pixel) distance from each query to its nearest reference, and that index."""
+  q = queries.reshape(len(queries), -1).astype(np.float64)
+  r = references.reshape(len(references), -1).astype(np.float64)
+  r_sq = np.sum(r * r, axis=1)
+  distances, indices = [], []
+  for start in range(0, len(q), chunk):
+    block = q[start:start + chunk]
+    sq = np.sum(block * block, axis=1)[:, None] + r_sq[None, :] - 2 * block @ r.T
+    nearest = np.argmin(sq, axis=1)
+    indices.append(nearest)
+    distances.append(np.sqrt(np.maximum(sq[np.arange(len(block)), nearest], 0.0)))
+  return np.concatenate(distances), np.concatenate(indices)
+
+
+def memorisation(samples: np.ndarray, train: np.ndarray, test: np.ndarray) -> dict:
+  """How close samples come to the training set, against how close real test images come.
+
+  A model that copies its training images gives samples much nearer to them
+  than unseen real images are; ``fraction_closer_than_test_p1`` counts samples
+  nearer than 99% of test images.
+  """
+  sample_d, sample_index = nearest_neighbour_distances(samples, train)
+  test_d, _ = nearest_neighbour_distances(test, train)
+  threshold = float(np.percentile(test_d, 1))
+  return {
+      "sample_to_train_median": float(np.median(sample_d)),
+      "sample_to_train_mean": float(np.mean(sample_d)),
+      "test_to_train_median": float(np.median(test_d)),
+      "test_to_train_mean": float(np.mean(test_d)),
+      "test_to_train_p1": threshold,
+      "fraction_closer_than_test_p1": float(np.mean(sample_d < threshold)),
+      "nearest_train_index": sample_index,
+  }
+
+
+def _image_scores(config, model, state, samples, train_x, cache, classifier_steps,
+                  out_dir) -> dict:
+  classifier = classifier_lib.train_classifier(config.data.dir, cache, classifier_steps,
+                                               source=config.data.source)
+  test_images, _ = input_pipeline.load_mnist(config.data.dir, config.data.source, "test")
+  test_x = test_images[..., None].astype(np.float32) / 127.5 - 1.0
+  probs, features = classifier.predict(samples)
+  test_probs, test_features = classifier.predict(test_x)
+  is_mean, is_std = metrics.inception_score(probs)
+  mis_mean, mis_std, per_class = metrics.modified_inception_score(probs)
+  kid_mean, kid_std = metrics.kernel_inception_distance(features, test_features)
+  precision, recall = metrics.precision_recall(test_features, features)
+  real_is = metrics.inception_score(test_probs)
+  real_mis = metrics.modified_inception_score(test_probs)
+  copies = memorisation(samples, train_x, test_x)
+  nearest = copies.pop("nearest_train_index")
+  plots.save_side_by_side(samples[:49], train_x[nearest[:49]],
+                          os.path.join(out_dir, "eval_nearest_neighbours.png"),
+                          ("samples", "nearest training image"))
+  if model.has_mixture:
+    _mixture_tsne(model, state, os.path.join(out_dir, "eval_mixture_tsne.png"))
+  return {
+      "score_kind": classifier_lib.SCORE_LABEL,
+      "classifier_test_accuracy": classifier.test_accuracy,
+      "inception_score": [is_mean, is_std],
+      "modified_inception_score": [mis_mean, mis_std],
+      "m_is_per_class": per_class,
+      "fid": metrics.frechet_distance(features, test_features),
+      "kid": [kid_mean, kid_std],
+      "precision": precision,
+      "recall": recall,
+      "real_test_inception_score": list(real_is),
+      "real_test_modified_inception_score": list(real_mis[:2]),
+      "memorisation": copies,
+  }
+
+
+def _mixture_tsne(model, state, path: str) -> None:
+  """Each mixture mean's image, placed at the mean's t-SNE embedding (spec §3)."""
+  from sklearn.manifold import TSNE  # only evaluation needs scikit-learn
+
+  mu = np.asarray(state.params["mixture"]["mu"])
+  at_means = {**state.params, "mixture": {"mu": state.params["mixture"]["mu"],
+                                          "sigma": 0.0 * state.params["mixture"]["sigma"]}}
+  images, _ = model.generate(at_means, state.batch_stats, jax.random.key(0), len(mu),
+                             train=False)
+  perplexity = min(10.0, (len(mu) - 1) / 3)
+  points = TSNE(2, perplexity=perplexity, init="pca", random_state=0).fit_transform(mu)
+  plots.save_image_scatter(points, np.asarray(images), path,
+                           f"t-SNE of the {len(mu)} mixture means and their images")
+
+
+def _toy_scores(config, samples, train_x, out_dir) -> dict:
+  plots.save_toy_scatter(samples, train_x, os.path.join(out_dir, "eval_samples.png"),
+                         f"{config.model}: {len(samples)} samples")
+  kind = config.data.name.removeprefix("toy_")
+  if kind not in input_pipeline.TOY_MODES:
+    return {}
+  centres, std = input_pipeline.TOY_MODES[kind]
+  return {"modes": metrics.toy_mode_stats(samples, centres, std)}
+
+
+def evaluate(workdir: str, num_samples: int | None = None, cache: str | None = None,
+             seed: int = 0, classifier_steps: int = 2000) -> dict:
+  """Scores the latest checkpoint of ``workdir``; writes eval.json and eval_report.md there."""
+  config, model, state = checkpoints.load_run(workdir)
+  image_data = config.network.name != "toy"
+  num_samples = num_samples or (5000 if image_data else 2000)
+  samples = generate_samples(model, state, num_samples, seed)
+  train_x = input_pipeline.load(config.data).x
+  results = {"workdir": workdir, "model": config.model, "step": int(state.step),
+             "num_samples": num_samples}
+  if image_data:
+    results.update(_image_scores(config, model, state, samples, train_x, cache,
+                                 classifier_steps, workdir))
+  else:
+    results.update(_toy_scores(config, samples, train_x, workdir))
+  with open(os.path.join(workdir, RESULTS), "w") as f:
+    json.dump(run_log.json_safe(results), f, indent=2)
+  with open(os.path.join(workdir, REPORT), "w") as f:
+    f.write(report(results))
+  return results
+
+
+def report(results: dict) -> str:
+  """A readable markdown report of :func:`evaluate`'s results."""
+  lines = [f"# Evaluation of {results['workdir']}", "",
+           f"Model `{results['model']}` at batch {results['step']}, "
+           f"{results['num_samples']} samples.", ""]
+  if "modes" in results:
+    modes = results["modes"]
+    lines += ["| metric | value |", "| --- | --- |"]
+    lines += [f"| {key} | {value} |" for key, value in modes.items()]
+    return "\n".join(lines) + "\n"
+  if "fid" not in results:
+    return "\n".join(lines) + "\n"
+  lines += [f"Scores are {results['score_kind']}; classifier test accuracy "
+            f"{results['classifier_test_accuracy']:.4f}.", "",
+            "| score | samples | real test images |", "| --- | --- | --- |",
+            "| IS | {:.3f} ± {:.3f} | {:.3f} ± {:.3f} |".format(
+                *results["inception_score"], *results["real_test_inception_score"]),
+            "| m-IS | {:.3f} ± {:.3f} | {:.3f} ± {:.3f} |".format(
+                *results["modified_inception_score"],
+                *results["real_test_modified_inception_score"]),
+            f"| FID (vs test set) | {results['fid']:.3f} | 0 |",
+            "| KID (vs test set) | {:.4f} ± {:.4f} | 0 |".format(*results["kid"]),
+            f"| precision (k=3) | {results['precision']:.3f} | |",
+            f"| recall (k=3) | {results['recall']:.3f} | |", "",
+            "## m-IS per predicted class", "", "| class | samples | m-IS |", "| --- | --- | --- |"]
+  for label, entry in results["m_is_per_class"].items():
+    score = "too few samples" if entry["score"] is None else f"{entry['score']:.3f}"
+    lines.append(f"| {label} | {entry['count']} | {score} |")
+  copies = results["memorisation"]
+  lines += ["", "## Memorisation check (pixel L2 distance to the nearest training image)", "",
+            "| | median | mean |", "| --- | --- | --- |",
+            f"| samples | {copies['sample_to_train_median']:.3f} | "
+            f"{copies['sample_to_train_mean']:.3f} |",
+            f"| real test images | {copies['test_to_train_median']:.3f} | "
+            f"{copies['test_to_train_mean']:.3f} |", "",
+            f"Samples nearer to a training image than 99% of test images are: "
+            f"{100 * copies['fraction_closer_than_test_p1']:.2f}%. Pictures: "
+            "eval_nearest_neighbours.png" + (", eval_mixture_tsne.png" if results["model"] ==
+                                             "deligan" else "") + "."]
+  return "\n".join(lines) + "\n"

@@ -1,0 +1,38 @@
+r"""Evaluates a trained run: scores, the memorisation check and their pictures.
+
+  python eval.py --workdir runs/mnist
+  python eval.py --workdir runs/toy --num_samples 2000
+
+Writes eval.json and eval_report.md (plus pictures) into the workdir. Image
+scores use a classifier the project trains on the real data (cached under
+--cache_dir or $DELIGAN_CACHE_DIR); they are labelled classifier-based.
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from deligan_jax import evaluation
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "A training workdir (or one seed folder of it).")
+flags.DEFINE_integer("num_samples", None, "Samples to score (default 5000 images, 2000 points).",
+                     lower_bound=2)
+flags.DEFINE_string("cache_dir", None, "Where the evaluation classifier is cached.")
+flags.DEFINE_integer("seed", 0, "PRNG seed of the evaluated samples.")
+flags.DEFINE_integer("classifier_steps", 2000, "Training steps of the evaluation classifier.")
+flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.WARNING)
+  evaluation.evaluate(FLAGS.workdir, FLAGS.num_samples, FLAGS.cache_dir, FLAGS.seed,
+                      FLAGS.classifier_steps)
+  with open(f"{FLAGS.workdir}/{evaluation.REPORT}") as f:
+    print(f.read())
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,92 @@
+"""eval.py, the classifier and the comparison, end to end at tiny budgets."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from deligan_jax import classifier, compare, evaluation, training
+from tests.conftest import REPO, small_config
+
+
+def mnist_config(data_dir, variant="deligan"):
+  config = small_config("mnist", variant)
+  config.data.dir = data_dir
+  return config
+
+
+def test_memorisation_check_spots_copies():
+  rng = np.random.default_rng(0)
+  train = rng.uniform(-1, 1, (50, 4, 4, 1))
+  test = rng.uniform(-1, 1, (80, 4, 4, 1))
+  copies = evaluation.memorisation(train[:20] + 1e-3, train, test)
+  fresh = evaluation.memorisation(rng.uniform(-1, 1, (20, 4, 4, 1)), train, test)
+  assert copies["fraction_closer_than_test_p1"] == 1.0
+  np.testing.assert_array_equal(copies["nearest_train_index"], np.arange(20))
+  assert fresh["fraction_closer_than_test_p1"] < 0.2
+  assert copies["sample_to_train_median"] < fresh["sample_to_train_median"]
+
+
+def test_nearest_neighbours_match_brute_force():
+  rng = np.random.default_rng(1)
+  queries, references = rng.normal(size=(7, 3, 3, 1)), rng.normal(size=(11, 3, 3, 1))
+  distances, indices = evaluation.nearest_neighbour_distances(queries, references, chunk=3)
+  brute = np.linalg.norm(queries.reshape(7, 1, -1) - references.reshape(1, 11, -1), axis=-1)
+  np.testing.assert_array_equal(indices, brute.argmin(1))
+  np.testing.assert_allclose(distances, brute.min(1), rtol=1e-6)
+
+
+def test_eval_on_a_toy_run(tmp_path):
+  config = small_config("toy", "bimodal,deligan")
+  training.train_and_evaluate(config, str(tmp_path))
+  results = evaluation.evaluate(str(tmp_path), num_samples=200)
+  assert set(results["modes"]) >= {"modes_covered", "high_quality_fraction", "mode_kl",
+                                   "fraction_per_mode"}
+  assert (tmp_path / "eval_samples.png").is_file()
+  assert json.loads((tmp_path / "eval.json").read_text())["modes"] == results["modes"]
+  assert "modes_covered" in (tmp_path / "eval_report.md").read_text()
+
+
+def test_eval_on_an_mnist_run_writes_every_output(tmp_path, mnist_dir):
+  run = tmp_path / "run"
+  training.train_and_evaluate(mnist_config(mnist_dir), str(run))
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  result = subprocess.run(
+      [sys.executable, "eval.py", "--workdir", str(run), "--num_samples", "64",
+       "--cache_dir", str(tmp_path / "cache"), "--classifier_steps", "20"],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  saved = json.loads((run / "eval.json").read_text())
+  for key in ("inception_score", "modified_inception_score", "m_is_per_class", "fid", "kid",
+              "precision", "recall", "memorisation", "classifier_test_accuracy"):
+    assert key in saved, key
+  assert "classifier-based" in saved["score_kind"]
+  assert len(saved["m_is_per_class"]) == 10
+  assert saved["fid"] >= 0 and 0 <= saved["precision"] <= 1
+  for picture in ("eval_nearest_neighbours.png", "eval_mixture_tsne.png"):
+    assert (run / picture).stat().st_size > 1000, picture
+  report = (run / "eval_report.md").read_text()
+  assert "classifier-based" in report and "m-IS per predicted class" in report
+  assert "classifier-based" in result.stdout
+  assert (tmp_path / "cache" / "mnist_cnn_steps20_seed0.json").is_file()  # cached
+
+
+def test_compare_end_to_end_on_toy(tmp_path):
+  config = small_config("toy", "bimodal")
+  scores = compare.compare(config, ["gan", "deligan"], 2, str(tmp_path), num_samples=100)
+  assert set(scores) == {"gan", "deligan"} and all(len(v) == 2 for v in scores.values())
+  table = (tmp_path / "comparison.md").read_text()
+  assert "| gan |" in table and "| deligan |" in table and "±" in table
+  assert (tmp_path / "comparison.png").is_file()
+  assert (tmp_path / "deligan" / "seed_0" / "eval.json").is_file()
+
+
+@pytest.mark.slow
+def test_mnist_classifier_reaches_99_percent(tmp_path, mnist_dir):
+  trained = classifier.train_classifier(mnist_dir, str(tmp_path))
+  assert trained.test_accuracy >= 0.99, trained.test_accuracy
+  cached = classifier.train_classifier(mnist_dir, str(tmp_path))  # from the cache
+  assert cached.test_accuracy == trained.test_accuracy
