@@ -42,7 +42,10 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   if FLAGS.config.distributed:
     jax.distributed.initialize()  # then the mesh spans every host's devices
-  training.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  try:
+    training.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except training.Interrupted as stop:
+    sys.exit(f"interrupted by {stop}")
 
 
 if __name__ == "__main__":

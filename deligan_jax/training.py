@@ -14,7 +14,10 @@ Running again with the same workdir resumes from the latest checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -176,7 +179,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
     for run in runs:
       run.start_logging(start)
     summary_writer = run_log.MetricWriter(workdir, start) if num_seeds > 1 else None
-    state = _loop(config, trainer, runs, summary_writer, state, dataset.x)
+    try:
+      state = _loop(config, trainer, runs, summary_writer, state, dataset.x)
+    finally:
+      if summary_writer is not None:
+        summary_writer.close()
   finally:
     for run in runs:
       run.close()
@@ -191,8 +198,41 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   return state
 
 
+class Interrupted(Exception):
+  """Training stopped on SIGINT/SIGTERM after saving a checkpoint at ``step``."""
+
+  def __init__(self, signal_name: str, step: int, workdir: str):
+    super().__init__(f"{signal_name}: saved a checkpoint at batch {step} in {workdir}; run the "
+                     "same command again to resume from it")
+    self.step = step
+
+
+@contextlib.contextmanager
+def _signals_recorded():
+  """Records SIGINT/SIGTERM instead of dying mid-dispatch; yields the list of names seen."""
+  received: list[str] = []
+  previous = {}
+
+  def record(signum, frame):
+    del frame
+    received.append(signal.Signals(signum).name)
+
+  if threading.current_thread() is threading.main_thread():  # signals reach only that one
+    for signum in (signal.SIGINT, signal.SIGTERM):
+      previous[signum] = signal.signal(signum, record)
+  try:
+    yield received
+  finally:
+    for signum, handler in previous.items():
+      signal.signal(signum, handler)
+
+
 def _loop(config, trainer, runs, summary_writer, state, real):
-  """Dispatches fused steps until ``num_steps``; logs, plots and checkpoints on the way."""
+  """Dispatches fused steps until ``num_steps``; logs, plots and checkpoints on the way.
+
+  SIGINT or SIGTERM ends the loop at the next dispatch boundary with a
+  checkpoint of that step (:class:`Interrupted`).
+  """
   num_seeds = len(runs)
   updates_per_batch = trainer.rule.inner_updates
   step = int(_seed(state, 0, num_seeds).step)
@@ -201,7 +241,7 @@ def _loop(config, trainer, runs, summary_writer, state, real):
                        desc=f"{config.model} x{num_seeds}" if num_seeds > 1 else config.model,
                        dynamic_ncols=True, smoothing=0.1)
   window: list[dict] = []
-  try:
+  with _signals_recorded() as received, progress:
     while step < config.num_steps:
       batches = min(config.steps_per_dispatch, config.num_steps - step)
       state, metrics = trainer.train(state, batches)
@@ -222,11 +262,10 @@ def _loop(config, trainer, runs, summary_writer, state, real):
         for k, run in enumerate(runs):
           plot_samples(trainer.model, _seed(state, k, num_seeds), run.config, real,
                        os.path.join(run.workdir, "samples", f"step_{step:07d}.png"))
-      if step % config.checkpoint_every == 0 or step == config.num_steps:
+      if step % config.checkpoint_every == 0 or step == config.num_steps or received:
         for k, run in enumerate(runs):
           run.checkpointer.save(_seed(state, k, num_seeds))
-  finally:
-    progress.close()
-    if summary_writer is not None:
-      summary_writer.close()
+      if received and step < config.num_steps:
+        raise Interrupted(received[0], step, os.path.dirname(runs[0].workdir)
+                          if num_seeds > 1 else runs[0].workdir)
   return state

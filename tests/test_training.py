@@ -119,3 +119,29 @@ def test_sample_component_of_one_generator(tmp_path):
   assert all_rows.shape == (16, 2) and one.shape == (5, 2)
   with pytest.raises(ValueError, match="multiples"):
     sample.generate(str(tmp_path), 5)
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, signal_name):
+  import signal
+  import time
+  workdir = tmp_path / "run"
+  args = ["train.py", "--config", "configs/toy.py:bimodal,deligan", "--workdir", str(workdir),
+          "--config.num_steps=200000", "--config.steps_per_dispatch=100",
+          "--config.log_every=100", "--config.checkpoint_every=100000"]
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  process = subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  metrics = workdir / "metrics.jsonl"
+  deadline = time.time() + 300
+  while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+    assert time.time() < deadline and process.poll() is None, process.stderr.read()[-3000:]
+    time.sleep(0.2)
+  process.send_signal(getattr(signal, signal_name))
+  _, stderr = process.communicate(timeout=300)
+  assert process.returncode != 0
+  assert signal_name in stderr and "run the same command again to resume" in stderr
+  steps = [int(d) for d in os.listdir(workdir / "checkpoints")]
+  assert len(steps) == 1 and 0 < steps[0] < 200000 and steps[0] % 100 == 0
+  logged = [json.loads(l)["step"] for l in metrics.read_text().splitlines()]
+  assert logged[-1] == steps[0]  # the checkpoint holds everything that was logged
