@@ -95,7 +95,11 @@ def table(scores: dict, columns, seeds: int, config) -> str:
     cells = []
     for key, _, _ in columns:
       values = np.array([run[key] for run in runs], np.float64)
-      cells.append(f"{values.mean():.3f} ± {values.std():.3f}")
+      finite = values[np.isfinite(values)]
+      cell = f"{finite.mean():.3f} ± {finite.std():.3f}" if finite.size else "n/a"
+      if finite.size < values.size:  # e.g. mode KL when no sample is near any mode
+        cell += f" ({values.size - finite.size} of {values.size} seeds: not finite)"
+      cells.append(cell)
     lines.append(f"| {model} | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 

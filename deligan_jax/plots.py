@@ -104,6 +104,7 @@ def save_comparison(scores: dict[str, list[dict]], columns, path: str) -> None:
   models = list(scores)
   for ax, (key, title, higher) in zip(axes[0], columns):
     values = [np.array([run[key] for run in scores[m]], np.float64) for m in models]
+    values = [v[np.isfinite(v)] if np.isfinite(v).any() else np.zeros(1) for v in values]
     ax.bar(range(len(models)), [v.mean() for v in values], yerr=[v.std() for v in values],
            color="tab:blue", capsize=3)
     ax.set_xticks(range(len(models)), models, rotation=45, ha="right")

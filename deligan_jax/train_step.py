@@ -100,7 +100,7 @@ class Trainer:
 
   With ``num_seeds = S > 1`` the state holds S independent runs stacked on a
   leading axis (seeds ``seed .. seed + S - 1``), trained by one compiled program
-  (``vmap`` over the state; the data is shared).
+  (``vmap`` over the state on accelerators, a loop over seeds on CPU; the data is shared).
   """
 
   def __init__(self, model: GanModel, rule: balancing.BalanceRule, step_config: StepConfig,
@@ -156,8 +156,16 @@ class Trainer:
     return jax.lax.scan(self._train_batch, state, length=num_batches)
 
   def _train_seeds(self, states: TrainState, num_batches: int):
-    """``_train_batches`` over S stacked states (vmap over the leading axis)."""
-    return jax.vmap(functools.partial(self._train_batches, num_batches=num_batches))(states)
+    """``_train_batches`` over S stacked states.
+
+    vmap on accelerators, where the seeds run in parallel. On CPU, a loop over
+    seeds (``lax.map``): vmap would turn the G/D ``cond`` into computing both
+    updates and selecting, about three times the work per seed there.
+    """
+    train = functools.partial(self._train_batches, num_batches=num_batches)
+    if jax.default_backend() == "cpu":
+      return jax.lax.map(train, states)
+    return jax.vmap(train)(states)
 
   def _train_batch(self, state: TrainState, _):
     cfg, rule = self.config, self.rule
