@@ -145,3 +145,17 @@ def test_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, signal_name)
   assert len(steps) == 1 and 0 < steps[0] < 200000 and steps[0] % 100 == 0
   logged = [json.loads(l)["step"] for l in metrics.read_text().splitlines()]
   assert logged[-1] == steps[0]  # the checkpoint holds everything that was logged
+
+
+def test_same_config_and_seed_reproduce_across_processes(tmp_path):
+  from deligan_jax import checkpoints
+  args = ["--config", "configs/toy.py:bimodal,deligan", "--config.num_steps=40",
+          "--config.steps_per_dispatch=20", "--config.log_every=20"]
+  for name in ("a", "b"):
+    result = run_cli("train.py", *args, "--workdir", str(tmp_path / name))
+    assert result.returncode == 0, result.stderr[-3000:]
+  assert (tmp_path / "a" / "metrics.jsonl").read_bytes() == \
+      (tmp_path / "b" / "metrics.jsonl").read_bytes()
+  _, _, a = checkpoints.load_run(str(tmp_path / "a"))
+  _, _, b = checkpoints.load_run(str(tmp_path / "b"))
+  assert tree_equal(a, b)
