@@ -110,8 +110,8 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
                              (-left, out_w + left - full_w, 0), (0, 0, 0)))
 
 
-class Conv(nn.Module):
-  """A drop-in for ``flax.linen.Conv`` (NHWC, with bias) with a choice of implementation."""
+class _Convolution(nn.Module):
+  """A convolution layer with bias (NHWC, HWIO kernel), float32 parameters."""
   features: int
   kernel_size: tuple[int, int]
   strides: tuple[int, int] = (1, 1)
@@ -120,24 +120,8 @@ class Conv(nn.Module):
   impl: str = "im2col"
   dtype: jnp.dtype = jnp.float32  # compute dtype; the parameters stay float32
 
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    kernel = self.param("kernel", self.kernel_init,
-                        (*self.kernel_size, x.shape[-1], self.features))
-    bias = self.param("bias", nn.initializers.zeros, (self.features,))
-    x, kernel, bias = (a.astype(self.dtype) for a in (x, kernel, bias))
-    return conv2d(x, kernel, self.strides, self.padding, self.impl) + bias
-
-
-class ConvTranspose(nn.Module):
-  """A drop-in for ``flax.linen.ConvTranspose`` (NHWC, with bias)."""
-  features: int
-  kernel_size: tuple[int, int]
-  strides: tuple[int, int] = (1, 1)
-  padding: Padding = "SAME"
-  kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
-  impl: str = "im2col"
-  dtype: jnp.dtype = jnp.float32  # compute dtype; the parameters stay float32
+  def _apply(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+    raise NotImplementedError
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -145,4 +129,18 @@ class ConvTranspose(nn.Module):
                         (*self.kernel_size, x.shape[-1], self.features))
     bias = self.param("bias", nn.initializers.zeros, (self.features,))
     x, kernel, bias = (a.astype(self.dtype) for a in (x, kernel, bias))
-    return conv_transpose2d(x, kernel, self.strides, self.padding, self.impl) + bias
+    return self._apply(x, kernel) + bias
+
+
+class Conv(_Convolution):
+  """A drop-in for ``flax.linen.Conv`` with a choice of implementation."""
+
+  def _apply(self, x, kernel):
+    return conv2d(x, kernel, self.strides, self.padding, self.impl)
+
+
+class ConvTranspose(_Convolution):
+  """A drop-in for ``flax.linen.ConvTranspose`` with a choice of implementation."""
+
+  def _apply(self, x, kernel):
+    return conv_transpose2d(x, kernel, self.strides, self.padding, self.impl)

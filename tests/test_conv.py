@@ -31,23 +31,12 @@ def inputs(size, c_in, k, c_out):
   return x, kernel
 
 
-@pytest.mark.parametrize("size, c_in, k, stride, padding, c_out", CASES)
-def test_conv2d_equals_xla(size, c_in, k, stride, padding, c_out):
+@pytest.mark.parametrize("op, size, c_in, k, stride, padding, c_out",
+                         [(conv.conv2d, *case) for case in CASES] +
+                         [(conv.conv_transpose2d, *case) for case in TRANSPOSE_CASES])
+def test_im2col_equals_xla_in_values_and_gradients(op, size, c_in, k, stride, padding, c_out):
   x, kernel = inputs(size, c_in, k, c_out)
-  fn = lambda impl: lambda x, w: conv.conv2d(x, w, (stride, stride), padding, impl)
-  want, got = fn("xla")(x, kernel), fn("im2col")(x, kernel)
-  assert got.shape == want.shape
-  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-  cotangent = jax.random.normal(jax.random.key(2), want.shape)
-  grads = [jax.vjp(fn(impl), x, kernel)[1](cotangent) for impl in ("xla", "im2col")]
-  for want_grad, got_grad in zip(*grads):
-    np.testing.assert_allclose(got_grad, want_grad, rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.parametrize("size, c_in, k, stride, padding, c_out", TRANSPOSE_CASES)
-def test_conv_transpose2d_equals_xla(size, c_in, k, stride, padding, c_out):
-  x, kernel = inputs(size, c_in, k, c_out)
-  fn = lambda impl: lambda x, w: conv.conv_transpose2d(x, w, (stride, stride), padding, impl)
+  fn = lambda impl: lambda x, w: op(x, w, (stride, stride), padding, impl)
   want, got = fn("xla")(x, kernel), fn("im2col")(x, kernel)
   assert got.shape == want.shape
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
