@@ -159,3 +159,12 @@ def test_same_config_and_seed_reproduce_across_processes(tmp_path):
   _, _, a = checkpoints.load_run(str(tmp_path / "a"))
   _, _, b = checkpoints.load_run(str(tmp_path / "b"))
   assert tree_equal(a, b)
+
+
+def test_training_on_a_user_point_set(tmp_path):
+  points = np.random.default_rng(0).normal(0, 0.2, (64, 2)).astype(np.float32)
+  np.save(tmp_path / "points.npy", points)
+  config = small_config("toy", "points,gan")
+  config.data.path = str(tmp_path / "points.npy")
+  state = training.train_and_evaluate(config, str(tmp_path / "run"))
+  assert int(state.step) == 8 and (tmp_path / "run" / "samples.png").is_file()
