@@ -32,11 +32,10 @@ RESULTS = "eval.json"
 
 
 def generate_samples(model, state, num: int, seed: int = 0) -> np.ndarray:
-  """``num`` samples (inference-mode batch norm), in whole rounds of the N components."""
-  rounds = -(-num // model.num_components)
-  samples, _ = model.generate(state.params, state.batch_stats, jax.random.key(seed),
-                              rounds * model.num_components, train=False)
-  return np.asarray(samples)[:num]
+  """``num`` samples, batch norm in inference mode."""
+  samples, _ = model.generate(state.params, state.batch_stats, jax.random.key(seed), num,
+                              train=False)
+  return np.asarray(samples)
 
 
 def nearest_neighbour_distances(queries: np.ndarray, references: np.ndarray,

@@ -129,6 +129,11 @@ class GanModel:
     In ``train`` mode batch norm uses batch statistics and the returned stats are
     updated; otherwise running averages are used and returned unchanged.
     """
+    if self.variant == "ensemble" and component is None and n % self.num_components:
+      # Every generator makes the same number of rows: draw whole rounds, keep n.
+      rounds = -(-n // self.num_components)
+      out, stats = self.generate(params, batch_stats, key, rounds * self.num_components, train)
+      return out[:n], stats
     z, ids = self.latent(params["mixture"], key, n, component)
     g_params, g_stats = params["generator"], batch_stats["generator"]
     if self.variant == "ensemble" and component is not None:

@@ -35,9 +35,6 @@ def generate(workdir: str, num: int, seed: int = 0, component: int | None = None
   config, model, state = checkpoints.load_run(workdir)
   if component is not None and not 0 <= component < model.num_components:
     raise ValueError(f"--component must be in [0, {model.num_components}), got {component}")
-  if model.variant == "ensemble" and component is None and num % model.num_components:
-    raise ValueError(f"an ensemble of {model.num_components} generators samples in multiples "
-                     f"of {model.num_components}; got --num={num}")
   samples, _ = model.generate(state.params, state.batch_stats, jax.random.key(seed), num,
                               train=False, component=component)
   return np.asarray(samples)
