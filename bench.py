@@ -8,4 +8,5 @@ from absl import app
 from deligan_jax import bench
 
 if __name__ == "__main__":
+  bench.define_flags()
   app.run(bench.main)

@@ -35,14 +35,18 @@ from deligan_jax import networks
 from deligan_jax import train_step
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Experiment config file (path[:arg]).")
-flags.DEFINE_list("batch_sizes", None, "Batch sizes to measure (default: the config's, x4, x16).")
-flags.DEFINE_list("dtypes", ["float32", "bfloat16"],
-                  "Compute dtypes of the fused measurement (per-update uses the first).")
-flags.DEFINE_integer("repeats", 5, "Timed calls per measurement (the median is reported).")
-flags.DEFINE_bool("quick", False, "Fewer, shorter measurements (under 2 minutes on a CPU).")
-flags.DEFINE_bool("json", False, "Print one JSON object per measurement instead of a table.")
-flags.mark_flags_as_required(["config"])
+
+
+def define_flags() -> None:
+  """The command line; defined by the entry point, not on import (absl flags are global)."""
+  config_flags.DEFINE_config_file("config", None, "Experiment config file (path[:arg]).")
+  flags.DEFINE_list("batch_sizes", None, "Batch sizes to measure (default: the config's, x4, x16).")
+  flags.DEFINE_list("dtypes", ["float32", "bfloat16"],
+                    "Compute dtypes of the fused measurement (per-update uses the first).")
+  flags.DEFINE_integer("repeats", 5, "Timed calls per measurement (the median is reported).")
+  flags.DEFINE_bool("quick", False, "Fewer, shorter measurements (under 2 minutes on a CPU).")
+  flags.DEFINE_bool("json", False, "Print one JSON object per measurement instead of a table.")
+  flags.mark_flags_as_required(["config"])
 
 
 def peak_memory_bytes() -> int | None:
@@ -135,4 +139,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

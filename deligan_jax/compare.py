@@ -28,14 +28,19 @@ from deligan_jax import training
 from deligan_jax.models import MODELS
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Experiment config file (path[:arg]).")
-flags.DEFINE_list("models", list(MODELS), "Models to compare.")
-flags.DEFINE_integer("seeds", 3, "Seeds per model.", lower_bound=1)
-flags.DEFINE_string("workdir", None, "Where runs, evaluations and the table go.")
-flags.DEFINE_integer("num_samples", None, "Samples scored per seed (eval.py's default).")
-flags.DEFINE_string("cache_dir", None, "Where the evaluation classifier is cached.")
-flags.DEFINE_integer("classifier_steps", 2000, "Training steps of the evaluation classifier.")
-flags.mark_flags_as_required(["config", "workdir"])
+
+
+def define_flags() -> None:
+  """The command line; defined by the entry point, not on import (absl flags are global)."""
+  config_flags.DEFINE_config_file("config", None, "Experiment config file (path[:arg]).")
+  flags.DEFINE_list("models", list(MODELS), "Models to compare.")
+  flags.DEFINE_integer("seeds", 3, "Seeds per model.", lower_bound=1)
+  flags.DEFINE_string("workdir", None, "Where runs, evaluations and the table go.")
+  flags.DEFINE_integer("num_samples", None, "Samples scored per seed (eval.py's default).")
+  flags.DEFINE_string("cache_dir", None, "Where the evaluation classifier is cached.")
+  flags.DEFINE_integer("classifier_steps", 2000, "Training steps of the evaluation classifier.")
+  flags.mark_flags_as_required(["config", "workdir"])
+
 
 # (key in a seed's scores, column title, higher is better)
 IMAGE_COLUMNS = (("m_is", "m-IS", True), ("is", "IS", True), ("fid", "FID", False),
@@ -115,4 +120,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -22,12 +22,16 @@ from deligan_jax import checkpoints
 from deligan_jax import plots
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "A training workdir (holds config.json and checkpoints/).")
-flags.DEFINE_integer("num", 100, "How many samples.", lower_bound=1)
-flags.DEFINE_string("out", None, "Output file: .png or .npy.")
-flags.DEFINE_integer("component", None, "Sample from this one component only.", lower_bound=0)
-flags.DEFINE_integer("seed", 0, "PRNG seed for the latents.")
-flags.mark_flags_as_required(["workdir", "out"])
+
+
+def define_flags() -> None:
+  """The command line; defined by the entry point, not on import (absl flags are global)."""
+  flags.DEFINE_string("workdir", None, "A training workdir (holds config.json and checkpoints/).")
+  flags.DEFINE_integer("num", 100, "How many samples.", lower_bound=1)
+  flags.DEFINE_string("out", None, "Output file: .png or .npy.")
+  flags.DEFINE_integer("component", None, "Sample from this one component only.", lower_bound=0)
+  flags.DEFINE_integer("seed", 0, "PRNG seed for the latents.")
+  flags.mark_flags_as_required(["workdir", "out"])
 
 
 def generate(workdir: str, num: int, seed: int = 0, component: int | None = None) -> np.ndarray:
@@ -58,4 +62,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
