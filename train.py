@@ -46,6 +46,8 @@ def main(argv):
     training.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except training.Interrupted as stop:
     sys.exit(f"interrupted by {stop}")
+  except training.NonFinite as error:
+    sys.exit(f"stopped: {error}")
 
 
 if __name__ == "__main__":

@@ -202,7 +202,11 @@ class Trainer:
     g_updates = jnp.sum(update_g.astype(jnp.int32))
     d_updates = rule.inner_updates - g_updates
     d_loss_total = jnp.sum(jnp.where(update_g, 0.0, loss))
+    # Read and removed by the loop, which stops on the first non-finite batch.
     metrics = {
+        "finite_losses": jnp.all(jnp.isfinite(g)) & jnp.all(jnp.isfinite(loss)),
+        "finite_params": jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf))
+                                            for leaf in jax.tree.leaves(params)])),
         "g_loss": jnp.mean(g),
         "d_loss": jnp.where(d_updates > 0, d_loss_total / jnp.maximum(d_updates, 1), jnp.nan),
         "g_updates": g_updates,

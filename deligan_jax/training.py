@@ -180,7 +180,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
       run.start_logging(start)
     summary_writer = run_log.MetricWriter(workdir, start) if num_seeds > 1 else None
     try:
-      state = _loop(config, trainer, runs, summary_writer, state, dataset.x)
+      state = _loop(config, trainer, runs, summary_writer, state, dataset.x, workdir)
     finally:
       if summary_writer is not None:
         summary_writer.close()
@@ -207,6 +207,21 @@ class Interrupted(Exception):
     self.step = step
 
 
+class NonFinite(Exception):
+  """A loss or parameter became NaN/inf; the latest checkpoint is the last good state."""
+
+
+def _check_finite(metrics: dict, step: int, batches: int, workdir: str) -> None:
+  """Raises :class:`NonFinite` naming the first bad batch and quantity of a dispatch."""
+  for key, quantity in (("finite_losses", "a loss"), ("finite_params", "a parameter")):
+    finite = np.asarray(metrics.pop(key)).reshape(-1, batches).all(axis=0)
+    if not finite.all():
+      bad = step - batches + int(np.argmin(finite)) + 1
+      raise NonFinite(f"{quantity} became NaN or infinite at batch {bad}; nothing after the "
+                      f"latest checkpoint in {workdir} was saved. Resume from it with another "
+                      "seed (a new --workdir) or a smaller learning rate")
+
+
 @contextlib.contextmanager
 def _signals_recorded():
   """Records SIGINT/SIGTERM instead of dying mid-dispatch; yields the list of names seen."""
@@ -227,7 +242,7 @@ def _signals_recorded():
       signal.signal(signum, handler)
 
 
-def _loop(config, trainer, runs, summary_writer, state, real):
+def _loop(config, trainer, runs, summary_writer, state, real, workdir):
   """Dispatches fused steps until ``num_steps``; logs, plots and checkpoints on the way.
 
   SIGINT or SIGTERM ends the loop at the next dispatch boundary with a
@@ -245,8 +260,10 @@ def _loop(config, trainer, runs, summary_writer, state, real):
     while step < config.num_steps:
       batches = min(config.steps_per_dispatch, config.num_steps - step)
       state, metrics = trainer.train(state, batches)
-      window.append(jax.device_get(metrics))
+      metrics = jax.device_get(metrics)
       step += batches
+      _check_finite(metrics, step, batches, workdir)
+      window.append(metrics)
       progress.update(batches * updates_per_batch * num_seeds)
       if step % config.log_every == 0 or step == config.num_steps:
         summaries = [_summarise([_seed(m, k, num_seeds) for m in window])
@@ -266,6 +283,5 @@ def _loop(config, trainer, runs, summary_writer, state, real):
         for k, run in enumerate(runs):
           run.checkpointer.save(_seed(state, k, num_seeds))
       if received and step < config.num_steps:
-        raise Interrupted(received[0], step, os.path.dirname(runs[0].workdir)
-                          if num_seeds > 1 else runs[0].workdir)
+        raise Interrupted(received[0], step, workdir)
   return state

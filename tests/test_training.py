@@ -168,3 +168,24 @@ def test_training_on_a_user_point_set(tmp_path):
   config.data.path = str(tmp_path / "points.npy")
   state = training.train_and_evaluate(config, str(tmp_path / "run"))
   assert int(state.step) == 8 and (tmp_path / "run" / "samples.png").is_file()
+
+
+def test_non_finite_values_stop_training_and_keep_the_last_good_checkpoint(tmp_path,
+                                                                          monkeypatch):
+  from deligan_jax import checkpoints, input_pipeline
+  config = small_config("toy", "bimodal,deligan")
+  config.num_steps = 4
+  training.train_and_evaluate(config, str(tmp_path))  # a good checkpoint at batch 4
+  poisoned = input_pipeline.toy_points("bimodal", 400)
+  poisoned[::2] = np.nan  # every batch of the next epochs meets NaN samples
+  monkeypatch.setattr(training.input_pipeline, "load",
+                      lambda _: input_pipeline.Dataset(poisoned, None, "poisoned"))
+  config.num_steps = 16
+  with pytest.raises(training.NonFinite, match=r"at batch (5|6|7|8);.*latest checkpoint"):
+    training.train_and_evaluate(config, str(tmp_path))
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["4"]
+  _, _, state = checkpoints.load_run(str(tmp_path))
+  assert int(state.step) == 4
+  assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state.params))
+  assert [json.loads(l)["step"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()] \
+      == [4]
