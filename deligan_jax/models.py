@@ -3,14 +3,12 @@
 All six share the discriminator and the generator network; they differ only in
 what the generator is fed and how its parameters are laid out:
 
-=========  ==============================================================
-``gan``       G(eps)
-``gan++``     G(act(Dense_N(eps))): one extra dense layer of N units
-``ensemble``  N generators stacked in one pytree; generator i makes row i
-``nx``        G(eps) with every hidden width multiplied by N
-``moe``       G([one_hot(i), eps])
-``deligan``   G(mu_i + sigma_i * eps), the learned mixture prior
-=========  ==============================================================
+* ``gan``: G(eps)
+* ``gan++``: G(act(Dense_N(eps))), one extra dense layer of N units
+* ``ensemble``: N generators stacked in one pytree; generator i makes row i
+* ``nx``: G(eps) with every hidden width multiplied by N
+* ``moe``: G([one_hot(i), eps])
+* ``deligan``: G(mu_i + sigma_i * eps), the learned mixture prior
 
 A :class:`GanModel` is a bundle of pure functions over explicit pytrees:
 ``params = {'generator', 'discriminator', 'mixture'}`` and
