@@ -54,6 +54,13 @@ class Checkpointer:
     self._manager.close()
 
 
+def run_workdirs(config, workdir: str) -> list[str]:
+  """Where each seed's run lives: ``workdir`` itself, or ``workdir/seed_<s>`` for several seeds."""
+  if config.num_seeds == 1:
+    return [workdir]
+  return [os.path.join(workdir, f"seed_{config.seed + k}") for k in range(config.num_seeds)]
+
+
 def load_run(workdir: str) -> tuple[object, models.GanModel, train_step.TrainState]:
   """The config, model and latest train state of a finished or running run."""
   config_path = os.path.join(workdir, CONFIG_FILE)
@@ -62,9 +69,9 @@ def load_run(workdir: str) -> tuple[object, models.GanModel, train_step.TrainSta
   with open(config_path) as f:
     config = config_lib.from_json(f.read())
   if config.num_seeds > 1:
-    seeds = ", ".join(f"seed_{config.seed + k}" for k in range(config.num_seeds))
     raise FileNotFoundError(f"{workdir} holds {config.num_seeds} seeds; pass one of its "
-                            f"seed folders ({seeds}) as the workdir")
+                            f"seed folders ({', '.join(run_workdirs(config, workdir))}) as "
+                            "the workdir")
   model = models.build(config)
   rule = balancing.BalanceRule.from_config(config.balance)
   like = jax.eval_shape(lambda: train_step.init_state(

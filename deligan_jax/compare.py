@@ -22,6 +22,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from deligan_jax import checkpoints
 from deligan_jax import evaluation
 from deligan_jax import plots
 from deligan_jax import training
@@ -76,11 +77,9 @@ def compare(config, models: list[str], seeds: int, workdir: str,
     model_config.num_seeds = seeds
     run_dir = os.path.join(workdir, model)
     training.train_and_evaluate(model_config, run_dir)
-    seed_dirs = ([run_dir] if seeds == 1 else
-                 [os.path.join(run_dir, f"seed_{config.seed + k}") for k in range(seeds)])
     scores[model] = [seed_scores(evaluation.evaluate(d, num_samples, cache,
                                                      classifier_steps=classifier_steps))
-                     for d in seed_dirs]
+                     for d in checkpoints.run_workdirs(model_config, run_dir)]
   columns = TOY_COLUMNS if "high_quality" in next(iter(scores.values()))[0] else IMAGE_COLUMNS
   with open(os.path.join(workdir, "comparison.json"), "w") as f:
     json.dump(scores, f, indent=2)

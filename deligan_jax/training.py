@@ -130,11 +130,11 @@ def _seed_runs(config: ml_collections.ConfigDict, workdir: str) -> list[_Run]:
     return [_Run(config, workdir)]
   _prepare_workdir(config, workdir)
   runs = []
-  for offset in range(config.num_seeds):
+  for offset, seed_workdir in enumerate(checkpoints.run_workdirs(config, workdir)):
     seed_config = config.copy_and_resolve_references()
     seed_config.seed = config.seed + offset
     seed_config.num_seeds = 1
-    runs.append(_Run(seed_config, os.path.join(workdir, f"seed_{seed_config.seed}")))
+    runs.append(_Run(seed_config, seed_workdir))
   return runs
 
 
