@@ -104,7 +104,7 @@ def train_classifier(data_dir: str | None = None, cache: str | None = None, step
 
 def _mnist(data_dir, source, split):
   images, labels = input_pipeline.load_mnist(data_dir, source, split)
-  return (images[..., None].astype(np.float32) / 127.5 - 1.0), labels
+  return input_pipeline.to_model_scale(images), labels
 
 
 def _fit(model, params, images, labels, steps, batch_size, seed):

@@ -14,6 +14,7 @@ Image scores are computed with the project's own classifier (see
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -75,14 +76,23 @@ def memorisation(samples: np.ndarray, train: np.ndarray, test: np.ndarray) -> di
   }
 
 
+@functools.lru_cache(maxsize=4)
+def _reference(data_dir, source, cache, classifier_steps):
+  """The classifier and its view of the real test set.
+
+  Computed once per process: a comparison evaluates many runs against the same test set.
+  """
+  classifier = classifier_lib.train_classifier(data_dir, cache, classifier_steps, source=source)
+  test_images, _ = input_pipeline.load_mnist(data_dir, source, "test")
+  test_x = input_pipeline.to_model_scale(test_images)
+  return (classifier, test_x, *classifier.predict(test_x))
+
+
 def _image_scores(config, model, state, samples, train_x, cache, classifier_steps,
                   out_dir) -> dict:
-  classifier = classifier_lib.train_classifier(config.data.dir, cache, classifier_steps,
-                                               source=config.data.source)
-  test_images, _ = input_pipeline.load_mnist(config.data.dir, config.data.source, "test")
-  test_x = test_images[..., None].astype(np.float32) / 127.5 - 1.0
+  classifier, test_x, test_probs, test_features = _reference(
+      config.data.dir, config.data.source, cache, classifier_steps)
   probs, features = classifier.predict(samples)
-  test_probs, test_features = classifier.predict(test_x)
   is_mean, is_std = metrics.inception_score(probs)
   mis_mean, mis_std, per_class = metrics.modified_inception_score(probs)
   kid_mean, kid_std = metrics.kernel_inception_distance(features, test_features)

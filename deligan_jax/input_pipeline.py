@@ -443,6 +443,11 @@ def _tfds_to_file_order(
   return images[record_of_file_index], labels[record_of_file_index]
 
 
+def to_model_scale(images: np.ndarray) -> np.ndarray:
+  """uint8 (n, 28, 28) pixels -> float32 (n, 28, 28, 1) in [-1, 1], as the networks take them."""
+  return (images.astype(np.float32) / 127.5 - 1.0)[..., None]
+
+
 def last_per_class(
     images: np.ndarray, labels: np.ndarray, per_class: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -505,8 +510,7 @@ def load(data_config: Any) -> Dataset:
     images, labels = last_per_class(
         images, labels, _field(data_config, "per_class", MNIST_PER_CLASS_DEFAULT)
     )
-    x = (images.astype(np.float32) / 127.5 - 1.0)[..., None]
-    return Dataset(x=x, labels=labels, name=name)
+    return Dataset(x=to_model_scale(images), labels=labels, name=name)
   raise DataError(
       f"unknown data.name {name!r}; use one of {list(DATASET_NAMES)}"
   )
