@@ -14,6 +14,10 @@ discriminator. ``thres`` itself moves with the history of decisions:
 * ``'streak'`` (MNIST): at the start of a batch, more than ``g_streak`` G updates
   in a row raise thres by ``thres_up``; ``d_streak`` D updates in a row lower it
   by ``thres_down``, not below t1 (= ``t1_init``); the streak is then reset.
+  With ``forced_d_lr_factor > 0`` (sketches), raising thres also forces one D
+  update at that fraction of the learning rate before the batch's updates.
+* ``'fixed'`` (CIFAR-10): no probe and no threshold; the first
+  ``fixed_d_updates`` of each batch's updates go to D, the rest to G.
 
 All functions are pure and jittable; the state is a pytree carried in the
 train state, so no decision needs a host round trip.
@@ -27,7 +31,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-RULES = ("count", "streak")
+RULES = ("count", "streak", "fixed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +53,9 @@ class BalanceRule:
   # 'streak' rule only.
   g_streak: int = 3
   d_streak: int = 2
+  forced_d_lr_factor: float = 0.0  # 0: no forced D update
+  # 'fixed' rule only.
+  fixed_d_updates: int = 1
 
   @classmethod
   def from_config(cls, balance_config) -> BalanceRule:
@@ -77,8 +84,17 @@ def start_epoch(rule: BalanceRule, state: BalanceState) -> BalanceState:
   return state.replace(t1=t1.astype(jnp.float32))
 
 
+def forces_discriminator_update(rule: BalanceRule, state: BalanceState) -> jax.Array | bool:
+  """Whether this batch starts with a forced D update (sketches); read before start_batch."""
+  if rule.kind != "streak" or rule.forced_d_lr_factor <= 0:
+    return False
+  return state.count > rule.g_streak
+
+
 def start_batch(rule: BalanceRule, state: BalanceState) -> BalanceState:
   """Before a batch's inner updates: move thres according to recent decisions."""
+  if rule.kind == "fixed":
+    return state
   if rule.kind == "count":
     raise_it = state.count > rule.count_up
     thres = jnp.where(raise_it, jnp.minimum(state.thres + rule.thres_up, rule.thres_max),
@@ -98,13 +114,21 @@ def start_batch(rule: BalanceRule, state: BalanceState) -> BalanceState:
                        d_count=jnp.where(lower_it, 0, state.d_count).astype(jnp.int32))
 
 
-def update_generator(state: BalanceState, g: jax.Array) -> jax.Array:
-  """The decision: update G (True) when the probed generator loss exceeds thres."""
+def update_generator(rule: BalanceRule, state: BalanceState, g: jax.Array | None,
+                     update_index: jax.Array) -> jax.Array:
+  """The decision: update G (True) when the probed generator loss exceeds thres.
+
+  Under the 'fixed' rule, by position in the batch (``g`` is not probed, None).
+  """
+  if rule.kind == "fixed":
+    return update_index >= rule.fixed_d_updates
   return g > state.thres
 
 
 def record(rule: BalanceRule, state: BalanceState, updated_generator: jax.Array) -> BalanceState:
   """Book-keeping after one inner update."""
+  if rule.kind == "fixed":
+    return state
   if rule.kind == "count":
     return state.replace(count=(state.count + jnp.where(updated_generator, 1, -1))
                          .astype(jnp.int32))

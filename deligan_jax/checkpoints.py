@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from deligan_jax import balancing
@@ -74,8 +75,9 @@ def load_run(workdir: str) -> tuple[object, models.GanModel, train_step.TrainSta
                             "the workdir")
   model = models.build(config)
   rule = balancing.BalanceRule.from_config(config.balance)
-  like = jax.eval_shape(lambda: train_step.init_state(
-      model, rule, 0, networks.SAMPLE_SHAPES[config.network.name]))
+  examples = jax.ShapeDtypeStruct(
+      (config.network.init_examples, *networks.SAMPLE_SHAPES[config.network.name]), jnp.float32)
+  like = jax.eval_shape(lambda: train_step.init_state(model, rule, 0, examples))
   checkpointer = Checkpointer(workdir)
   try:
     if checkpointer.latest_step() is None:

@@ -12,15 +12,20 @@ import json
 import ml_collections
 from ml_collections import config_dict
 
+from deligan_jax import augment
 from deligan_jax import balancing
 from deligan_jax import conv
 from deligan_jax import input_pipeline
-from deligan_jax import networks
+from deligan_jax import losses
 from deligan_jax import mixture
+from deligan_jax import networks
 from deligan_jax.models import MODELS
 
 DATASETS = input_pipeline.DATASET_NAMES
 NETWORKS = tuple(networks.SAMPLE_SHAPES)
+# The networks each dataset's samples fit.
+NETWORK_OF_DATA = {"toy_unimodal": "toy", "toy_bimodal": "toy", "points": "toy",
+                   "mnist": "mnist", "cifar10": "cifar10", "sketches": "sketches"}
 DATA_SOURCES = input_pipeline.MNIST_SOURCES
 
 
@@ -43,6 +48,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_plot_samples = 49
   c.distributed = False             # jax.distributed.initialize() first (multi-host)
   c.num_seeds = 1                   # S > 1: S runs (seeds seed..seed+S-1) in one program
+  c.objective = "bce"               # or 'semi_supervised' (CIFAR-10's D with class logits)
+  c.augment = ""                    # DiffAugment policy, e.g. 'color,translation,cutout'
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "mnist"
@@ -63,6 +70,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.network.expand_activation = "relu"        # GAN++'s extra layer
   c.network.conv_impl = "auto"                # im2col on CPU, XLA's conv elsewhere
   c.network.dtype = "float32"                 # compute dtype: float32 or bfloat16 (mixed)
+  c.network.init_examples = 500               # real examples for data-dependent init
 
   c.latent = ml_collections.ConfigDict()
   c.latent.dim = 30
@@ -136,10 +144,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
 
   n = c.network
   _require(n.name in NETWORKS, "network.name", f"must be one of {NETWORKS}, got {n.name!r}")
-  wants = "mnist" if d.name == "mnist" else "toy"
+  wants = NETWORK_OF_DATA.get(d.name)
   _require(n.name == wants, "network.name",
            f"data.name={d.name!r} needs the {wants!r} networks, got {n.name!r}")
-  for field in ("generator_width", "discriminator_width", "mbd_kernels", "mbd_dims"):
+  for field in ("generator_width", "discriminator_width", "mbd_kernels", "mbd_dims",
+                "init_examples"):
     _require(n[field] > 0, f"network.{field}", f"must be positive, got {n[field]}")
   _require(n.expand_activation in ("tanh", "relu"), "network.expand_activation",
            f"must be 'tanh' or 'relu', got {n.expand_activation!r}")
@@ -147,6 +156,17 @@ def validate(c: ml_collections.ConfigDict) -> None:
            f"must be 'auto' or one of {conv.IMPLEMENTATIONS}, got {n.conv_impl!r}")
   _require(n.dtype in ("float32", "bfloat16"), "network.dtype",
            f"must be 'float32' or 'bfloat16', got {n.dtype!r}")
+
+  _require(c.objective in losses.OBJECTIVES, "objective",
+           f"must be one of {losses.OBJECTIVES}, got {c.objective!r}")
+  _require(c.objective == "bce" or n.name == "cifar10", "objective",
+           f"'semi_supervised' needs the CIFAR-10 discriminator (class logits), not {n.name!r}")
+  try:
+    augmentations = augment.parse_policy(c.augment)
+  except ValueError as error:
+    raise ConfigError(f"config.augment: {error}") from None
+  _require(not augmentations or n.name != "toy", "augment",
+           "augmentations apply to images; the toy data are 2-D points")
 
   z = c.latent
   _require(z.dim > 0, "latent.dim", f"must be positive, got {z.dim}")
@@ -185,6 +205,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
            f"must be one of {balancing.RULES}, got {b.kind!r}")
   _require(b.inner_updates > 0, "balance.inner_updates",
            f"must be positive, got {b.inner_updates}")
+  _require(0 <= b.fixed_d_updates <= b.inner_updates, "balance.fixed_d_updates",
+           f"must be in [0, inner_updates={b.inner_updates}], got {b.fixed_d_updates}")
+  _require(b.forced_d_lr_factor >= 0, "balance.forced_d_lr_factor",
+           f"must be >= 0, got {b.forced_d_lr_factor}")
 
 
 def to_json(c: ml_collections.ConfigDict) -> str:

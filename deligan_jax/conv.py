@@ -111,7 +111,7 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
 
 
 class _Convolution(nn.Module):
-  """A convolution layer with bias (NHWC, HWIO kernel), float32 parameters."""
+  """A convolution layer (NHWC, HWIO kernel), float32 parameters."""
   features: int
   kernel_size: tuple[int, int]
   strides: tuple[int, int] = (1, 1)
@@ -119,6 +119,7 @@ class _Convolution(nn.Module):
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
   impl: str = "im2col"
   dtype: jnp.dtype = jnp.float32  # compute dtype; the parameters stay float32
+  use_bias: bool = True
 
   def _apply(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
     raise NotImplementedError
@@ -127,9 +128,10 @@ class _Convolution(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param("kernel", self.kernel_init,
                         (*self.kernel_size, x.shape[-1], self.features))
-    bias = self.param("bias", nn.initializers.zeros, (self.features,))
-    x, kernel, bias = (a.astype(self.dtype) for a in (x, kernel, bias))
-    return self._apply(x, kernel) + bias
+    y = self._apply(x.astype(self.dtype), kernel.astype(self.dtype))
+    if not self.use_bias:
+      return y
+    return y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(self.dtype)
 
 
 class Conv(_Convolution):

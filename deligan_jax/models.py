@@ -94,17 +94,22 @@ class GanModel:
   def has_mixture(self) -> bool:
     return self.variant == "deligan"
 
-  def init(self, key: jax.Array, sample_shape: tuple[int, ...]) -> tuple[Pytree, Pytree]:
-    """Returns ``(params, batch_stats)`` for samples of shape ``sample_shape``."""
+  def init(self, key: jax.Array, examples: jax.Array) -> tuple[Pytree, Pytree]:
+    """Returns ``(params, batch_stats)``, initialised on a batch of real ``examples``.
+
+    Weight-normalised layers take their data-dependent initialisation from this
+    pass (D on ``examples``, G on as many latent codes, both in training mode);
+    other layers only read the examples' shape.
+    """
     g_key, d_key, m_key = jax.random.split(key, 3)
     n = self.num_components
-    z = jnp.zeros((n, self.latent_dim), jnp.float32)
-    ids = jnp.arange(n, dtype=jnp.int32)
-    g_vars = self.generator.init(g_key, z, ids, train=False)
-    d_vars = self.discriminator.init(d_key, jnp.zeros((n, *sample_shape), jnp.float32),
-                                     train=False)
     mixture_params = (mixture.init(m_key, n, self.latent_dim, self.mu_init, self.sigma_init)
                       if self.has_mixture else {})
+    rows = n * max(1, len(examples) // n)  # whole rounds of components
+    z, ids = self.latent(mixture_params, jax.random.fold_in(key, 3), rows)
+    g_vars = self.generator.init(g_key, z, ids, train=True)
+    d_vars = self.discriminator.init(_rngs(d_key, params=True), jnp.asarray(examples, jnp.float32),
+                                     train=True)
     params = {"generator": g_vars["params"], "discriminator": d_vars["params"],
               "mixture": mixture_params}
     batch_stats = {"generator": g_vars.get("batch_stats", {}),
@@ -150,19 +155,30 @@ class GanModel:
     return self.generator.make_network(parent=None).apply(member, z, train=False)
 
   def discriminate(self, params: Pytree, batch_stats: Pytree, x: jax.Array,
-                   train: bool, groups: int = 1) -> tuple[jax.Array, Pytree]:
-    """Logits (B,) for samples ``x``; returns them and D's new batch stats.
+                   train: bool, groups: int = 1,
+                   key: jax.Array | None = None) -> tuple[jax.Array, Pytree]:
+    """Logits for samples ``x``; returns them and D's new batch stats.
 
+    Logits are (B,), or (B, K) class logits for a semi-supervised D.
     ``groups``: ``x`` is that many equal sets (e.g. real then generated) that
-    minibatch discrimination compares only within themselves.
+    minibatch discrimination compares only within themselves. ``key`` drives
+    D's input noise and dropout in training mode (needed where D has them).
     """
     d_params, d_stats = params["discriminator"], batch_stats["discriminator"]
     variables = _variables(d_params, d_stats)
     if not train:
       return self.discriminator.apply(variables, x, train=False, groups=groups), d_stats
+    rngs = {} if key is None else _rngs(key)
     logits, updates = self.discriminator.apply(variables, x, train=True, groups=groups,
-                                               mutable=["batch_stats"])
+                                               rngs=rngs, mutable=["batch_stats"])
     return logits, updates.get("batch_stats", d_stats)
+
+
+def _rngs(key: jax.Array, params: bool = False) -> dict[str, jax.Array]:
+  """The PRNG streams of D's stochastic layers (and of ``init``'s parameters)."""
+  noise_key, dropout_key = jax.random.split(jax.random.fold_in(key, 1))
+  streams = {"noise": noise_key, "dropout": dropout_key}
+  return {"params": key, **streams} if params else streams
 
 
 def _initializer(low_high: tuple[float, float]) -> mixture.Initializer:
@@ -181,11 +197,16 @@ def build(config) -> GanModel:
   dtype = jnp.dtype(net.dtype)
   generator_kwargs = {"width": width, "dtype": dtype}
   discriminator_kwargs = {"width": net.discriminator_width, "dtype": dtype}
-  if net.name == "mnist":
+  if net.name != "toy":
     impl = conv.default_impl() if net.conv_impl == "auto" else net.conv_impl
     generator_kwargs.update(conv_impl=impl)
     discriminator_kwargs.update(mbd_kernels=net.mbd_kernels, mbd_dims=net.mbd_dims,
                                 conv_impl=impl)
+  if net.name in ("cifar10", "sketches"):
+    generator_kwargs.update(channels=networks.SAMPLE_SHAPES[net.name][-1])
+  if net.name == "cifar10":
+    # Semi-supervised: one logit per class (Improved-GAN); otherwise one real/fake logit.
+    discriminator_kwargs.update(num_classes=10 if config.objective == "semi_supervised" else 1)
   generator = LatentGenerator(
       variant=config.model,
       num_components=latent.num_components,

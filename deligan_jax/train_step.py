@@ -3,7 +3,10 @@
 One batch = ``inner_updates`` balanced updates on the same real batch (spec §3).
 Each update probes ``g`` with batch norm in inference mode, then takes one Adam
 step of G and the mixture (``g > thres``) or of D (otherwise), chosen with
-``lax.cond`` on device. ``lax.scan`` runs K batches per dispatch over a training
+``lax.cond`` on device (the 'fixed' rule chooses by position, without probe).
+With the semi-supervised objective (CIFAR-10) each batch also draws a labelled
+batch; with an augmentation policy every image D trains on is augmented
+(:mod:`deligan_jax.augment`). ``lax.scan`` runs K batches per dispatch over a training
 set that stays on the device; batches are drawn from a per-epoch permutation.
 
 All randomness derives from the state's key and the global batch index, so a
@@ -28,6 +31,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from deligan_jax import augment
 from deligan_jax import balancing
 from deligan_jax import losses
 from deligan_jax import mixture
@@ -59,6 +63,9 @@ class StepConfig:
   decay_end_epoch: float | None = None
   b1: float = 0.5
   b2: float = 0.999
+  objective: str = "bce"          # see losses.OBJECTIVES
+  augment: str = ""               # DiffAugment policy, e.g. 'color,translation,cutout'
+  init_examples: int = 500        # real examples of the data-dependent init pass
 
   @classmethod
   def from_config(cls, config) -> StepConfig:
@@ -71,18 +78,22 @@ class StepConfig:
         decay_start_epoch=o.decay_start_epoch,
         decay_end_epoch=o.decay_end_epoch,
         b1=o.b1,
-        b2=o.b2)
+        b2=o.b2,
+        objective=config.objective,
+        augment=config.augment,
+        init_examples=config.network.init_examples)
 
 
 def init_state(model: GanModel, rule: balancing.BalanceRule, seed: int,
-               sample_shape: tuple[int, ...]) -> TrainState:
-  """A fresh state: parameters, optimisers and the balancing rule's state.
+               examples: jax.Array) -> TrainState:
+  """A fresh state: parameters (initialised on real ``examples``), optimisers, rule state.
 
   The optimisers' hyperparameters (b1, b2) do not change the state's structure,
-  so defaults serve; ``jax.eval_shape`` of this gives a checkpoint's layout.
+  so defaults serve; ``jax.eval_shape`` of this (``examples`` may be a
+  ``jax.ShapeDtypeStruct``) gives a checkpoint's layout.
   """
   init_key, run_key = jax.random.split(jax.random.key(seed))
-  params, batch_stats = model.init(init_key, sample_shape)
+  params, batch_stats = model.init(init_key, examples)
   opt_state = {name: optim.adam(0.5, 0.999).init(params[name]) for name in optim.OPTIMISED}
   return TrainState(step=jnp.int32(0), key=jax.random.key_data(run_key), params=params,
                     batch_stats=batch_stats, opt_state=opt_state,
@@ -104,7 +115,8 @@ class Trainer:
   """
 
   def __init__(self, model: GanModel, rule: balancing.BalanceRule, step_config: StepConfig,
-               train_x: np.ndarray, mesh: Mesh, num_seeds: int = 1):
+               train_x: np.ndarray, mesh: Mesh, num_seeds: int = 1,
+               train_labels: np.ndarray | None = None):
     num_devices = mesh.devices.size
     if step_config.batch_size % num_devices:
       raise ValueError(
@@ -113,6 +125,8 @@ class Trainer:
     if step_config.batch_size > len(train_x):
       raise ValueError(f"config.batch_size={step_config.batch_size} is larger than the "
                        f"training set ({len(train_x)} samples)")
+    if step_config.objective == "semi_supervised" and train_labels is None:
+      raise ValueError("the semi-supervised objective needs the training set's labels")
     self.model = model
     self.rule = rule
     self.config = step_config
@@ -122,18 +136,25 @@ class Trainer:
     self.batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
     self.batches_per_epoch = len(train_x) // step_config.batch_size
     train_x = np.asarray(train_x, np.float32)
-    # From a callback, so that every host of a multi-host mesh supplies its devices.
-    self.train_x = jax.make_array_from_callback(train_x.shape, self.replicated,
-                                                lambda index: train_x[index])
+    self.train_x = self._replicate(train_x)
+    self.train_labels = (None if train_labels is None
+                         else self._replicate(np.asarray(train_labels, np.int32)))
     self.optimizers = {name: optim.adam(step_config.b1, step_config.b2)
                        for name in optim.OPTIMISED}
     self._train = jax.jit(self._train_seeds if num_seeds > 1 else self._train_batches,
                           static_argnums=1, donate_argnums=0)
 
+  def _replicate(self, array: np.ndarray) -> jax.Array:
+    # From a callback, so that every host of a multi-host mesh supplies its devices.
+    return jax.make_array_from_callback(array.shape, self.replicated, lambda index: array[index])
+
   def init_state(self, seed: int) -> TrainState:
-    """A fresh state (stacked over seeds when ``num_seeds > 1``), replicated over the mesh."""
+    """A fresh state (stacked over seeds when ``num_seeds > 1``), replicated over the mesh.
+
+    Data-dependent initialisation sees the first ``init_examples`` training examples.
+    """
     create = functools.partial(init_state, self.model, self.rule,
-                               sample_shape=self.train_x.shape[1:])
+                               examples=self.train_x[:self.config.init_examples])
     if self.num_seeds > 1:
       seeds = seed + jnp.arange(self.num_seeds)
       return jax.jit(jax.vmap(create), out_shardings=self.replicated)(seeds)
@@ -172,30 +193,35 @@ class Trainer:
     base = jax.random.wrap_key_data(state.key)
     epoch = state.step // self.batches_per_epoch
     position = state.step % self.batches_per_epoch
-    real = self._real_batch(jax.random.fold_in(base, 0), epoch, position)
+    data = self._batch_data(base, epoch, position)
     batch_key = jax.random.fold_in(jax.random.fold_in(base, 1), state.step)
 
     balance = jax.tree.map(functools.partial(jnp.where, position == 0),
                            balancing.start_epoch(rule, state.balance), state.balance)
+    forced_d = balancing.forces_discriminator_update(rule, balance)
     balance = balancing.start_batch(rule, balance)
     factor = optim.learning_rate_factor(epoch, cfg.decay_start_epoch, cfg.decay_end_epoch)
-    opt_state = {
-        name: optim.with_learning_rate(
-            s, factor * (cfg.mixture_learning_rate if name == "mixture" else cfg.learning_rate))
-        for name, s in state.opt_state.items()}
+    opt_state = self._with_learning_rates(state.opt_state, factor)
+    params, batch_stats = state.params, state.batch_stats
+    if rule.forced_d_lr_factor > 0:
+      params, batch_stats, opt_state = self._forced_discriminator_update(
+          forced_d, params, batch_stats, opt_state, factor,
+          jax.random.fold_in(batch_key, rule.inner_updates), data)
 
     def inner(carry, update_index):
       params, batch_stats, opt_state, balance = carry
       latent_key = jax.random.fold_in(batch_key, update_index)
-      g = self._probe(params, batch_stats, latent_key)
-      update_g = balancing.update_generator(balance, g)
+      g = None if rule.kind == "fixed" else self._probe(params, batch_stats, latent_key)
+      update_g = balancing.update_generator(rule, balance, g, update_index)
       params, batch_stats, opt_state, loss = jax.lax.cond(
           update_g, self._generator_update, self._discriminator_update,
-          params, batch_stats, opt_state, latent_key, real)
+          params, batch_stats, opt_state, latent_key, data)
       balance = balancing.record(rule, balance, update_g)
+      # Without a probe, g is the loss of the G updates themselves.
+      g = jnp.where(update_g, loss, jnp.nan) if g is None else g
       return (params, batch_stats, opt_state, balance), (g, update_g, loss)
 
-    carry = (state.params, state.batch_stats, opt_state, balance)
+    carry = (params, batch_stats, opt_state, balance)
     (params, batch_stats, opt_state, balance), (g, update_g, loss) = jax.lax.scan(
         inner, carry, jnp.arange(rule.inner_updates))
 
@@ -204,16 +230,19 @@ class Trainer:
     d_loss_total = jnp.sum(jnp.where(update_g, 0.0, loss))
     # Read and removed by the loop, which stops on the first non-finite batch.
     metrics = {
-        "finite_losses": jnp.all(jnp.isfinite(g)) & jnp.all(jnp.isfinite(loss)),
+        "finite_losses": jnp.all(jnp.isfinite(loss)) & (
+            True if rule.kind == "fixed" else jnp.all(jnp.isfinite(g))),
         "finite_params": jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf))
                                             for leaf in jax.tree.leaves(params)])),
-        "g_loss": jnp.mean(g),
+        "g_loss": jnp.nanmean(g),
         "d_loss": jnp.where(d_updates > 0, d_loss_total / jnp.maximum(d_updates, 1), jnp.nan),
         "g_updates": g_updates,
         "d_updates": d_updates,
         "thres": balance.thres,
         "lr": factor * cfg.learning_rate,
     }
+    if rule.forced_d_lr_factor > 0:
+      metrics["forced_d_updates"] = forced_d.astype(jnp.int32)
     if self.model.has_mixture:
       metrics["sigma_mean"] = jnp.mean(params["mixture"]["sigma"])
       metrics["sigma_reg"] = mixture.sigma_regularizer(params["mixture"])
@@ -221,26 +250,61 @@ class Trainer:
                               opt_state=opt_state, balance=balance)
     return new_state, metrics
 
-  def _real_batch(self, shuffle_key, epoch, position):
+  def _with_learning_rates(self, opt_state, factor):
+    cfg = self.config
+    return {name: optim.with_learning_rate(
+        s, factor * (cfg.mixture_learning_rate if name == "mixture" else cfg.learning_rate))
+            for name, s in opt_state.items()}
+
+  def _forced_discriminator_update(self, forced, params, batch_stats, opt_state, factor,
+                                   key, data):
+    """The sketch rule's extra D update at ``forced_d_lr_factor`` of the learning rate."""
+
+    def update(params, batch_stats, opt_state):
+      d_opt = optim.with_learning_rate(
+          opt_state["discriminator"],
+          factor * self.config.learning_rate * self.rule.forced_d_lr_factor)
+      params, batch_stats, new_opt_state, _ = self._discriminator_update(
+          params, batch_stats, {**opt_state, "discriminator": d_opt}, key, data)
+      new_opt_state["discriminator"] = optim.with_learning_rate(
+          new_opt_state["discriminator"], factor * self.config.learning_rate)
+      return params, batch_stats, new_opt_state
+
+    return jax.lax.cond(forced, update, lambda *carry: carry, params, batch_stats, opt_state)
+
+  def _batch_data(self, base, epoch, position) -> dict[str, jax.Array]:
+    """This batch's real samples (and, semi-supervised, a labelled batch and its labels)."""
+    indices = self._batch_indices(jax.random.fold_in(base, 0), epoch, position)
+    data = {"real": self._shard(self.train_x[indices])}
+    if self.config.objective == "semi_supervised":
+      # Like the official code: the same images, in another order, as the labelled set.
+      indices = self._batch_indices(jax.random.fold_in(base, 2), epoch, position)
+      data["labelled"] = self._shard(self.train_x[indices])
+      data["labels"] = self._shard(self.train_labels[indices])
+    return data
+
+  def _batch_indices(self, shuffle_key, epoch, position):
     n = self.train_x.shape[0]
     order = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), n)
-    indices = jax.lax.dynamic_slice_in_dim(order, position * self.config.batch_size,
-                                           self.config.batch_size)
-    return jax.lax.with_sharding_constraint(self.train_x[indices], self.batch_sharding)
+    return jax.lax.dynamic_slice_in_dim(order, position * self.config.batch_size,
+                                        self.config.batch_size)
+
+  def _shard(self, x):
+    return jax.lax.with_sharding_constraint(x, self.batch_sharding)
 
   def _probe(self, params, batch_stats, latent_key):
     """The balancing probe g = BCE(D(G(z)), 1), batch norm in inference mode."""
     fake, _ = self.model.generate(params, batch_stats, latent_key, self.config.batch_size,
                                   train=False)
     logits, _ = self.model.discriminate(params, batch_stats, fake, train=False)
-    return losses.generator_loss(logits)
+    return losses.generator_loss(losses.real_logit(logits))
 
   def _apply(self, name, grads, opt_state, params):
     updates, new_opt_state = self.optimizers[name].update(grads, opt_state[name], params[name])
     return optax.apply_updates(params[name], updates), new_opt_state
 
-  def _discriminate_pair(self, params, batch_stats, real, fake):
-    """D's logits for the real and the generated batch, normalised as one batch.
+  def _discriminate_sets(self, params, batch_stats, sets, key):
+    """D's logits for each of several equal-sized batches, normalised as one batch.
 
     D's batch norm sees real and generated samples together (minibatch
     discrimination still compares each set only within itself). Normalising
@@ -249,26 +313,37 @@ class Trainer:
     the balancing probe reads, then drifts away from what it learned, the probe
     stays below thres and G is never updated (seen on MNIST: 0 G updates in the
     first 1300 batches, against ~170 of 250 per 50 batches with one batch).
-    """
-    logits, d_stats = self.model.discriminate(params, batch_stats,
-                                              jnp.concatenate([real, fake]), train=True,
-                                              groups=2)
-    return logits[:len(real)], logits[len(real):], d_stats
 
-  def _generator_update(self, params, batch_stats, opt_state, latent_key, real):
+    With an augmentation policy, each set is augmented first (its own key).
+    """
+    if self.config.augment:
+      sets = [augment.apply(jax.random.fold_in(key, 10 + i), x, self.config.augment)
+              for i, x in enumerate(sets)]
+    logits, d_stats = self.model.discriminate(params, batch_stats, jnp.concatenate(sets),
+                                              train=True, groups=len(sets), key=key)
+    return jnp.split(logits, len(sets)), d_stats
+
+  def _generator_update(self, params, batch_stats, opt_state, latent_key, data):
     """One Adam step of G and the mixture on G's loss (plus the sigma term).
 
     Like the official code, every network run in training mode updates its
     batch-norm running averages, whichever network the step optimises: the
-    inference-mode probe depends on them.
+    inference-mode probe depends on them. A D without batch norm sees the
+    generated batch alone (the real one could not change its output).
     """
+    d_key = jax.random.fold_in(latent_key, 1)
+    with_real = bool(batch_stats["discriminator"])
 
     def loss_fn(trainable):
       p = {**params, **trainable}
       fake, g_stats = self.model.generate(p, batch_stats, latent_key, self.config.batch_size,
                                           train=True)
-      _, fake_logits, d_stats = self._discriminate_pair(p, batch_stats, real, fake)
-      loss = losses.generator_loss(fake_logits)
+      sets = (data["real"], fake) if with_real else (fake,)
+      logits, d_stats = self._discriminate_sets(p, batch_stats, sets, d_key)
+      if self.config.objective == "semi_supervised":
+        loss = losses.semi_supervised_generator_loss(logits[-1])
+      else:
+        loss = losses.generator_loss(logits[-1])
       if self.model.has_mixture:
         loss = loss + self.config.sigma_reg * mixture.sigma_regularizer(trainable["mixture"])
       return loss, {"generator": g_stats, "discriminator": d_stats}
@@ -280,19 +355,42 @@ class Trainer:
       new_params[name], new_opt_state[name] = self._apply(name, grads[name], opt_state, params)
     return new_params, new_stats, new_opt_state, loss
 
-  def _discriminator_update(self, params, batch_stats, opt_state, latent_key, real):
-    """One Adam step of D on real (label 1) and generated (label 0) samples."""
+  def _discriminator_update(self, params, batch_stats, opt_state, latent_key, data):
+    """One Adam step of D on real (label 1) and generated (label 0) samples.
+
+    Semi-supervised: plus the cross-entropy of the labelled batch's classes.
+    """
     fake, g_stats = self.model.generate(params, batch_stats, latent_key,
                                         self.config.batch_size, train=True)
     fake = jax.lax.stop_gradient(fake)
+    semi_supervised = self.config.objective == "semi_supervised"
+    sets = ((data["labelled"], data["real"], fake) if semi_supervised
+            else (data["real"], fake))
 
     def loss_fn(d_params):
       p = {**params, "discriminator": d_params}
-      real_logits, fake_logits, d_stats = self._discriminate_pair(p, batch_stats, real, fake)
-      return losses.discriminator_loss(real_logits, fake_logits), d_stats
+      logits, d_stats = self._discriminate_sets(p, batch_stats, sets,
+                                                jax.random.fold_in(latent_key, 2))
+      if semi_supervised:
+        loss = losses.semi_supervised_discriminator_loss(logits[0], data["labels"], *logits[1:])
+      else:
+        loss = losses.discriminator_loss(*logits)
+      return loss, d_stats
 
     (loss, d_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params["discriminator"])
     new_params, new_opt_state = dict(params), dict(opt_state)
     new_params["discriminator"], new_opt_state["discriminator"] = self._apply(
         "discriminator", grads, opt_state, params)
     return new_params, {"generator": g_stats, "discriminator": d_stats}, new_opt_state, loss
+
+  def classify(self, state: TrainState, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """A semi-supervised D's class predictions (inference mode) for ``x``."""
+    predictions = [np.asarray(self._predict_classes(state.params, state.batch_stats,
+                                                    x[start:start + batch_size]))
+                   for start in range(0, len(x), batch_size)]
+    return np.concatenate(predictions)
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def _predict_classes(self, params, batch_stats, x):
+    logits, _ = self.model.discriminate(params, batch_stats, x, train=False)
+    return jnp.argmax(logits, axis=-1)

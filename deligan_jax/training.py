@@ -171,8 +171,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   dataset = input_pipeline.load(config.data)
   model = models.build(config)
   rule = balancing.BalanceRule.from_config(config.balance)
+  semi_supervised = config.objective == "semi_supervised"
+  # The semi-supervised D is also a classifier: its test accuracy is logged.
+  test_set = input_pipeline.load_test(config.data) if semi_supervised else None
   trainer = train_step.Trainer(model, rule, train_step.StepConfig.from_config(config),
-                               dataset.x, train_step.make_mesh(), num_seeds)
+                               dataset.x, train_step.make_mesh(), num_seeds,
+                               train_labels=dataset.labels if semi_supervised else None)
   try:
     state = _restore(runs, trainer.init_state(config.seed))
     start = int(_seed(state, 0, num_seeds).step)
@@ -180,7 +184,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
       run.start_logging(start)
     summary_writer = run_log.MetricWriter(workdir, start) if num_seeds > 1 else None
     try:
-      state = _loop(config, trainer, runs, summary_writer, state, dataset.x, workdir)
+      state = _loop(config, trainer, runs, summary_writer, state, dataset.x, workdir, test_set)
     finally:
       if summary_writer is not None:
         summary_writer.close()
@@ -242,8 +246,10 @@ def _signals_recorded():
       signal.signal(signum, handler)
 
 
-def _loop(config, trainer, runs, summary_writer, state, real, workdir):
+def _loop(config, trainer, runs, summary_writer, state, real, workdir, test_set=None):
   """Dispatches fused steps until ``num_steps``; logs, plots and checkpoints on the way.
+
+  With a ``test_set``, each log record also holds D's accuracy on it.
 
   SIGINT or SIGTERM ends the loop at the next dispatch boundary with a
   checkpoint of that step (:class:`Interrupted`).
@@ -269,6 +275,10 @@ def _loop(config, trainer, runs, summary_writer, state, real, workdir):
         summaries = [_summarise([_seed(m, k, num_seeds) for m in window])
                      for k in range(num_seeds)]
         window = []
+        if test_set is not None:
+          for k, summary in enumerate(summaries):
+            predictions = trainer.classify(_seed(state, k, num_seeds), test_set.x)
+            summary["test_accuracy"] = float(np.mean(predictions == test_set.labels))
         for run, summary in zip(runs, summaries):
           run.writer.write(step, summary)
         if summary_writer is not None:

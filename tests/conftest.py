@@ -33,14 +33,20 @@ def small_config(name: str, arg: str | None = None, batch_size: int = 8):
   config.sample_every = 8
   config.checkpoint_every = 4
   config.num_plot_samples = 2 * batch_size
-  if name == "mnist":
+  if name != "toy":
     config.latent.dim = 6
     config.network.generator_width = 4
     config.network.discriminator_width = 4
     config.network.mbd_kernels = 5
     config.network.mbd_dims = 3
+    config.network.init_examples = 16
     config.data.per_class = 4
   return config
+
+
+def examples(shape, n: int = 16, seed: int = 0) -> np.ndarray:
+  """A batch of stand-in real samples in [-1, 1] for ``model.init``."""
+  return np.random.default_rng(seed).uniform(-1, 1, (n, *shape)).astype(np.float32)
 
 
 @pytest.fixture

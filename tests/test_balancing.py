@@ -69,7 +69,7 @@ def device_rule(rule, g_per_batch, batches_per_epoch):
     state = balancing.start_batch(rule, state)
 
     def inner(state, g):
-      update_g = balancing.update_generator(state, g)
+      update_g = balancing.update_generator(rule, state, g, None)
       return balancing.record(rule, state, update_g), update_g
 
     state, decisions = jax.lax.scan(inner, state, gs)
@@ -128,3 +128,23 @@ def test_mnist_rule_bounds():
   _, thres_low = device_rule(MNIST, low, 10)
   assert thres_high.max() == pytest.approx(1.0)
   assert thres_low.min() == pytest.approx(0.70, abs=1e-6)
+
+
+def test_fixed_rule_decides_by_position_and_keeps_no_state():
+  rule = balancing.BalanceRule(kind="fixed", inner_updates=4, fixed_d_updates=1)
+  state = balancing.BalanceState.create(rule)
+  decisions = [bool(balancing.update_generator(rule, state, None, jnp.int32(k)))
+               for k in range(4)]
+  assert decisions == [False, True, True, True]  # 1 D update, then 3 G updates
+  assert balancing.start_batch(rule, state) is state
+  assert balancing.record(rule, state, jnp.bool_(True)) is state
+
+
+@pytest.mark.parametrize("factor, expected", [(0.5, True), (0.0, False)])
+def test_forced_d_update_follows_the_g_streak(factor, expected):
+  rule = balancing.BalanceRule(kind="streak", g_streak=5, forced_d_lr_factor=factor)
+  state = balancing.BalanceState.create(rule)
+  for _ in range(6):  # six G updates in a row: more than g_streak
+    state = balancing.record(rule, state, jnp.bool_(True))
+  assert bool(balancing.forces_discriminator_update(rule, state)) == expected
+  assert not bool(balancing.forces_discriminator_update(rule, balancing.start_batch(rule, state)))

@@ -7,41 +7,42 @@ import pytest
 
 from deligan_jax import models
 from deligan_jax import networks
-from tests.conftest import small_config
+from tests.conftest import examples, small_config
 
 
-@pytest.mark.parametrize("experiment", ["toy", "mnist"])
+@pytest.mark.parametrize("experiment", ["toy", "mnist", "cifar10", "sketches"])
 @pytest.mark.parametrize("variant", models.MODELS)
 def test_every_model_builds_and_has_the_right_shapes(experiment, variant):
   config = small_config(experiment, variant)
+  classes = (10,) if config.objective == "semi_supervised" else ()
   model = models.build(config)
   shape = networks.SAMPLE_SHAPES[config.network.name]
-  params, stats = model.init(jax.random.key(0), shape)
+  params, stats = model.init(jax.random.key(0), examples(shape))
   assert bool(params["mixture"]) == (variant == "deligan")
   for train in (False, True):
     x, new_stats = model.generate(params, stats, jax.random.key(1), config.batch_size, train)
     assert x.shape == (config.batch_size, *shape)
     assert np.all(np.abs(x) <= 1.0) and np.all(np.isfinite(x))  # tanh output
-    logits, _ = model.discriminate(params, stats, x, train)
-    assert logits.shape == (config.batch_size,)
+    logits, _ = model.discriminate(params, stats, x, train, key=jax.random.key(2))
+    assert logits.shape == (config.batch_size, *classes)
     assert jax.tree.structure(new_stats) == jax.tree.structure(stats["generator"])
 
 
 def test_nx_multiplies_the_generator_width():
   gan = models.build(small_config("toy", "gan"))
   nx = models.build(small_config("toy", "nx"))
-  p_gan, _ = gan.init(jax.random.key(0), (2,))
-  p_nx, _ = nx.init(jax.random.key(0), (2,))
+  p_gan, _ = gan.init(jax.random.key(0), examples((2,)))
+  p_nx, _ = nx.init(jax.random.key(0), examples((2,)))
   assert p_gan["generator"]["network"]["Dense_0"]["kernel"].shape == (2, 32)
   assert p_nx["generator"]["network"]["Dense_0"]["kernel"].shape == (2, 32 * 8)
 
 
 def test_gan_plus_plus_and_moe_inputs():
   pp = models.build(small_config("toy", "gan++"))
-  p, _ = pp.init(jax.random.key(0), (2,))
+  p, _ = pp.init(jax.random.key(0), examples((2,)))
   assert p["generator"]["expand"]["kernel"].shape == (2, 8)
   moe = models.build(small_config("toy", "moe"))
-  p, _ = moe.init(jax.random.key(0), (2,))
+  p, _ = moe.init(jax.random.key(0), examples((2,)))
   assert p["generator"]["network"]["Dense_0"]["kernel"].shape == (8 + 2, 32)
 
 
@@ -50,7 +51,7 @@ def test_ensemble_row_r_comes_from_generator_r(experiment):
   config = small_config(experiment, "ensemble")
   model = models.build(config)
   shape = networks.SAMPLE_SHAPES[config.network.name]
-  params, stats = model.init(jax.random.key(0), shape)
+  params, stats = model.init(jax.random.key(0), examples(shape))
   leaves = jax.tree.leaves(params["generator"])
   assert all(leaf.shape[0] == 8 for leaf in leaves)  # one stacked pytree, not 8 objects
   key = jax.random.key(3)
@@ -69,7 +70,7 @@ def test_ensemble_row_r_comes_from_generator_r(experiment):
 def test_ensemble_batch_norm_uses_whole_batch_statistics():
   config = small_config("mnist", "ensemble")
   model = models.build(config)
-  params, stats = model.init(jax.random.key(0), (28, 28, 1))
+  params, stats = model.init(jax.random.key(0), examples((28, 28, 1)))
   _, new_stats = model.generate(params, stats, jax.random.key(1), 8, train=True)
   mean = new_stats["network"]["bn0"]["mean"]
   # Every member saw the same (whole-batch) statistics, so their running means agree.
@@ -98,7 +99,7 @@ def test_minibatch_discrimination_matches_a_direct_computation():
 
 def test_mnist_generator_at_batch_50():
   model = models.build(small_config("mnist", "deligan", batch_size=50))
-  params, stats = model.init(jax.random.key(0), (28, 28, 1))
+  params, stats = model.init(jax.random.key(0), examples((28, 28, 1)))
   g = params["generator"]["network"]
   assert g["Dense_0"]["kernel"].shape == (6, 4 * 4 * 4 * 4)
   x, _ = model.generate(params, stats, jax.random.key(1), 50, train=True)
@@ -107,7 +108,7 @@ def test_mnist_generator_at_batch_50():
 
 def test_discriminator_probe_mode_uses_running_statistics():
   model = models.build(small_config("mnist", "gan"))
-  params, stats = model.init(jax.random.key(0), (28, 28, 1))
+  params, stats = model.init(jax.random.key(0), examples((28, 28, 1)))
   x = jax.random.uniform(jax.random.key(2), (8, 28, 28, 1), minval=-1, maxval=1)
   eval_logits, same = model.discriminate(params, stats, x, train=False)
   train_logits, updated = model.discriminate(params, stats, x, train=True)

@@ -9,21 +9,23 @@ import pytest
 
 from deligan_jax import balancing
 from deligan_jax import models
+from deligan_jax import networks
 from deligan_jax import optim
 from deligan_jax import train_step
 from tests.conftest import small_config
 
 
-def make_trainer(experiment="toy", variant="deligan", inner_updates=5, n=64, **overrides):
-  config = small_config(experiment, variant)
+def make_trainer(experiment="toy", variant="deligan", inner_updates=5, n=64, config=None,
+                 **overrides):
+  config = config or small_config(experiment, variant)
   for key, value in overrides.items():
     config[key] = value
   rule = dataclasses.replace(balancing.BalanceRule.from_config(config.balance),
                              inner_updates=inner_updates)
-  shape = (2,) if experiment == "toy" else (28, 28, 1)
-  x = np.random.default_rng(0).uniform(-1, 1, (n, *shape)).astype(np.float32)
+  rng = np.random.default_rng(0)
+  x = rng.uniform(-1, 1, (n, *networks.SAMPLE_SHAPES[config.network.name])).astype(np.float32)
   return train_step.Trainer(models.build(config), rule, train_step.StepConfig.from_config(config),
-                            x, train_step.make_mesh())
+                            x, train_step.make_mesh(), train_labels=rng.integers(0, 10, n))
 
 
 def changed(before, after):
@@ -130,3 +132,38 @@ def test_mixed_precision_keeps_float32_parameters_and_optimiser_state():
   # The computation itself runs in bfloat16.
   hlo = trainer.lower(trainer.init_state(0), 1).as_text()
   assert "bf16" in hlo
+
+
+def test_cifar10_step_semi_supervised_one_d_then_three_g_updates_with_augmentation():
+  """One fused CIFAR-10 step: the 'fixed' rule, class-logit D, DiffAugment on."""
+  config = small_config("cifar10", "deligan", batch_size=4)
+  config.augment = "color,translation,cutout"
+  trainer = make_trainer(config=config, inner_updates=4, n=16)
+  state = trainer.init_state(0)
+  before = jax.device_get(state.params)
+  state, metrics = trainer.train(state, 2)
+  assert metrics["d_updates"].tolist() == [1, 1] and metrics["g_updates"].tolist() == [3, 3]
+  assert np.all(np.isfinite(metrics["d_loss"])) and np.all(np.isfinite(metrics["g_loss"]))
+  assert np.all(metrics["g_loss"] < 0)  # -mean(softplus(Z(fake)))
+  assert all(changed(before, jax.device_get(state.params)).values())
+  predictions = trainer.classify(state, np.zeros((3, 32, 32, 3), np.float32))
+  assert predictions.shape == (3,) and set(predictions) <= set(range(10))
+
+
+def test_sketch_rule_forces_a_half_lr_d_update_after_a_g_streak():
+  """Every G update wins (thres below any g): from the 2nd batch on, the streak of
+  5 > g_streak = 3 forces one D update at half the learning rate before the updates."""
+  config = small_config("sketches", "deligan", batch_size=4)
+  config.balance.g_streak = 3
+  config.balance.thres_init = -1.0
+  trainer = make_trainer(config=config, inner_updates=5, n=16)
+  state = trainer.init_state(0)
+  d_before = jax.device_get(state.params["discriminator"])
+  state, metrics = trainer.train(state, 3)
+  assert metrics["forced_d_updates"].tolist() == [0, 1, 1]
+  assert metrics["g_updates"].tolist() == [5, 5, 5]
+  assert not jax.tree.all(jax.tree.map(np.array_equal, d_before,
+                                       jax.device_get(state.params["discriminator"])))
+  d_opt = state.opt_state["discriminator"]
+  # The forced update's half rate is not left in the optimiser.
+  assert float(d_opt.hyperparams["learning_rate"]) == pytest.approx(config.optim.lr)
