@@ -7,7 +7,8 @@ from deligan_jax.models import MODELS
 from tests.conftest import load_config
 
 
-@pytest.mark.parametrize("name, arg", [("mnist", m) for m in MODELS] +
+@pytest.mark.parametrize("name, arg", [(n, m) for n in ("mnist", "cifar10", "sketches")
+                                       for m in MODELS] +
                          [("toy", f"{d},{m}") for d in ("bimodal", "unimodal") for m in MODELS])
 def test_shipped_configs_validate(name, arg):
   config = load_config(name, arg)
@@ -24,6 +25,17 @@ def test_paper_settings():
   assert toy.data.name == "toy_unimodal" and toy.model == "gan"
   assert (toy.latent.num_components, toy.latent.dim, toy.optim.lr) == (50, 2, 1e-4)
   assert toy.balance.kind == "count" and toy.num_steps == 8000 * 8
+  cifar = load_config("cifar10")
+  assert (cifar.batch_size, cifar.latent.num_components, cifar.latent.dim) == (100, 100, 100)
+  assert cifar.objective == "semi_supervised" and cifar.latent.sigma_init_range == (-0.2, 0.2)
+  assert (cifar.balance.kind, cifar.balance.inner_updates, cifar.balance.fixed_d_updates) == (
+      "fixed", 4, 1)
+  assert (cifar.optim.lr, cifar.optim.decay_start_epoch, cifar.optim.decay_end_epoch) == (
+      3e-4, 800, 1200)
+  sketches = load_config("sketches")
+  assert (sketches.latent.sigma_reg, sketches.optim.lr, sketches.balance.g_streak) == (
+      0.05, 1e-4, 5)
+  assert sketches.balance.forced_d_lr_factor == 0.5 and sketches.objective == "bce"
 
 
 def test_default_argument_and_unknown_words():
@@ -54,6 +66,12 @@ BAD = [
     ("network.dtype", "float16", "network.dtype"),
     ("balance.kind", "magic", "balance.kind"),
     ("balance.inner_updates", 0, "balance.inner_updates"),
+    ("balance.fixed_d_updates", 9, "balance.fixed_d_updates"),
+    ("balance.forced_d_lr_factor", -0.5, "balance.forced_d_lr_factor"),
+    ("objective", "wgan", "objective"),
+    ("objective", "semi_supervised", "objective"),  # needs the CIFAR-10 discriminator
+    ("augment", "color,rotate", "augment"),
+    ("network.init_examples", 0, "network.init_examples"),
 ]
 
 
@@ -64,6 +82,13 @@ def test_bad_values_are_refused_naming_the_field(field, value, named):
     section, _, key = field.rpartition(".")
     (config[section] if section else config)[key] = value
   with pytest.raises(config_lib.ConfigError, match=f"config.{named}"):
+    config_lib.validate(config)
+
+
+def test_augmentation_is_for_images():
+  config = load_config("toy")
+  config.augment = "translation"
+  with pytest.raises(config_lib.ConfigError, match="config.augment"):
     config_lib.validate(config)
 
 
