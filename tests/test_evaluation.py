@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -86,7 +87,8 @@ def test_compare_end_to_end_on_toy(tmp_path):
 
 @pytest.mark.slow
 def test_mnist_classifier_reaches_99_percent(tmp_path, mnist_dir):
-  trained = classifier.train_classifier(mnist_dir, str(tmp_path))
+  config = ml_collections.ConfigDict({"name": "mnist", "dir": mnist_dir})
+  trained = classifier.train_classifier(config, str(tmp_path))
   assert trained.test_accuracy >= 0.99, trained.test_accuracy
-  cached = classifier.train_classifier(mnist_dir, str(tmp_path))  # from the cache
+  cached = classifier.train_classifier(config, str(tmp_path))  # from the cache
   assert cached.test_accuracy == trained.test_accuracy
