@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from deligan_jax import classifier, compare, evaluation, training
+from deligan_jax import classifier, compare, evaluation, plots, training
 from tests.conftest import REPO, small_config
 
 
@@ -38,6 +38,18 @@ def test_nearest_neighbours_match_brute_force():
   brute = np.linalg.norm(queries.reshape(7, 1, -1) - references.reshape(1, 11, -1), axis=-1)
   np.testing.assert_array_equal(indices, brute.argmin(1))
   np.testing.assert_allclose(distances, brute.min(1), rtol=1e-6)
+
+
+def test_pictures_keep_rgb_colours(tmp_path):
+  import matplotlib.image
+
+  red = -np.ones((4, 8, 8, 3), np.float32)
+  red[..., 0] = 1.0
+  plots.save_image_grid(red, str(tmp_path / "grid.png"))
+  np.testing.assert_array_equal(matplotlib.image.imread(tmp_path / "grid.png")[1, 1, :3], [1, 0, 0])
+  plots.save_side_by_side(red, red, str(tmp_path / "pair.png"), ("a", "b"))
+  pixels = matplotlib.image.imread(tmp_path / "pair.png")[..., :3]
+  assert np.any(np.all(pixels == [1, 0, 0], axis=-1))
 
 
 def test_eval_on_a_toy_run(tmp_path):
