@@ -31,6 +31,18 @@ def test_memorisation_check_spots_copies():
   assert copies["sample_to_train_median"] < fresh["sample_to_train_median"]
 
 
+def test_memorisation_leaves_out_test_images_it_trained_on():
+  rng = np.random.default_rng(2)
+  train = rng.uniform(-1, 1, (30, 4, 4, 1))
+  fresh = rng.uniform(-1, 1, (10, 4, 4, 1))
+  mixed = evaluation.memorisation(train[:5], train, np.concatenate([train[:20], fresh]))
+  assert mixed["num_unseen_test_images"] == 10
+  assert mixed["test_to_train_p1"] > 0 and mixed["fraction_closer_than_test_p1"] == 1.0
+  seen = evaluation.memorisation(train[:5], train, train[:20])
+  assert seen["num_unseen_test_images"] == 0
+  assert np.isnan(seen["fraction_closer_than_test_p1"]) and np.isnan(seen["test_to_train_p1"])
+
+
 def test_nearest_neighbours_match_brute_force():
   rng = np.random.default_rng(1)
   queries, references = rng.normal(size=(7, 3, 3, 1)), rng.normal(size=(11, 3, 3, 1))
