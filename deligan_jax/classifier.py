@@ -97,7 +97,8 @@ def train_classifier(data_config: Any, cache: str | None = None, steps: int = 20
   """
   train = input_pipeline.load_split(data_config, "train")
   name = f"{train.name}-cnn"
-  path = os.path.join(cache_dir(cache), f"{train.name}{_data_tag(train)}_cnn_steps{steps}_seed{seed}")
+  path = os.path.join(cache_dir(cache),
+                      f"{train.name}{_data_tag(train)}_cnn_steps{steps}_seed{seed}")
   model = CnnClassifier(len(train.class_names))
   template = model.init(jax.random.key(seed), jnp.zeros((1, *train.x.shape[1:])))["params"]
   if os.path.exists(path + ".msgpack") and os.path.exists(path + ".json"):

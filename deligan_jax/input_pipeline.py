@@ -733,7 +733,9 @@ def _sketch_paths(category_dir: str) -> list[str]:
   """A category's PNG files, by numeric id (names that are not numbers last)."""
   names = [name for name in os.listdir(category_dir) if name.lower().endswith(".png")]
   if not names:
-    raise DataError(f"category folder {category_dir} holds no .png files; remove it or add sketches")
+    raise DataError(
+        f"category folder {category_dir} holds no .png files; remove it or add sketches"
+    )
 
   def by_id(name: str) -> tuple[bool, int, str]:
     stem = name[:-4]
@@ -759,7 +761,7 @@ def _read_grey_png(path: str) -> np.ndarray:
 
 
 def to_model_scale(images: np.ndarray) -> np.ndarray:
-  """uint8 images (n, h, w) or (n, h, w, c) -> float32 (n, h, w, c) in [-1, 1], as networks take them."""
+  """uint8 images (n, h, w) or (n, h, w, c) -> float32 (n, h, w, c) in [-1, 1] for the networks."""
   scaled = images.astype(np.float32) / 127.5 - 1.0
   return scaled[..., None] if images.ndim == 3 else scaled
 
