@@ -4,8 +4,9 @@ r"""Evaluates a trained run: scores, the memorisation check and their pictures.
   python eval.py --workdir runs/toy --num_samples 2000
 
 Writes eval.json and eval_report.md (plus pictures) into the workdir. Image
-scores use a classifier the project trains on the real data (cached under
---cache_dir or $DELIGAN_CACHE_DIR); they are labelled classifier-based.
+scores (MNIST, CIFAR-10, sketches) use a classifier the project trains on the
+run's dataset (cached under --cache_dir or $DELIGAN_CACHE_DIR) and compare
+with that dataset's real test set; they are labelled classifier-based.
 """
 
 from absl import app

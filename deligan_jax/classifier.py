@@ -11,6 +11,8 @@ KID and precision/recall.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import json
 import os
 from typing import Any
@@ -29,8 +31,13 @@ CACHE_ENV = "DELIGAN_CACHE_DIR"
 SCORE_LABEL = "classifier-based (a CNN trained on the real data, not Inception)"
 
 
-class MnistClassifier(nn.Module):
-  """A small CNN: two conv blocks, a 128-unit feature layer, 10 logits."""
+class CnnClassifier(nn.Module):
+  """A small CNN: two conv blocks, a 128-unit feature layer, ``num_classes`` logits.
+
+  One family for every image dataset: the input shape only changes the size
+  of the feature layer's weights.
+  """
+  num_classes: int = 10
   conv_impl: str = "xla"
 
   @nn.compact
@@ -40,7 +47,13 @@ class MnistClassifier(nn.Module):
       x = nn.relu(conv.Conv(features, (3, 3), impl=self.conv_impl)(x))
       x = nn.max_pool(x, (2, 2), (2, 2))
     features = nn.relu(nn.Dense(128)(x.reshape(x.shape[0], -1)))
-    return nn.Dense(10)(features), features
+    return nn.Dense(self.num_classes)(features), features
+
+
+# Random shifts (by up to this many pixels) and left-right flips of the
+# training images: they stretch the few thousand CIFAR-10 and sketch images.
+# MNIST has plenty of images, and flipped digits are not digits.
+AUGMENT_SHIFT = {"mnist": 0, "cifar10": 4, "sketches": 2}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,21 +61,23 @@ class Classifier:
   """A trained classifier: its parameters and its accuracy on the real test set."""
   params: Any
   test_accuracy: float
-  name: str = "mnist-cnn"
+  class_names: tuple[str, ...]
+  name: str
 
   def predict(self, images: np.ndarray, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-    """Class probabilities (n, 10) and penultimate features (n, 128) of images in [-1, 1]."""
+    """Class probabilities (n, classes) and penultimate features (n, 128) of images in [-1, 1]."""
     probs, features = [], []
     for start in range(0, len(images), batch_size):
-      p, f = _predict(self.params, jnp.asarray(images[start:start + batch_size], jnp.float32))
+      p, f = _predict(self.params, jnp.asarray(images[start:start + batch_size], jnp.float32),
+                      len(self.class_names))
       probs.append(np.asarray(p))
       features.append(np.asarray(f))
     return np.concatenate(probs), np.concatenate(features)
 
 
-@jax.jit
-def _predict(params, images):
-  logits, features = MnistClassifier().apply({"params": params}, images)
+@functools.partial(jax.jit, static_argnums=2)
+def _predict(params, images, num_classes):
+  logits, features = CnnClassifier(num_classes).apply({"params": params}, images)
   return jax.nn.softmax(logits), features
 
 
@@ -72,46 +87,64 @@ def cache_dir(configured: str | None = None) -> str:
           or os.path.join(os.path.expanduser("~"), ".cache", "deligan_jax"))
 
 
-def train_classifier(data_dir: str | None = None, cache: str | None = None, steps: int = 2000,
-                     batch_size: int = 128, seed: int = 0, source: str = "auto") -> Classifier:
-  """The MNIST classifier: loaded from the cache, or trained on all 60000 images and cached.
+def train_classifier(data_config: Any, cache: str | None = None, steps: int = 2000,
+                     batch_size: int = 128, seed: int = 0) -> Classifier:
+  """The classifier of an image dataset: loaded from the cache, or trained and cached.
 
-  Reports its accuracy on the 10000 test images (stored with the weights).
+  Trains on the whole training split of ``data_config``'s dataset (see
+  :func:`input_pipeline.load_split`) and reports its accuracy on the test
+  split (stored with the weights).
   """
-  path = os.path.join(cache_dir(cache), f"mnist_cnn_steps{steps}_seed{seed}")
-  model = MnistClassifier()
-  template = model.init(jax.random.key(seed), jnp.zeros((1, 28, 28, 1)))["params"]
+  train = input_pipeline.load_split(data_config, "train")
+  name = f"{train.name}-cnn"
+  path = os.path.join(cache_dir(cache),
+                      f"{train.name}{_data_tag(train)}_cnn_steps{steps}_seed{seed}")
+  model = CnnClassifier(len(train.class_names))
+  template = model.init(jax.random.key(seed), jnp.zeros((1, *train.x.shape[1:])))["params"]
   if os.path.exists(path + ".msgpack") and os.path.exists(path + ".json"):
     with open(path + ".msgpack", "rb") as f:
       params = flax.serialization.from_bytes(template, f.read())
     with open(path + ".json") as f:
-      return Classifier(params, json.load(f)["test_accuracy"])
+      return Classifier(params, json.load(f)["test_accuracy"], train.class_names, name)
 
-  images, labels = _mnist(data_dir, source, "train")
-  params = _fit(model, template, images, labels, steps, batch_size, seed)
-  test_images, test_labels = _mnist(data_dir, source, "test")
-  classifier = Classifier(params, 0.0)
-  predictions = classifier.predict(test_images)[0].argmax(-1)
+  params = _fit(model, template, train, steps, batch_size, seed)
+  test = input_pipeline.load_split(data_config, "test")
+  classifier = Classifier(params, 0.0, train.class_names, name)
+  predictions = classifier.predict(test.x)[0].argmax(-1)
   classifier = dataclasses.replace(classifier,
-                                   test_accuracy=float(np.mean(predictions == test_labels)))
+                                   test_accuracy=float(np.mean(predictions == test.labels)))
   os.makedirs(os.path.dirname(path), exist_ok=True)
   # Weights first, accuracy last: a cache entry counts only when both exist.
   _write_atomic(path + ".msgpack", flax.serialization.to_bytes(params))
-  _write_atomic(path + ".json", json.dumps({"test_accuracy": classifier.test_accuracy,
-                                            "steps": steps, "seed": seed}).encode())
+  _write_atomic(path + ".json", json.dumps({
+      "test_accuracy": classifier.test_accuracy, "steps": steps, "seed": seed,
+      "num_train": len(train.x), "num_test": len(test.x),
+      "class_names": train.class_names}).encode())
   return classifier
 
 
-def _mnist(data_dir, source, split):
-  images, labels = input_pipeline.load_mnist(data_dir, source, split)
-  return input_pipeline.to_model_scale(images), labels
+def _data_tag(train: input_pipeline.Dataset) -> str:
+  """What tells apart the training sets a dataset can have, for the cache file's name.
+
+  MNIST's training split is always the same 60000 images (and older caches
+  stay valid); CIFAR-10's depends on the batches present, the sketches' on
+  the chosen categories.
+  """
+  if train.name == "mnist":
+    return ""
+  digest = hashlib.sha1(json.dumps(train.class_names).encode()).hexdigest()[:8]
+  return f"_{len(train.class_names)}classes-{digest}_n{len(train.x)}"
 
 
-def _fit(model, params, images, labels, steps, batch_size, seed):
+def _fit(model, params, train, steps, batch_size, seed):
   optimizer = optax.adam(1e-3)
+  shift = AUGMENT_SHIFT[train.name]
 
   @jax.jit
-  def step(params, opt_state, x, y):
+  def step(params, opt_state, x, y, key):
+    if shift:
+      x = _shift_and_flip(key, x, shift)
+
     def loss_fn(p):
       logits, _ = model.apply({"params": p}, x)
       return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
@@ -121,13 +154,27 @@ def _fit(model, params, images, labels, steps, batch_size, seed):
 
   opt_state = optimizer.init(params)
   rng = np.random.default_rng(seed)
+  key = jax.random.key(seed)
   order = np.empty(0, np.int64)
-  for _ in range(steps):
+  for i in range(steps):
     if len(order) < batch_size:
-      order = np.concatenate([order, rng.permutation(len(images))])
+      order = np.concatenate([order, rng.permutation(len(train.x))])
     batch, order = order[:batch_size], order[batch_size:]
-    params, opt_state = step(params, opt_state, images[batch], labels[batch])
+    params, opt_state = step(params, opt_state, train.x[batch], train.labels[batch],
+                             jax.random.fold_in(key, i))
   return params
+
+
+def _shift_and_flip(key: jax.Array, images: jax.Array, shift: int) -> jax.Array:
+  """Each image moved by up to ``shift`` pixels (black enters) and flipped with p = 1/2."""
+  n, height, width, channels = images.shape
+  shift_key, flip_key = jax.random.split(key)
+  padded = jnp.pad(images, ((0, 0), (shift, shift), (shift, shift), (0, 0)), constant_values=-1.0)
+  corners = jax.random.randint(shift_key, (n, 2), 0, 2 * shift + 1)
+  moved = jax.vmap(lambda image, corner: jax.lax.dynamic_slice(
+      image, (corner[0], corner[1], 0), (height, width, channels)))(padded, corners)
+  flip = jax.random.bernoulli(flip_key, 0.5, (n, 1, 1, 1))
+  return jnp.where(flip, moved[:, :, ::-1], moved)
 
 
 def _write_atomic(path: str, data: bytes) -> None:

@@ -26,7 +26,7 @@ NETWORKS = tuple(networks.SAMPLE_SHAPES)
 # The networks each dataset's samples fit.
 NETWORK_OF_DATA = {"toy_unimodal": "toy", "toy_bimodal": "toy", "points": "toy",
                    "mnist": "mnist", "cifar10": "cifar10", "sketches": "sketches"}
-DATA_SOURCES = input_pipeline.MNIST_SOURCES
+DATA_SOURCES = input_pipeline.SOURCES
 
 
 class ConfigError(ValueError):
@@ -56,7 +56,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.dir = config_dict.placeholder(str)   # else $DELIGAN_DATA_DIR, else tfds
   c.data.path = config_dict.placeholder(str)  # an (N, 2) .npy for name='points'
   c.data.source = "auto"
-  c.data.per_class = 50                       # the paper's subset; 0 = all
+  c.data.per_class = 50                       # MNIST: the paper's subset; 0 = all
+  c.data.num_train = 2000                     # CIFAR-10: the paper's random subset; 0 = all
+  c.data.subset_seed = 1                      # ... drawn by this seed's permutation
+  c.data.categories = ()                      # sketches: category folders; () = all
   c.data.num_points = 400
   c.data.seed = 0
   c.data.tfds_data_dir = config_dict.placeholder(str)
@@ -139,7 +142,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
            "data.name='points' needs --config.data.path=FILE.npy holding an (N, 2) array")
   _require(d.name == "points" or not d.path, "data.path",
            f"is read only for data.name='points' (configs/toy.py:points), not {d.name!r}")
-  _require(d.per_class >= 0, "data.per_class", f"must be >= 0, got {d.per_class}")
+  for field in ("per_class", "num_train", "subset_seed"):
+    _require(isinstance(d[field], int) and d[field] >= 0, f"data.{field}",
+             f"must be an integer >= 0, got {d[field]!r}")
+  _require(all(isinstance(name, str) and name for name in d.categories), "data.categories",
+           f"must be a tuple of category folder names, got {d.categories!r}")
   _require(d.num_points > 0, "data.num_points", f"must be positive, got {d.num_points}")
 
   n = c.network

@@ -61,6 +61,9 @@ BAD = [
     ("data.name", "cifar", "data.name"),
     ("data.source", "web", "data.source"),
     ("data.path", "x.npy", "data.path"),         # only for data.name='points'
+    ("data.num_train", -1, "data.num_train"),
+    ("data.subset_seed", -2, "data.subset_seed"),
+    ("data.categories", ("ant", 3), "data.categories"),
     ("network.name", "toy", "network.name"),     # MNIST data needs the MNIST networks
     ("network.conv_impl", "fft", "network.conv_impl"),
     ("network.dtype", "float16", "network.dtype"),

@@ -5,10 +5,11 @@ import os
 import subprocess
 import sys
 
+import ml_collections
 import numpy as np
 import pytest
 
-from deligan_jax import classifier, compare, evaluation, training
+from deligan_jax import classifier, compare, evaluation, plots, training
 from tests.conftest import REPO, small_config
 
 
@@ -30,6 +31,18 @@ def test_memorisation_check_spots_copies():
   assert copies["sample_to_train_median"] < fresh["sample_to_train_median"]
 
 
+def test_memorisation_leaves_out_test_images_it_trained_on():
+  rng = np.random.default_rng(2)
+  train = rng.uniform(-1, 1, (30, 4, 4, 1))
+  fresh = rng.uniform(-1, 1, (10, 4, 4, 1))
+  mixed = evaluation.memorisation(train[:5], train, np.concatenate([train[:20], fresh]))
+  assert mixed["num_unseen_test_images"] == 10
+  assert mixed["test_to_train_p1"] > 0 and mixed["fraction_closer_than_test_p1"] == 1.0
+  seen = evaluation.memorisation(train[:5], train, train[:20])
+  assert seen["num_unseen_test_images"] == 0
+  assert np.isnan(seen["fraction_closer_than_test_p1"]) and np.isnan(seen["test_to_train_p1"])
+
+
 def test_nearest_neighbours_match_brute_force():
   rng = np.random.default_rng(1)
   queries, references = rng.normal(size=(7, 3, 3, 1)), rng.normal(size=(11, 3, 3, 1))
@@ -37,6 +50,18 @@ def test_nearest_neighbours_match_brute_force():
   brute = np.linalg.norm(queries.reshape(7, 1, -1) - references.reshape(1, 11, -1), axis=-1)
   np.testing.assert_array_equal(indices, brute.argmin(1))
   np.testing.assert_allclose(distances, brute.min(1), rtol=1e-6)
+
+
+def test_pictures_keep_rgb_colours(tmp_path):
+  import matplotlib.image
+
+  red = -np.ones((4, 8, 8, 3), np.float32)
+  red[..., 0] = 1.0
+  plots.save_image_grid(red, str(tmp_path / "grid.png"))
+  np.testing.assert_array_equal(matplotlib.image.imread(tmp_path / "grid.png")[1, 1, :3], [1, 0, 0])
+  plots.save_side_by_side(red, red, str(tmp_path / "pair.png"), ("a", "b"))
+  pixels = matplotlib.image.imread(tmp_path / "pair.png")[..., :3]
+  assert np.any(np.all(pixels == [1, 0, 0], axis=-1))
 
 
 def test_eval_on_a_toy_run(tmp_path):
@@ -86,7 +111,8 @@ def test_compare_end_to_end_on_toy(tmp_path):
 
 @pytest.mark.slow
 def test_mnist_classifier_reaches_99_percent(tmp_path, mnist_dir):
-  trained = classifier.train_classifier(mnist_dir, str(tmp_path))
+  config = ml_collections.ConfigDict({"name": "mnist", "dir": mnist_dir})
+  trained = classifier.train_classifier(config, str(tmp_path))
   assert trained.test_accuracy >= 0.99, trained.test_accuracy
-  cached = classifier.train_classifier(mnist_dir, str(tmp_path))  # from the cache
+  cached = classifier.train_classifier(config, str(tmp_path))  # from the cache
   assert cached.test_accuracy == trained.test_accuracy

@@ -300,7 +300,7 @@ def test_load_mnist_rejects_bad_arguments(tiny_idx_dir):
 
 def test_load_mnist_auto_prefers_files(tiny_idx_dir, monkeypatch):
   directory, splits = tiny_idx_dir
-  monkeypatch.setattr(ip, "_load_mnist_tfds", pytest.fail)
+  monkeypatch.setattr(ip, "_load_tfds", pytest.fail)
   images, _ = ip.load_mnist(str(directory), source="auto")
   np.testing.assert_array_equal(images, splits["train"][0])
 
@@ -309,7 +309,7 @@ def test_load_mnist_auto_without_any_source(tmp_path, monkeypatch, no_data_dir_e
   def tfds_fails(*args, **kwargs):
     raise DataError("tensorflow-datasets could not load MNIST (offline)")
 
-  monkeypatch.setattr(ip, "_load_mnist_tfds", tfds_fails)
+  monkeypatch.setattr(ip, "_load_tfds", tfds_fails)
   for data_dir in (None, str(tmp_path)):
     with pytest.raises(DataError) as info:
       ip.load_mnist(data_dir, source="auto")
@@ -320,7 +320,7 @@ def test_load_mnist_auto_without_any_source(tmp_path, monkeypatch, no_data_dir_e
   assert f"{tmp_path} holds neither" in message
 
 
-def test_load_mnist_tfds_without_tensorflow(monkeypatch, no_data_dir_env):
+def test_load_tfds_without_tensorflow(monkeypatch, no_data_dir_env):
   monkeypatch.setitem(sys.modules, "tensorflow", None)  # makes `import tensorflow` fail
   with pytest.raises(DataError, match="needs TensorFlow.*pip install tensorflow-cpu"):
     ip.load_mnist(source="tfds")
