@@ -65,7 +65,7 @@ def test_sketch_classifier_cache_depends_on_categories(tmp_path):
 def test_shift_and_flip_moves_pixels_only():
   images = -np.ones((64, 9, 9, 1), np.float32)
   images[:, 4, 3] = 1.0
-  moved = np.asarray(classifier._shift_and_flip(jax.random.key(0), images, 2))
+  moved = np.asarray(classifier._shift_and_flip(jax.random.key(0), images, 2 / 9))
   rows, cols = np.nonzero(moved[..., 0] > 0)[1:]
   assert (moved > 0).sum() == 64 and set(moved.ravel()) == {-1.0, 1.0}
   assert np.all(np.abs(rows - 4) <= 2)
