@@ -105,9 +105,10 @@ def test_image_scores_on_the_shared_data(name, subdir, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, subdir, accuracy", [("cifar10", "cifar10", 0.4),
-                                                    ("sketches", "sketches/tu_berlin", 0.4)])
+@pytest.mark.parametrize("name, subdir, accuracy", [("cifar10", "cifar10", 0.62),
+                                                    ("sketches", "sketches/tu_berlin", 0.7)])
 def test_full_classifiers(name, subdir, accuracy, tmp_path):
+  """2000 steps reached 0.671 (CIFAR-10, 4000 training images) and 0.749 (40 sketch classes)."""
   config = ml_collections.ConfigDict({"name": name, "dir": str(shared(subdir)),
                                       "categories": ()})
   trained = classifier.train_classifier(config, str(tmp_path))
