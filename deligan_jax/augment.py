@@ -36,13 +36,14 @@ def color(key: jax.Array, x: jax.Array) -> jax.Array:
   return (x - mean) * _per_image(contrast_key, x, 0.5, 1.5) + mean
 
 
-def translation(key: jax.Array, x: jax.Array, ratio: float = TRANSLATION_RATIO) -> jax.Array:
+def translation(key: jax.Array, x: jax.Array, ratio: float = TRANSLATION_RATIO,
+                fill: float = 0.0) -> jax.Array:
   _, height, width, _ = x.shape
   sh, sw = int(height * ratio + 0.5), int(width * ratio + 0.5)
   dy_key, dx_key = jax.random.split(key)
   dy = jax.random.randint(dy_key, (x.shape[0],), -sh, sh + 1)
   dx = jax.random.randint(dx_key, (x.shape[0],), -sw, sw + 1)
-  padded = jnp.pad(x, ((0, 0), (sh, sh), (sw, sw), (0, 0)))
+  padded = jnp.pad(x, ((0, 0), (sh, sh), (sw, sw), (0, 0)), constant_values=fill)
 
   def shift(image, oy, ox):  # output pixel (i, j) = input (i + oy, j + ox)
     return lax.dynamic_slice(image, (sh + oy, sw + ox, 0), (height, width, image.shape[-1]))

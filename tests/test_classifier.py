@@ -65,7 +65,7 @@ def test_sketch_classifier_cache_depends_on_categories(tmp_path):
 def test_shift_and_flip_moves_pixels_only():
   images = -np.ones((64, 9, 9, 1), np.float32)
   images[:, 4, 3] = 1.0
-  moved = np.asarray(classifier._shift_and_flip(jax.random.key(0), images, 2))
+  moved = np.asarray(classifier._shift_and_flip(jax.random.key(0), images, 2 / 9))
   rows, cols = np.nonzero(moved[..., 0] > 0)[1:]
   assert (moved > 0).sum() == 64 and set(moved.ravel()) == {-1.0, 1.0}
   assert np.all(np.abs(rows - 4) <= 2)
@@ -105,9 +105,10 @@ def test_image_scores_on_the_shared_data(name, subdir, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, subdir, accuracy", [("cifar10", "cifar10", 0.4),
-                                                    ("sketches", "sketches/tu_berlin", 0.4)])
+@pytest.mark.parametrize("name, subdir, accuracy", [("cifar10", "cifar10", 0.62),
+                                                    ("sketches", "sketches/tu_berlin", 0.7)])
 def test_full_classifiers(name, subdir, accuracy, tmp_path):
+  """2000 steps reached 0.671 (CIFAR-10, 4000 training images) and 0.749 (40 sketch classes)."""
   config = ml_collections.ConfigDict({"name": name, "dir": str(shared(subdir)),
                                       "categories": ()})
   trained = classifier.train_classifier(config, str(tmp_path))
