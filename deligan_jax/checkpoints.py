@@ -75,9 +75,8 @@ def load_run(workdir: str) -> tuple[object, models.GanModel, train_step.TrainSta
                             "the workdir")
   model = models.build(config)
   rule = balancing.BalanceRule.from_config(config.balance)
-  examples = jax.ShapeDtypeStruct(
-      (config.network.init_examples, *networks.SAMPLE_SHAPES[config.network.name]), jnp.float32)
-  like = jax.eval_shape(lambda: train_step.init_state(model, rule, 0, examples))
+  shape = (config.network.init_examples, *networks.SAMPLE_SHAPES[config.network.name])
+  like = jax.eval_shape(lambda: train_step.init_state(model, rule, 0, jnp.zeros(shape)))
   checkpointer = Checkpointer(workdir)
   try:
     if checkpointer.latest_step() is None:
