@@ -29,6 +29,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from deligan_jax import balancing
+from deligan_jax import config as config_lib
 from deligan_jax import losses
 from deligan_jax import mixture
 from deligan_jax import optim
@@ -89,6 +90,23 @@ def init_state(model: GanModel, rule: balancing.BalanceRule, seed: int,
                     balance=balancing.BalanceState.create(rule))
 
 
+# Tags folded into the state's key: the step draws shuffles and latents, a retry a new key.
+_SHUFFLE, _LATENTS, _RESEED = 0, 1, 2
+
+
+def reseed(state: TrainState, attempt: int) -> TrainState:
+  """``state`` with the key of retry ``attempt`` (1, 2, ...) from it, for every stacked seed.
+
+  The key depends only on the old key and ``attempt``, so a retry is reproducible.
+  """
+  def new_key(key_data):
+    key = jax.random.fold_in(jax.random.wrap_key_data(key_data), _RESEED)
+    return jax.random.key_data(jax.random.fold_in(key, attempt))
+
+  keys = state.key.reshape(-1, state.key.shape[-1])  # one row per seed
+  return state.replace(key=jax.vmap(new_key)(keys).reshape(state.key.shape))
+
+
 def make_mesh(devices=None) -> Mesh:
   """A 1-D mesh over ``devices`` (default: all), its axis named ``data``."""
   devices = jax.devices() if devices is None else devices
@@ -107,12 +125,12 @@ class Trainer:
                train_x: np.ndarray, mesh: Mesh, num_seeds: int = 1):
     num_devices = mesh.devices.size
     if step_config.batch_size % num_devices:
-      raise ValueError(
+      raise config_lib.ConfigError(
           f"config.batch_size={step_config.batch_size} does not divide over the "
           f"{num_devices} devices of the mesh; choose a multiple of {num_devices}")
     if step_config.batch_size > len(train_x):
-      raise ValueError(f"config.batch_size={step_config.batch_size} is larger than the "
-                       f"training set ({len(train_x)} samples)")
+      raise config_lib.ConfigError(f"config.batch_size={step_config.batch_size} is larger than "
+                                   f"the training set ({len(train_x)} samples)")
     self.model = model
     self.rule = rule
     self.config = step_config
@@ -172,8 +190,8 @@ class Trainer:
     base = jax.random.wrap_key_data(state.key)
     epoch = state.step // self.batches_per_epoch
     position = state.step % self.batches_per_epoch
-    real = self._real_batch(jax.random.fold_in(base, 0), epoch, position)
-    batch_key = jax.random.fold_in(jax.random.fold_in(base, 1), state.step)
+    real = self._real_batch(jax.random.fold_in(base, _SHUFFLE), epoch, position)
+    batch_key = jax.random.fold_in(jax.random.fold_in(base, _LATENTS), state.step)
 
     balance = jax.tree.map(functools.partial(jnp.where, position == 0),
                            balancing.start_epoch(rule, state.balance), state.balance)
