@@ -281,12 +281,12 @@ class NonFinite(Exception):
   """
 
   def __init__(self, quantity: str, step: int, workdir: str, reseeds: int | None = None):
-    advice = ("run again with --config.on_non_finite=reseed to continue from it with new "
+    advice = ("Run again with --config.on_non_finite=reseed to continue from it with new "
               "randomness" if reseeds is None else
-              f"gave up after {reseeds} reseeds (config.max_reseeds)")
+              f"Gave up after {reseeds} reseeds (config.max_reseeds)")
     super().__init__(f"{quantity} became NaN or infinite at batch {step}; nothing after the "
-                     f"latest checkpoint in {workdir} was saved. {advice.capitalize()}, or use a "
-                     "new --workdir with a smaller learning rate")
+                     f"latest checkpoint in {workdir} was saved. {advice}, or use a new "
+                     "--workdir with a smaller learning rate")
     self.quantity = quantity
     self.step = step
 

@@ -101,6 +101,7 @@ def mnist_workdir(mnist_run, tmp_path):
     ("num_steps", -1, r"config\.num_steps: must be >= 0"),
     ("log_every", 3, r"config\.log_every: must be a multiple of steps_per_dispatch=4"),
     ("on_non_finite", "retry", r"config\.on_non_finite: must be one of \('stop', 'reseed'\)"),
+    ("max_reseeds", -1, r"config\.max_reseeds: must be >= 0"),
 ])
 def test_config_value_out_of_range(toy_workdir, field, value, match):
   config = toy_config()
@@ -316,3 +317,57 @@ def test_disk_full_while_writing_a_checkpoint(toy_workdir, monkeypatch):
   config.num_steps = 12  # the same command again, with space: resumes from batch 8
   resumed = training.train_and_evaluate(config, str(toy_workdir))
   assert int(resumed.step) == 12
+
+
+# --- non-finite values ---------------------------------------------------------------------
+
+
+def metric_steps(workdir):
+  return [(r["step"], r.get("reseed")) for r in training.run_log.read_metrics(str(workdir))]
+
+
+def test_reseed_continues_from_the_last_good_checkpoint(toy_run, toy_workdir, monkeypatch,
+                                                        caplog):
+  """A one-off NaN (injected into the parameters): back to batch 8 with a new key, then on."""
+  train = train_step.Trainer.train
+  injected = []
+
+  def train_once_poisoned(self, state, num_batches):
+    if not injected:
+      injected.append(int(state.step))
+      state = state.replace(params=jax.tree.map(lambda p: p * np.nan, state.params))
+    return train(self, state, num_batches)
+
+  monkeypatch.setattr(train_step.Trainer, "train", train_once_poisoned)
+  config = toy_config()
+  config.num_steps = 16
+  config.on_non_finite = "reseed"
+  state = training.train_and_evaluate(config, str(toy_workdir))
+
+  assert injected == [8] and int(state.step) == 16
+  assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state.params))
+  assert metric_steps(toy_workdir) == [(4, None), (8, None), (8, 1), (12, None), (16, None)]
+  assert training.run_log.read_metrics(str(toy_workdir))[2] == {
+      "step": 8, "reseed": 1, "non_finite_batch": 9}
+  assert "a loss became NaN or infinite at batch 9; continuing from batch 8 with new " \
+      "randomness (reseed 1 of 3)" in caplog.text
+  _, _, good = checkpoints.load_run(str(toy_run))  # batch 8, before the fault
+  assert np.array_equal(state.key, train_step.reseed(good, 1).key)
+  assert not np.array_equal(state.key, good.key)
+
+
+def test_reseeds_are_bounded_by_max_reseeds(toy_workdir, monkeypatch):
+  poisoned = input_pipeline.toy_points("bimodal", 400)
+  poisoned[::2] = np.nan  # every batch meets NaN samples, whatever the key
+  monkeypatch.setattr(training.input_pipeline, "load",
+                      lambda _: input_pipeline.Dataset(poisoned, None, "poisoned"))
+  config = toy_config()
+  config.num_steps = 16
+  config.on_non_finite = "reseed"
+  config.max_reseeds = 2
+  with pytest.raises(training.NonFinite,
+                     match=r"a loss became NaN or infinite at batch 9; nothing after the latest "
+                           r"checkpoint .* Gave up after 2 reseeds \(config\.max_reseeds\)"):
+    training.train_and_evaluate(config, str(toy_workdir))
+  assert sorted(d for d in os.listdir(toy_workdir / "checkpoints")) == ["4", "8"]
+  assert metric_steps(toy_workdir) == [(4, None), (8, None), (8, 1), (8, 2)]
