@@ -14,6 +14,7 @@ Running again with the same workdir resumes from the latest checkpoint.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import signal
@@ -233,12 +234,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
 def _train(config, trainer, runs, state, real, workdir):
   """:func:`_loop` until ``num_steps``, with ``config.on_non_finite='reseed'`` retried.
 
-  A retry restores the last good checkpoint, replaces its key (the k-th retry
-  from a checkpoint always draws the same new key, so the run stays
-  reproducible) and records ``reseed`` in metrics.jsonl; after
-  ``config.max_reseeds`` retries :class:`NonFinite` is raised after all.
+  A retry restores the last good checkpoint and replaces its key with one
+  derived from it and from the number of retries from that checkpoint, so an
+  interrupted and resumed run retries with the same keys. Each retry is
+  recorded in metrics.jsonl; after ``config.max_reseeds`` retries (in this
+  process) :class:`NonFinite` is raised after all.
   """
   reseeds = 0
+  retries = collections.Counter()  # retries from each checkpoint's step
   reseeded = None
   while True:
     step = int(_seed(state, 0, len(runs)).step)
@@ -255,11 +258,15 @@ def _train(config, trainer, runs, state, real, workdir):
         raise NonFinite(error.quantity, error.step, workdir,
                         reseeds if config.on_non_finite == "reseed" else None) from None
       reseeds += 1
-      state = train_step.reseed(_restore(runs, trainer.init_state(config.seed)), reseeds)
-      reseeded = {"reseed": reseeds, "non_finite_batch": error.step}
+      state = _restore(runs, trainer.init_state(config.seed))
+      good = int(_seed(state, 0, len(runs)).step)
+      retries[good] += 1
+      state = train_step.reseed(state, retries[good])
+      reseeded = {"reseed": retries[good], "non_finite_batch": error.step}
       logging.warning("%s became NaN or infinite at batch %d; continuing from batch %d with "
-                      "new randomness (reseed %d of %d)", error.quantity, error.step,
-                      int(_seed(state, 0, len(runs)).step), reseeds, config.max_reseeds)
+                      "new randomness (retry %d from there; reseed %d of at most %d)",
+                      error.quantity, error.step, good, retries[good], reseeds,
+                      config.max_reseeds)
     finally:
       for writer in opened:
         writer.close()
