@@ -126,7 +126,7 @@ def _field_types(c: ml_collections.ConfigDict, prefix: str = "") -> dict[str, ty
   return types
 
 
-def check_fields(flat: dict) -> None:
+def _check_fields(flat: dict) -> None:
   """Refuses a flattened config holding a field :func:`base_config` lacks or a value of another type.
 
   ConfigDict alone lets None into any field and turns an int field into a float one.
@@ -148,7 +148,7 @@ def check_fields(flat: dict) -> None:
 
 def validate(c: ml_collections.ConfigDict) -> None:
   """Raises :class:`ConfigError` naming the first field whose value cannot work."""
-  check_fields(flatten(c.to_dict()))
+  _check_fields(flatten(c.to_dict()))
   _require(c.model in MODELS, "model", f"must be one of {MODELS}, got {c.model!r}")
   _require(c.num_steps >= 0, "num_steps", f"must be >= 0, got {c.num_steps}")
   for field in ("batch_size", "num_seeds", "steps_per_dispatch", "log_every", "sample_every",
@@ -235,7 +235,7 @@ def from_json(text: str) -> ml_collections.ConfigDict:
     flat = flatten(json.loads(text))
   except json.JSONDecodeError as e:
     raise ConfigError(f"not a config in JSON: {e}") from e
-  check_fields(flat)
+  _check_fields(flat)
   c = base_config()
   c.update_from_flattened_dict(flat)
   return c
