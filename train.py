@@ -4,9 +4,9 @@ r"""Trains a DeLiGAN (or baseline) model.
   python train.py --config configs/toy.py:bimodal,gan --workdir runs/toy_gan \
       --config.num_steps=8000
 
-Any config field can be overridden (``--config.batch_size=8``); unknown fields and
-invalid values are refused before any work. Re-running with the same workdir
-resumes from its latest checkpoint.
+Any config field can be overridden (``--config.batch_size=8``); unknown fields,
+invalid values, bad data and unusable workdirs are refused before anything is
+written. Re-running with the same workdir resumes from its latest checkpoint.
 """
 
 import sys
@@ -28,9 +28,11 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def parse_flags(argv):
-  """absl's parser, with an unknown ``--config.X`` override reported as a flag error."""
+  """absl's parser; a bad ``--config.X`` override (unknown field, wrong type) is one line."""
   try:
     return FLAGS(argv)
+  except flags.Error as e:  # a value that does not parse as the field's type
+    sys.exit(f"FATAL flags error: {e}")
   except (AttributeError, KeyError) as e:
     overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
     sys.exit(f"FATAL flags error: unknown config field in {overrides}: {e}")
@@ -48,6 +50,8 @@ def main(argv):
     sys.exit(f"interrupted by {stop}")
   except training.NonFinite as error:
     sys.exit(f"stopped: {error}")
+  except training.BAD_INPUT as error:
+    sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 A checkpoint is the whole train state (parameters, batch statistics, optimiser
 states, balancing state, step and key), so a resumed run continues exactly.
 orbax writes each checkpoint to a temporary directory and renames it when
-complete, so a partial write is never taken for the latest checkpoint.
+complete, so a partial write (a killed process, a full disk) is never taken for
+the latest checkpoint.
 """
 
 from __future__ import annotations
@@ -24,34 +25,61 @@ CHECKPOINT_DIR = "checkpoints"
 CONFIG_FILE = "config.json"
 
 
+class CheckpointError(Exception):
+  """A checkpoint that does not fit this config's model, or one that could not be written."""
+
+
+def _shapes(tree) -> dict[str, tuple[int, ...]]:
+  """Each leaf's shape by its path, for stored metadata and states alike."""
+  return {jax.tree_util.keystr(path, simple=True, separator="/"): tuple(leaf.shape)
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
 class Checkpointer:
-  """Keeps the last ``max_to_keep`` train states under ``workdir/checkpoints``."""
+  """Keeps the last ``max_to_keep`` train states under ``workdir/checkpoints``.
+
+  Reading writes nothing: the folder appears with the first save.
+  """
 
   def __init__(self, workdir: str, max_to_keep: int | None = None):
+    # Synchronous saves: when save returns the checkpoint is complete, and a failed
+    # write is reported at its own step.
     self._manager = ocp.CheckpointManager(
         os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+        item_handlers=ocp.StandardCheckpointHandler(),
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=False,
+                                             enable_async_checkpointing=False))
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
   def save(self, state: train_step.TrainState) -> None:
-    self._manager.save(int(state.step), args=ocp.args.StandardSave(state))
+    step = int(state.step)
+    try:
+      self._manager.save(step, args=ocp.args.StandardSave(state))
+    except OSError as e:
+      raise CheckpointError(
+          f"could not write checkpoint {step} to {self._manager.directory} ({e}); the latest "
+          f"complete checkpoint is still {self._manager.latest_step()}. Free space (or fix the "
+          "folder) and run the same command again to resume from it") from e
 
   def restore(self, like: train_step.TrainState,
               step: int | None = None) -> train_step.TrainState:
     """Restores ``step`` (default latest) into the structure and sharding of ``like``."""
     step = self._manager.latest_step() if step is None else step
+    stored, wanted = _shapes(self._manager.item_metadata(step).tree), _shapes(like)
+    if stored != wanted:
+      names = sorted(set(stored) | set(wanted), key=lambda n: (not n.startswith("params"), n))
+      differences = [f"{name}: {stored.get(name, 'absent')} there, {wanted.get(name, 'absent')} "
+                     "here" for name in names if stored.get(name) != wanted.get(name)]
+      raise CheckpointError(
+          f"checkpoint {step} in {self._manager.directory} was written by another model config "
+          f"({len(differences)} arrays differ; {'; '.join(differences[:3])}). Use the config "
+          "that wrote it, or a new --workdir")
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-    try:
-      return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
-    except (ValueError, KeyError, TypeError) as e:
-      raise ValueError(
-          f"checkpoint {step} in {self._manager.directory} does not match this config's "
-          f"model (was it written by another config?): {e}") from e
+    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
     self._manager.close()
 
 

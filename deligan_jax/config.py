@@ -29,6 +29,11 @@ NETWORK_OF_DATA = {"toy_unimodal": "toy", "toy_bimodal": "toy", "points": "toy",
 DATA_SOURCES = input_pipeline.SOURCES
 
 
+ON_NON_FINITE = ("stop", "reseed")
+# Fields that may be None besides the placeholders (whose default is None).
+_NULLABLE = ("optim.decay_start_epoch", "optim.decay_end_epoch")
+
+
 class ConfigError(ValueError):
   """A config value that cannot work; the message names the field."""
 
@@ -50,6 +55,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_seeds = 1                   # S > 1: S runs (seeds seed..seed+S-1) in one program
   c.objective = "bce"               # or 'semi_supervised' (CIFAR-10's D with class logits)
   c.augment = ""                    # DiffAugment policy, e.g. 'color,translation,cutout'
+  c.on_non_finite = "stop"          # or 'reseed': back to the last checkpoint, new randomness
+  c.max_reseeds = 3                 # then stop after all
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "mnist"
@@ -120,19 +127,50 @@ def _require(condition: bool, field: str, message: str) -> None:
     raise ConfigError(f"config.{field}: {message}")
 
 
+def _field_types(c: ml_collections.ConfigDict, prefix: str = "") -> dict[str, type]:
+  types = {}
+  for key, value in c.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      types.update(_field_types(value, f"{prefix}{key}."))
+    else:
+      types[f"{prefix}{key}"] = c.get_type(key)
+  return types
+
+
+def _check_fields(flat: dict) -> None:
+  """Refuses a flattened config holding a field :func:`base_config` lacks or a value of another type.
+
+  ConfigDict alone lets None into any field and turns an int field into a float one.
+  """
+  base = base_config()
+  types, defaults = _field_types(base), flatten(base.to_dict())
+  for field, value in flat.items():
+    _require(field in types, field, "unknown field (base_config in deligan_jax/config.py "
+             "lists every field)")
+    want = types[field]
+    if value is None:
+      _require(defaults[field] is None or field in _NULLABLE, field,
+               f"must be of type {want.__name__}, got None")
+    else:
+      _require((isinstance(value, want) or (want is float and isinstance(value, int)))
+               and (want is bool or not isinstance(value, bool)), field,
+               f"must be of type {want.__name__}, got {value!r} ({type(value).__name__})")
+
+
 def validate(c: ml_collections.ConfigDict) -> None:
   """Raises :class:`ConfigError` naming the first field whose value cannot work."""
+  _check_fields(flatten(c.to_dict()))
   _require(c.model in MODELS, "model", f"must be one of {MODELS}, got {c.model!r}")
-  for field in ("num_steps",):
-    _require(isinstance(c[field], int) and c[field] >= 0, field,
-             f"must be an integer >= 0, got {c[field]!r}")
+  _require(c.num_steps >= 0, "num_steps", f"must be >= 0, got {c.num_steps}")
   for field in ("batch_size", "num_seeds", "steps_per_dispatch", "log_every", "sample_every",
                 "checkpoint_every", "keep_checkpoints", "num_plot_samples"):
-    _require(isinstance(c[field], int) and c[field] > 0, field,
-             f"must be a positive integer, got {c[field]!r}")
+    _require(c[field] > 0, field, f"must be positive, got {c[field]}")
   for field in ("log_every", "sample_every", "checkpoint_every"):
     _require(c[field] % c.steps_per_dispatch == 0, field,
              f"must be a multiple of steps_per_dispatch={c.steps_per_dispatch}, got {c[field]}")
+  _require(c.on_non_finite in ON_NON_FINITE, "on_non_finite",
+           f"must be one of {ON_NON_FINITE}, got {c.on_non_finite!r}")
+  _require(c.max_reseeds >= 0, "max_reseeds", f"must be >= 0, got {c.max_reseeds}")
 
   d = c.data
   _require(d.name in DATASETS, "data.name", f"must be one of {DATASETS}, got {d.name!r}")
@@ -224,8 +262,13 @@ def to_json(c: ml_collections.ConfigDict) -> str:
 
 def from_json(text: str) -> ml_collections.ConfigDict:
   """The inverse of :func:`to_json`, typed like :func:`base_config`."""
+  try:
+    flat = flatten(json.loads(text))
+  except json.JSONDecodeError as e:
+    raise ConfigError(f"not a config in JSON: {e}") from e
+  _check_fields(flat)
   c = base_config()
-  c.update_from_flattened_dict(flatten(json.loads(text)))
+  c.update_from_flattened_dict(flat)
   return c
 
 

@@ -33,6 +33,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from deligan_jax import augment
 from deligan_jax import balancing
+from deligan_jax import config as config_lib
 from deligan_jax import losses
 from deligan_jax import mixture
 from deligan_jax import optim
@@ -100,6 +101,24 @@ def init_state(model: GanModel, rule: balancing.BalanceRule, seed: int,
                     balance=balancing.BalanceState.create(rule))
 
 
+# Tags folded into the state's key: the step draws shuffles, latents and labelled batches;
+# a retry draws a new key.
+_SHUFFLE, _LATENTS, _RESEED, _LABELLED = 0, 1, 2, 3
+
+
+def reseed(state: TrainState, attempt: int) -> TrainState:
+  """``state`` with the key of retry ``attempt`` (1, 2, ...) from it, for every stacked seed.
+
+  The key depends only on the old key and ``attempt``, so a retry is reproducible.
+  """
+  def new_key(key_data):
+    key = jax.random.fold_in(jax.random.wrap_key_data(key_data), _RESEED)
+    return jax.random.key_data(jax.random.fold_in(key, attempt))
+
+  keys = state.key.reshape(-1, state.key.shape[-1])  # one row per seed
+  return state.replace(key=jax.vmap(new_key)(keys).reshape(state.key.shape))
+
+
 def make_mesh(devices=None) -> Mesh:
   """A 1-D mesh over ``devices`` (default: all), its axis named ``data``."""
   devices = jax.devices() if devices is None else devices
@@ -119,12 +138,12 @@ class Trainer:
                train_labels: np.ndarray | None = None):
     num_devices = mesh.devices.size
     if step_config.batch_size % num_devices:
-      raise ValueError(
+      raise config_lib.ConfigError(
           f"config.batch_size={step_config.batch_size} does not divide over the "
           f"{num_devices} devices of the mesh; choose a multiple of {num_devices}")
     if step_config.batch_size > len(train_x):
-      raise ValueError(f"config.batch_size={step_config.batch_size} is larger than the "
-                       f"training set ({len(train_x)} samples)")
+      raise config_lib.ConfigError(f"config.batch_size={step_config.batch_size} is larger than "
+                                   f"the training set ({len(train_x)} samples)")
     if step_config.objective == "semi_supervised" and train_labels is None:
       raise ValueError("the semi-supervised objective needs the training set's labels")
     self.model = model
@@ -194,7 +213,7 @@ class Trainer:
     epoch = state.step // self.batches_per_epoch
     position = state.step % self.batches_per_epoch
     data = self._batch_data(base, epoch, position)
-    batch_key = jax.random.fold_in(jax.random.fold_in(base, 1), state.step)
+    batch_key = jax.random.fold_in(jax.random.fold_in(base, _LATENTS), state.step)
 
     balance = jax.tree.map(functools.partial(jnp.where, position == 0),
                            balancing.start_epoch(rule, state.balance), state.balance)
@@ -274,11 +293,11 @@ class Trainer:
 
   def _batch_data(self, base, epoch, position) -> dict[str, jax.Array]:
     """This batch's real samples (and, semi-supervised, a labelled batch and its labels)."""
-    indices = self._batch_indices(jax.random.fold_in(base, 0), epoch, position)
+    indices = self._batch_indices(jax.random.fold_in(base, _SHUFFLE), epoch, position)
     data = {"real": self._shard(self.train_x[indices])}
     if self.config.objective == "semi_supervised":
       # Like the official code: the same images, in another order, as the labelled set.
-      indices = self._batch_indices(jax.random.fold_in(base, 2), epoch, position)
+      indices = self._batch_indices(jax.random.fold_in(base, _LABELLED), epoch, position)
       data["labelled"] = self._shard(self.train_x[indices])
       data["labels"] = self._shard(self.train_labels[indices])
     return data

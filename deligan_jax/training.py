@@ -14,11 +14,13 @@ Running again with the same workdir resumes from the latest checkpoint.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import signal
 import threading
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -30,6 +32,7 @@ from deligan_jax import checkpoints
 from deligan_jax import config as config_lib
 from deligan_jax import input_pipeline
 from deligan_jax import models
+from deligan_jax import networks
 from deligan_jax import plots
 from deligan_jax import run_log
 from deligan_jax import train_step
@@ -37,29 +40,68 @@ from deligan_jax import train_step
 # Fields that may change between a run and its resumption (budget, logging, paths).
 RESUMABLE_CHANGES = ("num_steps", "log_every", "sample_every", "checkpoint_every",
                      "keep_checkpoints", "num_plot_samples", "steps_per_dispatch",
-                     "distributed", "data.dir", "data.source", "data.tfds_data_dir")
+                     "distributed", "data.dir", "data.source", "data.tfds_data_dir",
+                     "on_non_finite", "max_reseeds")
 
 
-def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Creates the workdir and records the config; refuses one of another run."""
+class WorkdirError(Exception):
+  """The workdir cannot be created or written."""
+
+
+# Errors whose message says all there is to say: the CLI prints them without a traceback.
+BAD_INPUT = (config_lib.ConfigError, input_pipeline.DataError, checkpoints.CheckpointError,
+             WorkdirError)
+
+
+def _check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Refuses a workdir that cannot be written or that holds a run of another config.
+
+  Only reads, so that a refused workdir is left exactly as it was.
+  """
+  existing = os.path.abspath(workdir)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise WorkdirError(f"workdir {workdir} cannot be created: {existing} is a file")
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise WorkdirError(f"workdir {workdir} cannot be written: {existing} is not writable "
+                       "for this user; choose another --workdir or fix its permissions")
+  path = os.path.join(workdir, checkpoints.CONFIG_FILE)
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    try:
+      previous = config_lib.from_json(f.read())
+    except config_lib.ConfigError as e:
+      raise config_lib.ConfigError(f"{path} is not a config this version can read: {e}") from e
+  old = config_lib.flatten(previous.to_dict())
+  new = config_lib.flatten(config.to_dict())
+  changed = sorted(k for k in set(old) | set(new)
+                   if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+  if changed:
+    raise config_lib.ConfigError(
+        f"workdir {workdir} holds a run with a different config "
+        f"({', '.join(f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in changed)}); "
+        "use a new --workdir or the same config")
+
+
+def _record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Creates the workdir and writes its config.json, what ``sample`` and resumption read."""
   os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
   path = os.path.join(workdir, checkpoints.CONFIG_FILE)
-  if os.path.exists(path):
-    with open(path) as f:
-      previous = config_lib.from_json(f.read())
-    old = config_lib.flatten(previous.to_dict())
-    new = config_lib.flatten(config.to_dict())
-    changed = sorted(k for k in set(old) | set(new)
-                     if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
-    if changed:
-      raise config_lib.ConfigError(
-          f"workdir {workdir} holds a run with a different config "
-          f"({', '.join(f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in changed)}); "
-          "use a new --workdir or the same config")
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     f.write(config_lib.to_json(config))
   os.replace(tmp, path)
+
+
+def _check_data(config: ml_collections.ConfigDict, x: np.ndarray) -> None:
+  """Refuses training samples of another shape than the configured networks take."""
+  wanted = networks.SAMPLE_SHAPES[config.network.name]
+  if x.shape[1:] != wanted:
+    raise input_pipeline.DataError(
+        f"data.name={config.data.name!r} gives samples of shape {x.shape[1:]}, but the "
+        f"{config.network.name!r} networks (network.name) take {wanted}")
 
 
 def plot_samples(model: models.GanModel, state: train_step.TrainState, config,
@@ -107,16 +149,9 @@ class _Run:
   def __init__(self, config: ml_collections.ConfigDict, workdir: str):
     self.config = config
     self.workdir = workdir
-    _prepare_workdir(config, workdir)
     self.checkpointer = checkpoints.Checkpointer(workdir, config.keep_checkpoints)
-    self.writer = None
-
-  def start_logging(self, step: int) -> None:
-    self.writer = run_log.MetricWriter(self.workdir, step)
 
   def close(self) -> None:
-    if self.writer is not None:
-      self.writer.close()
     self.checkpointer.close()
 
 
@@ -128,7 +163,6 @@ def _seed_runs(config: ml_collections.ConfigDict, workdir: str) -> list[_Run]:
   """
   if config.num_seeds == 1:
     return [_Run(config, workdir)]
-  _prepare_workdir(config, workdir)
   runs = []
   for offset, seed_workdir in enumerate(checkpoints.run_workdirs(config, workdir)):
     seed_config = config.copy_and_resolve_references()
@@ -149,8 +183,9 @@ def _restore(runs: list[_Run], state: train_step.TrainState) -> train_step.Train
     return state
   if any(step is None for step in steps):
     missing = [run.workdir for run, step in zip(runs, steps) if step is None]
-    raise ValueError(f"some seeds of this run have checkpoints and {missing} have none; "
-                     "move the incomplete seed folders away or use a new --workdir")
+    raise checkpoints.CheckpointError(
+        f"some seeds of this run have checkpoints and {missing} have none; move the "
+        "incomplete seed folders away or use a new --workdir")
   step = min(steps)
   if len(runs) == 1:
     return runs[0].checkpointer.restore(state, step)
@@ -162,44 +197,84 @@ def _restore(runs: list[_Run], state: train_step.TrainState) -> train_step.Train
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainState:
   """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint); returns the state.
 
-  With ``config.num_seeds > 1`` the returned state is stacked over seeds.
+  Every check (config, workdir, data, checkpoint) runs before the first write,
+  so bad input leaves an existing workdir as it was. With ``config.num_seeds >
+  1`` the returned state is stacked over seeds.
   """
   config_lib.validate(config)
   runs = _seed_runs(config, workdir)
-  num_seeds = config.num_seeds
-
-  dataset = input_pipeline.load(config.data)
-  model = models.build(config)
-  rule = balancing.BalanceRule.from_config(config.balance)
-  semi_supervised = config.objective == "semi_supervised"
-  # The semi-supervised D is also a classifier: its test accuracy is logged.
-  test_set = input_pipeline.load_test(config.data) if semi_supervised else None
-  trainer = train_step.Trainer(model, rule, train_step.StepConfig.from_config(config),
-                               dataset.x, train_step.make_mesh(), num_seeds,
-                               train_labels=dataset.labels if semi_supervised else None)
   try:
+    configs = {workdir: config} | {run.workdir: run.config for run in runs}
+    for path, run_config in configs.items():
+      _check_workdir(run_config, path)
+    dataset = input_pipeline.load(config.data)
+    _check_data(config, dataset.x)
+    model = models.build(config)
+    rule = balancing.BalanceRule.from_config(config.balance)
+    semi_supervised = config.objective == "semi_supervised"
+    # The semi-supervised D is also a classifier: its test accuracy is logged.
+    test_set = input_pipeline.load_test(config.data) if semi_supervised else None
+    trainer = train_step.Trainer(model, rule, train_step.StepConfig.from_config(config),
+                                 dataset.x, train_step.make_mesh(), config.num_seeds,
+                                 train_labels=dataset.labels if semi_supervised else None)
     state = _restore(runs, trainer.init_state(config.seed))
-    start = int(_seed(state, 0, num_seeds).step)
-    for run in runs:
-      run.start_logging(start)
-    summary_writer = run_log.MetricWriter(workdir, start) if num_seeds > 1 else None
-    try:
-      state = _loop(config, trainer, runs, summary_writer, state, dataset.x, workdir, test_set)
-    finally:
-      if summary_writer is not None:
-        summary_writer.close()
+    for path, run_config in configs.items():
+      _record_config(run_config, path)
+    state = _train(config, trainer, runs, state, dataset.x, workdir, test_set)
   finally:
     for run in runs:
       run.close()
 
   for k, run in enumerate(runs):
-    plot_samples(model, _seed(state, k, num_seeds), run.config, dataset.x,
+    plot_samples(model, _seed(state, k, config.num_seeds), run.config, dataset.x,
                  os.path.join(run.workdir, "samples.png"))
-  for path in {run.workdir for run in runs} | {workdir}:
+  for path in configs:
     records = run_log.read_metrics(path)
     if records:
       plots.save_loss_curves(records, os.path.join(path, "loss_curves.png"))
   return state
+
+
+def _train(config, trainer, runs, state, real, workdir, test_set=None):
+  """:func:`_loop` until ``num_steps``, with ``config.on_non_finite='reseed'`` retried.
+
+  A retry restores the last good checkpoint and replaces its key with one
+  derived from it and from the number of retries from that checkpoint, so an
+  interrupted and resumed run retries with the same keys. Each retry is
+  recorded in metrics.jsonl; after ``config.max_reseeds`` retries (in this
+  process) :class:`NonFinite` is raised after all.
+  """
+  reseeds = 0
+  retries = collections.Counter()  # retries from each checkpoint's step
+  reseeded = None
+  while True:
+    step = int(_seed(state, 0, len(runs)).step)
+    writers = [run_log.MetricWriter(run.workdir, step) for run in runs]
+    summary_writer = run_log.MetricWriter(workdir, step) if len(runs) > 1 else None
+    opened = writers + ([summary_writer] if summary_writer else [])
+    try:
+      if reseeded:
+        for writer in opened:
+          writer.write(step, reseeded)
+      return _loop(config, trainer, runs, writers, summary_writer, state, real, workdir,
+                   test_set)
+    except NonFinite as error:
+      if config.on_non_finite == "stop" or reseeds == config.max_reseeds:
+        raise NonFinite(error.quantity, error.step, workdir,
+                        reseeds if config.on_non_finite == "reseed" else None) from None
+      reseeds += 1
+      state = _restore(runs, trainer.init_state(config.seed))
+      good = int(_seed(state, 0, len(runs)).step)
+      retries[good] += 1
+      state = train_step.reseed(state, retries[good])
+      reseeded = {"reseed": retries[good], "non_finite_batch": error.step}
+      logging.warning("%s became NaN or infinite at batch %d; continuing from batch %d with "
+                      "new randomness (retry %d from there; reseed %d of at most %d)",
+                      error.quantity, error.step, good, retries[good], reseeds,
+                      config.max_reseeds)
+    finally:
+      for writer in opened:
+        writer.close()
 
 
 class Interrupted(Exception):
@@ -212,7 +287,20 @@ class Interrupted(Exception):
 
 
 class NonFinite(Exception):
-  """A loss or parameter became NaN/inf; the latest checkpoint is the last good state."""
+  """A loss or parameter became NaN/inf at batch ``step``; the latest checkpoint is good.
+
+  ``reseeds`` is how many retries ``on_non_finite='reseed'`` made, None without it.
+  """
+
+  def __init__(self, quantity: str, step: int, workdir: str, reseeds: int | None = None):
+    advice = ("Run again with --config.on_non_finite=reseed to continue from it with new "
+              "randomness" if reseeds is None else
+              f"Gave up after {reseeds} reseeds (config.max_reseeds)")
+    super().__init__(f"{quantity} became NaN or infinite at batch {step}; nothing after the "
+                     f"latest checkpoint in {workdir} was saved. {advice}, or use a new "
+                     "--workdir with a smaller learning rate")
+    self.quantity = quantity
+    self.step = step
 
 
 def _check_finite(metrics: dict, step: int, batches: int, workdir: str) -> None:
@@ -220,10 +308,7 @@ def _check_finite(metrics: dict, step: int, batches: int, workdir: str) -> None:
   for key, quantity in (("finite_losses", "a loss"), ("finite_params", "a parameter")):
     finite = np.asarray(metrics.pop(key)).reshape(-1, batches).all(axis=0)
     if not finite.all():
-      bad = step - batches + int(np.argmin(finite)) + 1
-      raise NonFinite(f"{quantity} became NaN or infinite at batch {bad}; nothing after the "
-                      f"latest checkpoint in {workdir} was saved. Resume from it with another "
-                      "seed (a new --workdir) or a smaller learning rate")
+      raise NonFinite(quantity, step - batches + int(np.argmin(finite)) + 1, workdir)
 
 
 @contextlib.contextmanager
@@ -246,7 +331,8 @@ def _signals_recorded():
       signal.signal(signum, handler)
 
 
-def _loop(config, trainer, runs, summary_writer, state, real, workdir, test_set=None):
+def _loop(config, trainer, runs, writers, summary_writer, state, real, workdir,
+          test_set=None):
   """Dispatches fused steps until ``num_steps``; logs, plots and checkpoints on the way.
 
   With a ``test_set``, each log record also holds D's accuracy on it.
@@ -279,8 +365,8 @@ def _loop(config, trainer, runs, summary_writer, state, real, workdir, test_set=
           for k, summary in enumerate(summaries):
             predictions = trainer.classify(_seed(state, k, num_seeds), test_set.x)
             summary["test_accuracy"] = float(np.mean(predictions == test_set.labels))
-        for run, summary in zip(runs, summaries):
-          run.writer.write(step, summary)
+        for writer, summary in zip(writers, summaries):
+          writer.write(step, summary)
         if summary_writer is not None:
           summary_writer.write(step, _across_seeds(summaries))
         progress.set_postfix(g=f"{summaries[0]['g_loss']:.3f}",
