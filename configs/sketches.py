@@ -56,4 +56,6 @@ def get_config(arg: str | None = None):
   config.balance.thres_down = 0.003
   config.balance.t1_init = 0.70
   config.balance.forced_d_lr_factor = 0.5
+  # The official sketch script probes with D's noise and dropout on (training mode).
+  config.balance.probe_train_mode = True
   return config

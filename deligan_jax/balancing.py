@@ -16,6 +16,9 @@ discriminator. ``thres`` itself moves with the history of decisions:
   by ``thres_down``, not below t1 (= ``t1_init``); the streak is then reset.
   With ``forced_d_lr_factor > 0`` (sketches), raising thres also forces one D
   update at that fraction of the learning rate before the batch's updates.
+  The probe runs the networks in inference mode (MNIST), or in training mode
+  with ``probe_train_mode`` (sketches: D's noise and dropout on, G's batch norm
+  on batch statistics), as each official script does.
 * ``'fixed'`` (CIFAR-10): no probe and no threshold; the first
   ``fixed_d_updates`` of each batch's updates go to D, the rest to G.
 
@@ -54,6 +57,7 @@ class BalanceRule:
   g_streak: int = 3
   d_streak: int = 2
   forced_d_lr_factor: float = 0.0  # 0: no forced D update
+  probe_train_mode: bool = False
   # 'fixed' rule only.
   fixed_d_updates: int = 1
 

@@ -312,10 +312,16 @@ class Trainer:
     return jax.lax.with_sharding_constraint(x, self.batch_sharding)
 
   def _probe(self, params, batch_stats, latent_key):
-    """The balancing probe g = BCE(D(G(z)), 1), batch norm in inference mode."""
+    """The balancing probe g = BCE(D(G(z)), 1), in inference or training mode (the rule's).
+
+    In training mode the batch-norm statistics it computes are discarded: a
+    probe is a measurement.
+    """
+    train = self.rule.probe_train_mode
     fake, _ = self.model.generate(params, batch_stats, latent_key, self.config.batch_size,
-                                  train=False)
-    logits, _ = self.model.discriminate(params, batch_stats, fake, train=False)
+                                  train=train)
+    logits, _ = self.model.discriminate(params, batch_stats, fake, train=train,
+                                        key=jax.random.fold_in(latent_key, 3))
     return losses.generator_loss(losses.real_logit(logits))
 
   def _apply(self, name, grads, opt_state, params):
