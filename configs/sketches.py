@@ -10,7 +10,9 @@ N = d = 100; the streak balancing rule with a forced half-lr D update; 3900 epoc
       --config.data.categories='("cat", "dog", "sheep")'
 
 Models: gan, gan++, ensemble, nx, moe, deligan (default). Categories: every
-category folder found, unless ``data.categories`` names some.
+category folder found, unless ``data.categories`` names some. ``num_steps`` is
+3900 epochs of the 40 shared categories (64 batches each); for C categories of
+80 sketches, 3900 epochs are ``3900 * (160 * C // 100)`` batches.
 """
 
 from deligan_jax import config as config_lib

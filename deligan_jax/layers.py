@@ -6,7 +6,8 @@ Each is a small Flax module (or function) used through ``init``/``apply``:
   transposed-convolution layers, with data-dependent initialisation: the
   ``init`` pass, run on a real batch, sets the scale and bias so that the
   layer's pre-activations have zero mean and standard deviation ``init_scale``
-  per output unit. Dense layers applied to feature maps act per pixel: that is
+  per output unit. The scale is trained only with ``train_scale`` (Improved-GAN's
+  output layers). Dense layers applied to feature maps act per pixel: that is
   the network-in-network (1x1) layer.
 * Gaussian input noise and dropout, active only with ``train=True`` and driven by
   the explicit PRNG streams ``'noise'`` and ``'dropout'`` of ``apply(rngs=...)``.
@@ -47,6 +48,9 @@ class _WeightNormalized(nn.Module):
   """
   features: int
   init_scale: float = 1.0
+  # Improved-GAN trains the scale only where it asks (its output layers); elsewhere
+  # the scale keeps its data-dependent value and only the direction and bias learn.
+  train_scale: bool = False
   dtype: jnp.dtype = jnp.float32
 
   def _direction_shape(self, in_features: int) -> tuple[int, ...]:
@@ -70,6 +74,8 @@ class _WeightNormalized(nn.Module):
     scale = data_dependent_param(self, "scale", shape, lambda: self.init_scale * inverse_std())
     bias = data_dependent_param(
         self, "bias", shape, lambda: -jnp.mean(t, axis=batch_axes) * self.init_scale * inverse_std())
+    if not self.train_scale:
+      scale = jax.lax.stop_gradient(scale)
     return (t * scale + bias).astype(self.dtype)
 
 

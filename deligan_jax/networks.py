@@ -199,7 +199,8 @@ class ImprovedGanGenerator(nn.Module):
       h = conv.ConvTranspose(features, (5, 5), (2, 2), kernel_init=layers.DIRECTION_INIT,
                              impl=impl, dtype=dtype, use_bias=False)(h)
       h = nn.relu(batch_norm(train, self.bn_axis_name, f"bn{i}", dtype, use_scale=False)(h))
-    h = layers.WeightNormConvTranspose(self.channels, init_scale=0.1, kernel_size=(5, 5),
+    h = layers.WeightNormConvTranspose(self.channels, init_scale=0.1, train_scale=True,
+                                       kernel_size=(5, 5),
                                        strides=(2, 2), impl=impl, dtype=dtype)(h)
     return jnp.tanh(h).astype(jnp.float32)
 
@@ -234,7 +235,8 @@ class _ImprovedGanDiscriminator(nn.Module):
     h = self._trunk(layers.GaussianNoise(0.2)(x, train), train)
     h = layers.global_mean_pool(h)
     h = MinibatchDiscrimination(self.mbd_kernels, self.mbd_dims, data_init=True)(h, groups)
-    logits = layers.WeightNormDense(self.num_classes, init_scale=0.1, dtype=self.dtype)(h)
+    logits = layers.WeightNormDense(self.num_classes, init_scale=0.1, train_scale=True,
+                                    dtype=self.dtype)(h)
     logits = logits.astype(jnp.float32)
     return logits[:, 0] if self.num_classes == 1 else logits
 

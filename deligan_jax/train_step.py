@@ -156,6 +156,9 @@ class Trainer:
     self.batches_per_epoch = len(train_x) // step_config.batch_size
     train_x = np.asarray(train_x, np.float32)
     self.train_x = self._replicate(train_x)
+    # A fixed random subset: datasets may be stored class by class (sketches).
+    chosen = np.random.default_rng(0).permutation(len(train_x))[:step_config.init_examples]
+    self.init_examples = self._replicate(train_x[np.sort(chosen)])
     self.train_labels = (None if train_labels is None
                          else self._replicate(np.asarray(train_labels, np.int32)))
     self.optimizers = {name: optim.adam(step_config.b1, step_config.b2)
@@ -170,10 +173,9 @@ class Trainer:
   def init_state(self, seed: int) -> TrainState:
     """A fresh state (stacked over seeds when ``num_seeds > 1``), replicated over the mesh.
 
-    Data-dependent initialisation sees the first ``init_examples`` training examples.
+    Data-dependent initialisation sees ``init_examples`` random training examples.
     """
-    create = functools.partial(init_state, self.model, self.rule,
-                               examples=self.train_x[:self.config.init_examples])
+    create = functools.partial(init_state, self.model, self.rule, examples=self.init_examples)
     if self.num_seeds > 1:
       seeds = seed + jnp.arange(self.num_seeds)
       return jax.jit(jax.vmap(create), out_shardings=self.replicated)(seeds)
@@ -318,10 +320,12 @@ class Trainer:
     probe is a measurement.
     """
     train = self.rule.probe_train_mode
+    key = jax.random.fold_in(latent_key, 3)
     fake, _ = self.model.generate(params, batch_stats, latent_key, self.config.batch_size,
                                   train=train)
-    logits, _ = self.model.discriminate(params, batch_stats, fake, train=train,
-                                        key=jax.random.fold_in(latent_key, 3))
+    if self.config.augment:  # g then measures the loss G's updates minimise
+      fake = augment.apply(jax.random.fold_in(key, 10), fake, self.config.augment)
+    logits, _ = self.model.discriminate(params, batch_stats, fake, train=train, key=key)
     return losses.generator_loss(losses.real_logit(logits))
 
   def _apply(self, name, grads, opt_state, params):
@@ -356,7 +360,7 @@ class Trainer:
     inference-mode probe depends on them. A D without batch norm sees the
     generated batch alone (the real one could not change its output).
     """
-    d_key = jax.random.fold_in(latent_key, 1)
+    d_key = jax.random.fold_in(latent_key, 4)  # 0 and 1 are split(latent_key)'s halves
     with_real = bool(batch_stats["discriminator"])
 
     def loss_fn(trainable):
@@ -408,12 +412,19 @@ class Trainer:
         "discriminator", grads, opt_state, params)
     return new_params, {"generator": g_stats, "discriminator": d_stats}, new_opt_state, loss
 
-  def classify(self, state: TrainState, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """A semi-supervised D's class predictions (inference mode) for ``x``."""
+  def classify(self, state: TrainState, x: np.ndarray) -> np.ndarray:
+    """A semi-supervised D's class predictions (inference mode) for ``x``.
+
+    In training-sized batches: minibatch discrimination sums over the batch, so
+    its features depend on the batch size. The last batch is filled up with
+    images from the start and their predictions dropped.
+    """
+    size = self.config.batch_size
+    padded = np.concatenate([x, x[:(-len(x)) % size]]) if len(x) % size else x
     predictions = [np.asarray(self._predict_classes(state.params, state.batch_stats,
-                                                    x[start:start + batch_size]))
-                   for start in range(0, len(x), batch_size)]
-    return np.concatenate(predictions)
+                                                    padded[start:start + size]))
+                   for start in range(0, len(padded), size)]
+    return np.concatenate(predictions)[:len(x)]
 
   @functools.partial(jax.jit, static_argnums=0)
   def _predict_classes(self, params, batch_stats, x):

@@ -102,3 +102,13 @@ def test_minibatch_discrimination_kernels_and_data_init(num_kernels):
   m = np.einsum("bf,fkc->bkc", np.asarray(x), weight)
   l1 = np.abs(m[:, None] - m[None, :]).sum(-1) + 1e9 * np.eye(40)[:, :, None]
   np.testing.assert_allclose(0.5 * l1.min(axis=1).mean(axis=0), 1.0, rtol=1e-4)
+
+
+@pytest.mark.parametrize("train_scale", [False, True])
+def test_only_output_layers_train_their_scale(train_scale):
+  layer = layers.WeightNormDense(4, train_scale=train_scale)
+  x = _batch((32, 5))
+  params = layer.init(KEY, x)["params"]
+  grads = jax.grad(lambda p: jnp.sum(layer.apply({"params": p}, x) ** 3))(params)
+  assert bool(jnp.any(grads["scale"] != 0)) == train_scale
+  assert bool(jnp.any(grads["direction"] != 0)) and bool(jnp.any(grads["bias"] != 0))
