@@ -9,6 +9,7 @@ import errno
 import gc
 import gzip
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -26,6 +27,7 @@ from deligan_jax import input_pipeline
 from deligan_jax import train_step
 from deligan_jax import training
 from tests.conftest import REPO, small_config
+from tests.test_image_data import dot, write_png
 from tests.test_training import run_cli, tree_equal
 
 
@@ -502,3 +504,30 @@ def test_killed_anywhere_resumes_exactly(tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   assert tree_equal(checkpoints.load_run(str(workdir))[2], checkpoints.load_run(str(straight))[2])
   assert (workdir / "metrics.jsonl").read_text() == (straight / "metrics.jsonl").read_text()
+
+
+@pytest.mark.parametrize("case, match", [
+    ("unknown_category", r"\['dog'\].*available categories: cup"),
+    ("unreadable_png", r"sketch .*cup.1\.png cannot be read"),
+    ("wrong_shape_pickle", r"data_batch_1.*shape \(5, 3000\)"),
+])
+def test_bad_image_data(case, match, tmp_path):
+  """Image folders and pickles: refused before a workdir (holding a user's file) changes."""
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / "notes.txt").write_text("the user's own file")
+  if case == "wrong_shape_pickle":
+    config = small_config("cifar10", "deligan")
+    config.data.dir = str(tmp_path)
+    with open(tmp_path / "data_batch_1", "wb") as f:
+      pickle.dump({b"data": np.zeros((5, 3000), np.uint8), b"labels": [0] * 5}, f, protocol=2)
+  else:
+    config = small_config("sketches", "deligan")
+    config.data.dir = str(tmp_path / "png")
+    for i in range(8):
+      write_png(tmp_path / "png" / "cup" / f"{i}.png", dot(10 + i, 20))
+    if case == "unknown_category":
+      config.data.categories = ("cup", "dog")
+    else:
+      (tmp_path / "png" / "cup" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+  refused(config, workdir, input_pipeline.DataError, match)
