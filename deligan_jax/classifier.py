@@ -26,6 +26,7 @@ import optax
 
 from deligan_jax import augment
 from deligan_jax import conv
+from deligan_jax import files
 from deligan_jax import input_pipeline
 
 CACHE_ENV = "DELIGAN_CACHE_DIR"
@@ -117,8 +118,8 @@ def train_classifier(data_config: Any, cache: str | None = None, steps: int = 20
                                    test_accuracy=float(np.mean(predictions == test.labels)))
   os.makedirs(os.path.dirname(path), exist_ok=True)
   # Weights first, accuracy last: a cache entry counts only when both exist.
-  _write_atomic(path + ".msgpack", flax.serialization.to_bytes(params))
-  _write_atomic(path + ".json", json.dumps({
+  files.write_atomic(path + ".msgpack", flax.serialization.to_bytes(params))
+  files.write_atomic(path + ".json", json.dumps({
       "test_accuracy": classifier.test_accuracy, "steps": steps, "seed": seed,
       "num_train": len(train.x), "num_test": len(test.x),
       "class_names": train.class_names}).encode())
@@ -174,8 +175,3 @@ def _shift_and_flip(key: jax.Array, images: jax.Array, shift: float) -> jax.Arra
   flip = jax.random.bernoulli(flip_key, 0.5, (len(images), 1, 1, 1))
   return jnp.where(flip, moved[:, :, ::-1], moved)
 
-
-def _write_atomic(path: str, data: bytes) -> None:
-  with open(path + ".tmp", "wb") as f:
-    f.write(data)
-  os.replace(path + ".tmp", path)

@@ -9,6 +9,8 @@ import os
 import numpy as np
 from tensorboardX import SummaryWriter
 
+from deligan_jax import files
+
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -44,10 +46,7 @@ class MetricWriter:
   def __init__(self, workdir: str, resume_step: int):
     self._path = os.path.join(workdir, METRICS_FILE)
     kept = [r for r in read_metrics(workdir) if r["step"] <= resume_step]
-    tmp = self._path + ".tmp"
-    with open(tmp, "w") as f:
-      f.writelines(json.dumps(r) + "\n" for r in kept)
-    os.replace(tmp, self._path)
+    files.write_atomic(self._path, "".join(json.dumps(r) + "\n" for r in kept))
     self._file = open(self._path, "a")
     self._tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=resume_step + 1)
 

@@ -30,6 +30,7 @@ import tqdm
 from deligan_jax import balancing
 from deligan_jax import checkpoints
 from deligan_jax import config as config_lib
+from deligan_jax import files
 from deligan_jax import input_pipeline
 from deligan_jax import models
 from deligan_jax import networks
@@ -88,11 +89,7 @@ def _check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
 def _record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Creates the workdir and writes its config.json, what ``sample`` and resumption read."""
   os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
-  path = os.path.join(workdir, checkpoints.CONFIG_FILE)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(config_lib.to_json(config))
-  os.replace(tmp, path)
+  files.write_atomic(os.path.join(workdir, checkpoints.CONFIG_FILE), config_lib.to_json(config))
 
 
 def _check_data(config: ml_collections.ConfigDict, x: np.ndarray) -> None:

@@ -1,0 +1,16 @@
+"""Files written whole or not at all."""
+
+from __future__ import annotations
+
+import os
+
+
+def write_atomic(path: str, data: str | bytes) -> None:
+  """Writes ``data`` to ``path`` through a temporary file and a rename.
+
+  A process killed mid-write leaves the old file (or none), never a partial one.
+  """
+  tmp = path + ".tmp"
+  with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
+    f.write(data)
+  os.replace(tmp, path)
