@@ -180,9 +180,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
            "data.name='points' needs --config.data.path=FILE.npy holding an (N, 2) array")
   _require(d.name == "points" or not d.path, "data.path",
            f"is read only for data.name='points' (configs/toy.py:points), not {d.name!r}")
-  for field in ("per_class", "num_train", "subset_seed"):
-    _require(isinstance(d[field], int) and d[field] >= 0, f"data.{field}",
-             f"must be an integer >= 0, got {d[field]!r}")
+  for field in ("per_class", "num_train", "subset_seed"):  # integers: _check_fields
+    _require(d[field] >= 0, f"data.{field}", f"must be >= 0, got {d[field]}")
   _require(all(isinstance(name, str) and name for name in d.categories), "data.categories",
            f"must be a tuple of category folder names, got {d.categories!r}")
   _require(d.num_points > 0, "data.num_points", f"must be positive, got {d.num_points}")

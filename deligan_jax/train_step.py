@@ -192,6 +192,20 @@ class Trainer:
     """
     return self._train(state, num_batches)
 
+  def classify(self, state: TrainState, x: np.ndarray) -> np.ndarray:
+    """A semi-supervised D's class predictions (inference mode) for ``x``.
+
+    In training-sized batches: minibatch discrimination sums over the batch, so
+    its features depend on the batch size. The last batch is filled up with
+    images from the start (repeated as often as needed) and their predictions dropped.
+    """
+    size = self.config.batch_size
+    padded = np.resize(x, (-(-len(x) // size) * size, *x.shape[1:]))
+    predictions = [np.asarray(self._predict_classes(state.params, state.batch_stats,
+                                                    padded[start:start + size]))
+                   for start in range(0, len(padded), size)]
+    return np.concatenate(predictions)[:len(x)]
+
   # --- inside jit ---------------------------------------------------------
 
   def _train_batches(self, state: TrainState, num_batches: int):
@@ -411,20 +425,6 @@ class Trainer:
     new_params["discriminator"], new_opt_state["discriminator"] = self._apply(
         "discriminator", grads, opt_state, params)
     return new_params, {"generator": g_stats, "discriminator": d_stats}, new_opt_state, loss
-
-  def classify(self, state: TrainState, x: np.ndarray) -> np.ndarray:
-    """A semi-supervised D's class predictions (inference mode) for ``x``.
-
-    In training-sized batches: minibatch discrimination sums over the batch, so
-    its features depend on the batch size. The last batch is filled up with
-    images from the start and their predictions dropped.
-    """
-    size = self.config.batch_size
-    padded = np.concatenate([x, x[:(-len(x)) % size]]) if len(x) % size else x
-    predictions = [np.asarray(self._predict_classes(state.params, state.batch_stats,
-                                                    padded[start:start + size]))
-                   for start in range(0, len(padded), size)]
-    return np.concatenate(predictions)[:len(x)]
 
   @functools.partial(jax.jit, static_argnums=0)
   def _predict_classes(self, params, batch_stats, x):
