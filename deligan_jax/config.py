@@ -15,18 +15,19 @@ from ml_collections import config_dict
 from deligan_jax import augment
 from deligan_jax import balancing
 from deligan_jax import conv
-from deligan_jax import input_pipeline
+from deligan_jax.data import common as data_common
+from deligan_jax.data import datasets
 from deligan_jax import losses
 from deligan_jax import mixture
 from deligan_jax import networks
 from deligan_jax.models import MODELS
 
-DATASETS = input_pipeline.DATASET_NAMES
+DATASETS = datasets.DATASET_NAMES
 NETWORKS = tuple(networks.SAMPLE_SHAPES)
 # The networks each dataset's samples fit.
 NETWORK_OF_DATA = {"toy_unimodal": "toy", "toy_bimodal": "toy", "points": "toy",
                    "mnist": "mnist", "cifar10": "cifar10", "sketches": "sketches"}
-DATA_SOURCES = input_pipeline.SOURCES
+DATA_SOURCES = data_common.SOURCES
 
 
 ON_NON_FINITE = ("stop", "reseed")

@@ -10,7 +10,8 @@ import sys
 import jax
 import numpy as np
 
-from deligan_jax import balancing, input_pipeline, models, train_step
+from deligan_jax import balancing, models, train_step
+from deligan_jax.data import points
 from tests.conftest import small_config, training_difference
 
 
@@ -26,7 +27,7 @@ def train(config, x, devices, num_batches):
 def main(experiment, variant):
   config = small_config(experiment, variant)
   if experiment == "toy":
-    x = input_pipeline.toy_points("bimodal", 64)
+    x = points.toy_points("bimodal", 64)
   else:
     x = np.random.default_rng(0).uniform(-1, 1, (32, 28, 28, 1)).astype(np.float32)
   one = train(config, x, jax.devices()[:1], 6)
