@@ -15,11 +15,10 @@ deligan_jax/run_dirs.py), named on the first line of output.
 import sys
 
 import jax
-from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
+from deligan_jax import cli
 from deligan_jax import run_dirs
 from deligan_jax import training
 
@@ -32,21 +31,8 @@ config_flags.DEFINE_config_file(
 flags.mark_flags_as_required(["config"])
 
 
-def parse_flags(argv):
-  """absl's parser; a bad ``--config.X`` override (unknown field, wrong type) is one line."""
-  try:
-    return FLAGS(argv)
-  except flags.Error as e:  # a value that does not parse as the field's type
-    sys.exit(f"FATAL flags error: {e}")
-  except (AttributeError, KeyError) as e:
-    overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
-    sys.exit(f"FATAL flags error: unknown config field in {overrides}: {e}")
-
-
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+  del argv
   if FLAGS.config.distributed:
     jax.distributed.initialize()  # then the mesh spans every host's devices
   try:
@@ -61,9 +47,7 @@ def main(argv):
     sys.exit(f"interrupted by {stop}")
   except training.NonFinite as error:
     sys.exit(f"stopped: {error}")
-  except training.BAD_INPUT as error:
-    sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  cli.run(main)
