@@ -175,8 +175,12 @@ def _seed(state: train_step.TrainState, index: int, num_seeds: int) -> train_ste
 
 
 def _restore(runs: list[_Run], state: train_step.TrainState) -> train_step.TrainState:
-  """The latest step that every seed has a checkpoint of, or ``state`` if none has one."""
-  steps = [run.checkpointer.latest_step() for run in runs]
+  """The latest step that every seed has an intact checkpoint of, or ``state`` if none has one.
+
+  Newer checkpoints (damaged ones, passed over) are moved aside, not deleted,
+  so that this run can save those steps again.
+  """
+  steps = [run.checkpointer.latest_intact_step() for run in runs]
   if all(step is None for step in steps):
     return state
   if any(step is None for step in steps):
@@ -185,10 +189,12 @@ def _restore(runs: list[_Run], state: train_step.TrainState) -> train_step.Train
         f"some seeds of this run have checkpoints and {missing} have none; move the "
         "incomplete seed folders away or use a new --workdir")
   step = min(steps)
-  if len(runs) == 1:
-    return runs[0].checkpointer.restore(state, step)
   restored = [run.checkpointer.restore(_seed(state, k, len(runs)), step)
               for k, run in enumerate(runs)]
+  for run in runs:
+    run.checkpointer.set_aside_newer(step)
+  if len(runs) == 1:
+    return restored[0]
   return jax.tree.map(lambda *leaves: jnp.stack(leaves), *restored)
 
 
