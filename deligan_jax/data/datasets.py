@@ -33,7 +33,9 @@ def load(data_config: Any) -> Dataset:
     path = config_field(data_config, "path")
     if not path:
       raise DataError("data.path is empty; name='points' needs a .npy file")
-    return Dataset(x=points.load_points(path), labels=None, name=name)
+    x = points.load_points(path)
+    points.check_generator_range(x, path)
+    return Dataset(x=x, labels=None, name=name)
   images, labels, class_names = _labelled_images(
       data_config, "all" if name == "sketches" else "train")
   if name == "mnist":

@@ -1,10 +1,12 @@
 """2-D point sets: the paper's toy Gaussian mixtures and user `.npy` files."""
 
+import math
 import os
 
 import numpy as np
 
 from deligan_jax.data.common import DataError
+
 
 def _read_only(array: np.ndarray) -> np.ndarray:
   array.flags.writeable = False  # A shared constant: callers must not edit it.
@@ -42,6 +44,22 @@ def toy_points(kind: str, num_points: int = 400, seed: int = 0) -> np.ndarray:
       for centre, count in zip(centres, counts)
   ]
   return np.concatenate(blocks).astype(np.float32)
+
+
+def check_generator_range(points: np.ndarray, path: str) -> None:
+  """Refuses points that the toy generator cannot reach: its tanh output lies in (-1, 1).
+
+  Refused rather than rescaled behind the user's back, so that a points file,
+  its samples and its plots keep one scale; the message gives the divisor.
+  """
+  largest = float(np.max(np.abs(points)))
+  if largest > 1.0:
+    divisor = math.ceil(largest / 0.9 * 100) / 100  # the largest coordinate becomes <= 0.9
+    raise DataError(
+        f"points file {path} has coordinates up to {largest:.4g} in absolute value, outside "
+        "[-1, 1], the range of the toy generator's tanh output; save them scaled into it, "
+        f"e.g. numpy.save('scaled.npy', points / {divisor}), and multiply samples by "
+        f"{divisor} to go back")
 
 
 def load_points(path: str | os.PathLike) -> np.ndarray:
