@@ -9,10 +9,9 @@ run's dataset (cached under --cache_dir or $DELIGAN_CACHE_DIR) and compare
 with that dataset's real test set; they are labelled classifier-based.
 """
 
-from absl import app
 from absl import flags
-from absl import logging
 
+from deligan_jax import cli
 from deligan_jax import evaluation
 
 FLAGS = flags.FLAGS
@@ -26,9 +25,7 @@ flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.WARNING)
+  del argv
   evaluation.evaluate(FLAGS.workdir, FLAGS.num_samples, FLAGS.cache_dir, FLAGS.seed,
                       FLAGS.classifier_steps)
   with open(f"{FLAGS.workdir}/{evaluation.REPORT}") as f:
@@ -36,4 +33,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

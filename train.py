@@ -1,5 +1,6 @@
 r"""Trains a DeLiGAN (or baseline) model.
 
+  python train.py --config configs/mnist.py            # -> runs/mnist_deligan
   python train.py --config configs/mnist.py --workdir runs/mnist
   python train.py --config configs/toy.py:bimodal,gan --workdir runs/toy_gan \
       --config.num_steps=8000
@@ -7,52 +8,46 @@ r"""Trains a DeLiGAN (or baseline) model.
 Any config field can be overridden (``--config.batch_size=8``); unknown fields,
 invalid values, bad data and unusable workdirs are refused before anything is
 written. Re-running with the same workdir resumes from its latest checkpoint.
+Without --workdir the run goes to runs/<config>[_<data>]_<model> (see
+deligan_jax/run_dirs.py), named on the first line of output.
 """
 
 import sys
 
 import jax
-from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
+from deligan_jax import cli
+from deligan_jax import run_dirs
 from deligan_jax import training
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and pictures.")
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and pictures "
+                    "(default: runs/<config>[_<data>]_<model>).")
 config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, optionally with an argument: path[:arg].",
     lock_config=True)
-flags.mark_flags_as_required(["config", "workdir"])
-
-
-def parse_flags(argv):
-  """absl's parser; a bad ``--config.X`` override (unknown field, wrong type) is one line."""
-  try:
-    return FLAGS(argv)
-  except flags.Error as e:  # a value that does not parse as the field's type
-    sys.exit(f"FATAL flags error: {e}")
-  except (AttributeError, KeyError) as e:
-    overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
-    sys.exit(f"FATAL flags error: unknown config field in {overrides}: {e}")
+flags.mark_flags_as_required(["config"])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+  del argv
   if FLAGS.config.distributed:
     jax.distributed.initialize()  # then the mesh spans every host's devices
   try:
-    training.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    workdir = FLAGS.workdir
+    if workdir is None:
+      workdir = run_dirs.default_workdir(config_flags.get_config_filename(FLAGS["config"]),
+                                         FLAGS.config)
+      print(f"workdir: {workdir} (the default for this config; --workdir chooses another)",
+            flush=True)
+    training.train_and_evaluate(FLAGS.config, workdir)
   except training.Interrupted as stop:
     sys.exit(f"interrupted by {stop}")
   except training.NonFinite as error:
     sys.exit(f"stopped: {error}")
-  except training.BAD_INPUT as error:
-    sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  cli.run(main)

@@ -4,24 +4,31 @@ A checkpoint is the whole train state (parameters, batch statistics, optimiser
 states, balancing state, step and key), so a resumed run continues exactly.
 orbax writes each checkpoint to a temporary directory and renames it when
 complete, so a partial write (a killed process, a full disk) is never taken for
-the latest checkpoint.
+the latest checkpoint. Each complete checkpoint then gets a SHA-256 manifest
+(:mod:`deligan_jax.checksums`), checked before it is restored: a checkpoint
+damaged later (a truncated or altered file) is named and passed over for the
+newest intact one, and nothing is deleted.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from deligan_jax import balancing
+from deligan_jax import checksums
 from deligan_jax import config as config_lib
 from deligan_jax import models
 from deligan_jax import networks
 from deligan_jax import train_step
 
 CHECKPOINT_DIR = "checkpoints"
+SET_ASIDE_DIR = "set_aside_checkpoints"  # where resumption moves the checkpoints it passes over
 CONFIG_FILE = "config.json"
 
 
@@ -44,6 +51,7 @@ class Checkpointer:
   def __init__(self, workdir: str, max_to_keep: int | None = None):
     # Synchronous saves: when save returns the checkpoint is complete, and a failed
     # write is reported at its own step.
+    self._workdir = workdir
     self._manager = ocp.CheckpointManager(
         os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
         item_handlers=ocp.StandardCheckpointHandler(),
@@ -57,17 +65,73 @@ class Checkpointer:
     step = int(state.step)
     try:
       self._manager.save(step, args=ocp.args.StandardSave(state))
+      checksums.write_manifest(self._step_dir(step))
     except OSError as e:
       raise CheckpointError(
           f"could not write checkpoint {step} to {self._manager.directory} ({e}); the latest "
           f"complete checkpoint is still {self._manager.latest_step()}. Free space (or fix the "
           "folder) and run the same command again to resume from it") from e
 
+  def _step_dir(self, step: int) -> str:
+    return os.path.join(self._manager.directory, str(step))
+
+  def latest_intact_step(self) -> int | None:
+    """The newest checkpoint whose files match their checksums; None when there is none.
+
+    Each newer, damaged one is named in one warning line. When every checkpoint
+    is damaged, that is a CheckpointError rather than a fresh start.
+    """
+    damaged = []
+    for step in sorted(self._manager.all_steps(), reverse=True):
+      damage = checksums.find_damage(self._step_dir(step))
+      if damage is None:
+        for bad_step, bad in damaged:
+          logging.warning("checkpoint %d in %s is damaged: %s; using checkpoint %d instead",
+                          bad_step, self._manager.directory, bad, step)
+        return step
+      damaged.append((step, damage))
+    if damaged:
+      raise CheckpointError(
+          f"every checkpoint in {self._manager.directory} is damaged "
+          f"({'; '.join(f'{step}: {damage}' for step, damage in damaged)}); nothing was "
+          "deleted. Move the checkpoints folder away to start over, or use a new --workdir")
+    return None
+
+  def set_aside_newer(self, step: int) -> None:
+    """Moves the checkpoints newer than ``step`` to ``workdir/set_aside_checkpoints``.
+
+    They are the damaged ones that resumption from ``step`` passed over (or, with
+    several seeds, steps that not every seed reached). Resumption saves these
+    steps again, which orbax would skip while they are present; moving keeps
+    their bytes for inspection.
+    """
+    for newer in [s for s in self._manager.all_steps() if s > step]:
+      target = os.path.join(self._workdir, SET_ASIDE_DIR, str(newer))
+      suffix = 1
+      while os.path.exists(target):
+        target = os.path.join(self._workdir, SET_ASIDE_DIR, f"{newer}.{suffix}")
+        suffix += 1
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+      shutil.move(self._step_dir(newer), target)
+      logging.warning("moved checkpoint %d, newer than checkpoint %d that this run resumes "
+                      "from, to %s (nothing is deleted)", newer, step, target)
+    self._manager.reload()
+
   def restore(self, like: train_step.TrainState,
               step: int | None = None) -> train_step.TrainState:
-    """Restores ``step`` (default latest) into the structure and sharding of ``like``."""
-    step = self._manager.latest_step() if step is None else step
-    stored, wanted = _shapes(self._manager.item_metadata(step).tree), _shapes(like)
+    """Restores ``step`` (default: the newest intact one) into the structure of ``like``."""
+    step = self.latest_intact_step() if step is None else step
+    damage = checksums.find_damage(self._step_dir(step))
+    if damage is not None:
+      raise CheckpointError(f"checkpoint {step} in {self._manager.directory} is damaged: "
+                            f"{damage}; nothing was deleted")
+    try:
+      stored = _shapes(self._manager.item_metadata(step).tree)
+    except Exception as e:  # pylint: disable=broad-except
+      # Only a checkpoint without a manifest gets here damaged; orbax fails in many ways.
+      raise CheckpointError(f"checkpoint {step} in {self._manager.directory} cannot be read "
+                            f"({type(e).__name__}: {e}); it may be damaged") from e
+    wanted = _shapes(like)
     if stored != wanted:
       names = sorted(set(stored) | set(wanted), key=lambda n: (not n.startswith("params"), n))
       differences = [f"{name}: {stored.get(name, 'absent')} there, {wanted.get(name, 'absent')} "

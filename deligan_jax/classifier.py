@@ -27,7 +27,8 @@ import optax
 from deligan_jax import augment
 from deligan_jax import conv
 from deligan_jax import files
-from deligan_jax import input_pipeline
+from deligan_jax.data import common as data_common
+from deligan_jax.data import datasets
 
 CACHE_ENV = "DELIGAN_CACHE_DIR"
 SCORE_LABEL = "classifier-based (a CNN trained on the real data, not Inception)"
@@ -95,10 +96,10 @@ def train_classifier(data_config: Any, cache: str | None = None, steps: int = 20
   """The classifier of an image dataset: loaded from the cache, or trained and cached.
 
   Trains on the whole training split of ``data_config``'s dataset (see
-  :func:`input_pipeline.load_split`) and reports its accuracy on the test
+  :func:`datasets.load_split`) and reports its accuracy on the test
   split (stored with the weights).
   """
-  train = input_pipeline.load_split(data_config, "train")
+  train = datasets.load_split(data_config, "train")
   name = f"{train.name}-cnn"
   path = os.path.join(cache_dir(cache),
                       f"{train.name}{_data_tag(train)}_cnn_steps{steps}_seed{seed}")
@@ -111,7 +112,7 @@ def train_classifier(data_config: Any, cache: str | None = None, steps: int = 20
       return Classifier(params, json.load(f)["test_accuracy"], train.class_names, name)
 
   params = _fit(model, template, train, steps, batch_size, seed)
-  test = input_pipeline.load_split(data_config, "test")
+  test = datasets.load_split(data_config, "test")
   classifier = Classifier(params, 0.0, train.class_names, name)
   predictions = classifier.predict(test.x)[0].argmax(-1)
   classifier = dataclasses.replace(classifier,
@@ -126,7 +127,7 @@ def train_classifier(data_config: Any, cache: str | None = None, steps: int = 20
   return classifier
 
 
-def _data_tag(train: input_pipeline.Dataset) -> str:
+def _data_tag(train: data_common.Dataset) -> str:
   """What tells apart the training sets a dataset can have, for the cache file's name.
 
   MNIST's training split is always the same 60000 images (and older caches

@@ -17,12 +17,11 @@ import json
 import os
 
 import numpy as np
-from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 from deligan_jax import checkpoints
+from deligan_jax import cli
 from deligan_jax import evaluation
 from deligan_jax import plots
 from deligan_jax import training
@@ -69,7 +68,7 @@ def compare(config, models: list[str], seeds: int, workdir: str,
   """Trains and evaluates every model; returns ``{model: [scores of each seed]}``."""
   unknown = sorted(set(models) - set(MODELS))
   if unknown:
-    raise ValueError(f"--models: unknown {unknown}; choose from {MODELS}")
+    raise cli.RequestError(f"--models: unknown {unknown}; choose from {MODELS}")
   scores = {}
   for model in models:
     model_config = config.copy_and_resolve_references()
@@ -109,9 +108,7 @@ def table(scores: dict, columns, seeds: int, config) -> str:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.WARNING)
+  del argv
   compare(FLAGS.config, FLAGS.models, FLAGS.seeds, FLAGS.workdir, FLAGS.num_samples,
           FLAGS.cache_dir, FLAGS.classifier_steps)
   with open(os.path.join(FLAGS.workdir, "comparison.md")) as f:
@@ -120,4 +117,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -15,18 +15,19 @@ from ml_collections import config_dict
 from deligan_jax import augment
 from deligan_jax import balancing
 from deligan_jax import conv
-from deligan_jax import input_pipeline
+from deligan_jax.data import common as data_common
+from deligan_jax.data import datasets
 from deligan_jax import losses
 from deligan_jax import mixture
 from deligan_jax import networks
 from deligan_jax.models import MODELS
 
-DATASETS = input_pipeline.DATASET_NAMES
+DATASETS = datasets.DATASET_NAMES
 NETWORKS = tuple(networks.SAMPLE_SHAPES)
 # The networks each dataset's samples fit.
 NETWORK_OF_DATA = {"toy_unimodal": "toy", "toy_bimodal": "toy", "points": "toy",
                    "mnist": "mnist", "cifar10": "cifar10", "sketches": "sketches"}
-DATA_SOURCES = input_pipeline.SOURCES
+DATA_SOURCES = data_common.SOURCES
 
 
 ON_NON_FINITE = ("stop", "reseed")
@@ -78,6 +79,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.network.mbd_kernels = 64
   c.network.mbd_dims = 5
   c.network.expand_activation = "relu"        # GAN++'s extra layer
+  c.network.toy_hidden_layers = 1             # toy MLPs: hidden layers of *_width units ...
+  c.network.toy_activation = "tanh"           # ... with this activation (the paper: 1, tanh)
   c.network.conv_impl = "auto"                # im2col on CPU, XLA's conv elsewhere
   c.network.dtype = "float32"                 # compute dtype: float32 or bfloat16 (mixed)
   c.network.init_examples = 500               # real examples for data-dependent init
@@ -196,6 +199,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _require(n[field] > 0, f"network.{field}", f"must be positive, got {n[field]}")
   _require(n.expand_activation in ("tanh", "relu"), "network.expand_activation",
            f"must be 'tanh' or 'relu', got {n.expand_activation!r}")
+  _require(n.toy_hidden_layers > 0, "network.toy_hidden_layers",
+           f"must be positive, got {n.toy_hidden_layers}")
+  _require(n.toy_activation in networks.TOY_ACTIVATIONS, "network.toy_activation",
+           f"must be one of {sorted(networks.TOY_ACTIVATIONS)}, got {n.toy_activation!r}")
   _require(n.conv_impl in ("auto", *conv.IMPLEMENTATIONS), "network.conv_impl",
            f"must be 'auto' or one of {conv.IMPLEMENTATIONS}, got {n.conv_impl!r}")
   _require(n.dtype in ("float32", "bfloat16"), "network.dtype",

@@ -25,7 +25,7 @@ import numpy as np
 
 from deligan_jax import checkpoints
 from deligan_jax import classifier as classifier_lib
-from deligan_jax import input_pipeline
+from deligan_jax.data import datasets, points
 from deligan_jax import metrics
 from deligan_jax import plots
 from deligan_jax import run_log
@@ -93,7 +93,7 @@ def _reference(data_config: ml_collections.FrozenConfigDict, cache, classifier_s
   Computed once per process: a comparison evaluates many runs against the same test set.
   """
   classifier = classifier_lib.train_classifier(data_config, cache, classifier_steps)
-  test_x = input_pipeline.load_test(data_config).x
+  test_x = datasets.load_test(data_config).x
   return (classifier, test_x, *classifier.predict(test_x))
 
 
@@ -154,8 +154,8 @@ def _mixture_tsne(model, state, path: str) -> None:
   images, _ = model.generate(at_means, state.batch_stats, jax.random.key(0), len(mu),
                              train=False)
   perplexity = min(10.0, (len(mu) - 1) / 3)
-  points = TSNE(2, perplexity=perplexity, init="pca", random_state=0).fit_transform(mu)
-  plots.save_image_scatter(points, np.asarray(images), path,
+  embedding = TSNE(2, perplexity=perplexity, init="pca", random_state=0).fit_transform(mu)
+  plots.save_image_scatter(embedding, np.asarray(images), path,
                            f"t-SNE of the {len(mu)} mixture means and their images")
 
 
@@ -163,9 +163,9 @@ def _toy_scores(config, samples, train_x, out_dir) -> dict:
   plots.save_toy_scatter(samples, train_x, os.path.join(out_dir, "eval_samples.png"),
                          f"{config.model}: {len(samples)} samples")
   kind = config.data.name.removeprefix("toy_")
-  if kind not in input_pipeline.TOY_MODES:
+  if kind not in points.TOY_MODES:
     return {}
-  centres, std = input_pipeline.TOY_MODES[kind]
+  centres, std = points.TOY_MODES[kind]
   return {"modes": metrics.toy_mode_stats(samples, centres, std)}
 
 
@@ -176,7 +176,7 @@ def evaluate(workdir: str, num_samples: int | None = None, cache: str | None = N
   image_data = config.network.name != "toy"
   num_samples = num_samples or (5000 if image_data else 2000)
   samples = generate_samples(model, state, num_samples, seed)
-  train_x = input_pipeline.load(config.data).x
+  train_x = datasets.load(config.data).x
   results = {"workdir": workdir, "model": config.model, "step": int(state.step),
              "num_samples": num_samples}
   if image_data:

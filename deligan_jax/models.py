@@ -197,7 +197,11 @@ def build(config) -> GanModel:
   dtype = jnp.dtype(net.dtype)
   generator_kwargs = {"width": width, "dtype": dtype}
   discriminator_kwargs = {"width": net.discriminator_width, "dtype": dtype}
-  if net.name != "toy":
+  if net.name == "toy":
+    toy_kwargs = {"depth": net.toy_hidden_layers, "activation": net.toy_activation}
+    generator_kwargs.update(toy_kwargs)
+    discriminator_kwargs.update(toy_kwargs)
+  else:
     impl = conv.default_impl() if net.conv_impl == "auto" else net.conv_impl
     generator_kwargs.update(conv_impl=impl)
     discriminator_kwargs.update(mbd_kernels=net.mbd_kernels, mbd_dims=net.mbd_dims,

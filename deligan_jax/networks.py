@@ -105,27 +105,47 @@ class MinibatchDiscrimination(nn.Module):
     return jnp.sum(jnp.abs(m[:, :, None] - m[:, None, :]), axis=-1)
 
 
+# Hidden-layer activations of the toy MLPs; the paper's are tanh.
+TOY_ACTIVATIONS = {"tanh": jnp.tanh, "relu": nn.relu, "leaky_relu": nn.leaky_relu}
+
+
+def _toy_hidden(module: nn.Module, h: jax.Array) -> jax.Array:
+  """``module.depth`` dense layers of ``module.width`` units, each followed by its activation."""
+  for _ in range(module.depth):
+    h = nn.Dense(module.width, kernel_init=LINEAR_INIT, dtype=module.dtype)(h)
+    h = TOY_ACTIVATIONS[module.activation](h)
+  return h
+
+
 class ToyGenerator(nn.Module):
-  """2-D toy generator: d -> width tanh -> 2 tanh."""
+  """2-D toy generator: d -> depth x (width, activation) -> 2 tanh.
+
+  The paper's is one hidden layer of 32 tanh units; mode-collapse benchmarks
+  use e.g. four of 400 ReLU units.
+  """
   width: int = 32
+  depth: int = 1
+  activation: str = "tanh"
   bn_axis_name: str | None = None  # no batch norm; accepted for a uniform interface
   dtype: jnp.dtype = jnp.float32   # compute dtype; parameters stay float32
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool) -> jax.Array:
-    h = jnp.tanh(nn.Dense(self.width, kernel_init=LINEAR_INIT, dtype=self.dtype)(z))
+    h = _toy_hidden(self, z)
     return jnp.tanh(nn.Dense(2, kernel_init=LINEAR_INIT, dtype=self.dtype)(h)).astype(jnp.float32)
 
 
 class ToyDiscriminator(nn.Module):
-  """2-D toy discriminator: 2 -> width tanh -> 1 logit."""
+  """2-D toy discriminator: 2 -> depth x (width, activation) -> 1 logit."""
   width: int = 32
+  depth: int = 1
+  activation: str = "tanh"
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool, groups: int = 1) -> jax.Array:
     del train, groups  # per-sample network: no batch norm, nothing across the batch
-    h = jnp.tanh(nn.Dense(self.width, kernel_init=LINEAR_INIT, dtype=self.dtype)(x))
+    h = _toy_hidden(self, x)
     return nn.Dense(1, kernel_init=LINEAR_INIT, dtype=self.dtype)(h)[:, 0].astype(jnp.float32)
 
 

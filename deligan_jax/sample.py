@@ -15,10 +15,10 @@ import os
 
 import jax
 import numpy as np
-from absl import app
 from absl import flags
 
 from deligan_jax import checkpoints
+from deligan_jax import cli
 from deligan_jax import plots
 
 FLAGS = flags.FLAGS
@@ -38,7 +38,7 @@ def generate(workdir: str, num: int, seed: int = 0, component: int | None = None
   """``num`` samples from the latest checkpoint of ``workdir`` (batch norm in inference mode)."""
   config, model, state = checkpoints.load_run(workdir)
   if component is not None and not 0 <= component < model.num_components:
-    raise ValueError(f"--component must be in [0, {model.num_components}), got {component}")
+    raise cli.RequestError(f"--component must be in [0, {model.num_components}), got {component}")
   samples, _ = model.generate(state.params, state.batch_stats, jax.random.key(seed), num,
                               train=False, component=component)
   return np.asarray(samples)
@@ -48,7 +48,7 @@ def main(argv):
   del argv
   extension = os.path.splitext(FLAGS.out)[1].lower()
   if extension not in (".png", ".npy"):
-    raise app.UsageError(f"--out must end in .png or .npy, got {FLAGS.out!r}")
+    raise cli.RequestError(f"--out must end in .png or .npy, got {FLAGS.out!r}")
   samples = generate(FLAGS.workdir, FLAGS.num, FLAGS.seed, FLAGS.component)
   if extension == ".npy":
     np.save(FLAGS.out, samples)
@@ -63,4 +63,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

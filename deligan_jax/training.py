@@ -31,7 +31,8 @@ from deligan_jax import balancing
 from deligan_jax import checkpoints
 from deligan_jax import config as config_lib
 from deligan_jax import files
-from deligan_jax import input_pipeline
+from deligan_jax.data import datasets
+from deligan_jax.data.common import DataError
 from deligan_jax import models
 from deligan_jax import networks
 from deligan_jax import plots
@@ -50,7 +51,7 @@ class WorkdirError(Exception):
 
 
 # Errors whose message says all there is to say: the CLI prints them without a traceback.
-BAD_INPUT = (config_lib.ConfigError, input_pipeline.DataError, checkpoints.CheckpointError,
+BAD_INPUT = (config_lib.ConfigError, DataError, checkpoints.CheckpointError,
              WorkdirError)
 
 
@@ -96,7 +97,7 @@ def _check_data(config: ml_collections.ConfigDict, x: np.ndarray) -> None:
   """Refuses training samples of another shape than the configured networks take."""
   wanted = networks.SAMPLE_SHAPES[config.network.name]
   if x.shape[1:] != wanted:
-    raise input_pipeline.DataError(
+    raise DataError(
         f"data.name={config.data.name!r} gives samples of shape {x.shape[1:]}, but the "
         f"{config.network.name!r} networks (network.name) take {wanted}")
 
@@ -174,8 +175,12 @@ def _seed(state: train_step.TrainState, index: int, num_seeds: int) -> train_ste
 
 
 def _restore(runs: list[_Run], state: train_step.TrainState) -> train_step.TrainState:
-  """The latest step that every seed has a checkpoint of, or ``state`` if none has one."""
-  steps = [run.checkpointer.latest_step() for run in runs]
+  """The latest step that every seed has an intact checkpoint of, or ``state`` if none has one.
+
+  Newer checkpoints (damaged ones, passed over) are moved aside, not deleted,
+  so that this run can save those steps again.
+  """
+  steps = [run.checkpointer.latest_intact_step() for run in runs]
   if all(step is None for step in steps):
     return state
   if any(step is None for step in steps):
@@ -184,10 +189,12 @@ def _restore(runs: list[_Run], state: train_step.TrainState) -> train_step.Train
         f"some seeds of this run have checkpoints and {missing} have none; move the "
         "incomplete seed folders away or use a new --workdir")
   step = min(steps)
-  if len(runs) == 1:
-    return runs[0].checkpointer.restore(state, step)
   restored = [run.checkpointer.restore(_seed(state, k, len(runs)), step)
               for k, run in enumerate(runs)]
+  for run in runs:
+    run.checkpointer.set_aside_newer(step)
+  if len(runs) == 1:
+    return restored[0]
   return jax.tree.map(lambda *leaves: jnp.stack(leaves), *restored)
 
 
@@ -204,13 +211,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
     configs = {workdir: config} | {run.workdir: run.config for run in runs}
     for path, run_config in configs.items():
       _check_workdir(run_config, path)
-    dataset = input_pipeline.load(config.data)
+    dataset = datasets.load(config.data)
     _check_data(config, dataset.x)
     model = models.build(config)
     rule = balancing.BalanceRule.from_config(config.balance)
     semi_supervised = config.objective == "semi_supervised"
     # The semi-supervised D is also a classifier: its test accuracy is logged.
-    test_set = input_pipeline.load_test(config.data) if semi_supervised else None
+    test_set = datasets.load_test(config.data) if semi_supervised else None
     trainer = train_step.Trainer(model, rule, train_step.StepConfig.from_config(config),
                                  dataset.x, train_step.make_mesh(), config.num_seeds,
                                  train_labels=dataset.labels if semi_supervised else None)

@@ -14,7 +14,8 @@ import sys
 import jax
 import numpy as np
 
-from deligan_jax import balancing, input_pipeline, models, train_step
+from deligan_jax import balancing, models, train_step
+from deligan_jax.data import points
 from tests.conftest import small_config, training_difference, training_gaps_within_bound
 
 NUM_BATCHES = 6
@@ -32,7 +33,7 @@ def train(config, x, devices):
 def main(experiment, variant, *flags):
   config = small_config(experiment, variant)
   if experiment == "toy":
-    x = input_pipeline.toy_points("bimodal", 48)  # 6 batches of 8: every row is trained on
+    x = points.toy_points("bimodal", 48)  # 6 batches of 8: every row is trained on
   else:
     x = np.random.default_rng(0).uniform(-1, 1, (32, 28, 28, 1)).astype(np.float32)
   one = train(config, x, jax.devices()[:1])

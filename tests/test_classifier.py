@@ -7,7 +7,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from deligan_jax import classifier, evaluation, input_pipeline
+from deligan_jax import classifier, evaluation
+from deligan_jax.data import datasets
 from tests.test_image_data import dot, shared, write_cifar_batch, write_png
 
 
@@ -76,7 +77,7 @@ def test_shift_and_flip_moves_pixels_only():
 
 def test_image_scores_of_test_images_beat_noise(colour_config, tmp_path):
   cache = str(tmp_path / "cache")
-  real = input_pipeline.load_test(colour_config).x
+  real = datasets.load_test(colour_config).x
   noise = np.random.default_rng(0).uniform(-1, 1, real.shape).astype(np.float32)
   scores = {name: evaluation.image_scores(x, colour_config, cache, classifier_steps=30)
             for name, x in (("real", real), ("noise", noise))}
@@ -94,7 +95,7 @@ def test_image_scores_of_test_images_beat_noise(colour_config, tmp_path):
 def test_image_scores_on_the_shared_data(name, subdir, tmp_path):
   config = ml_collections.ConfigDict({"name": name, "dir": str(shared(subdir)),
                                       "categories": ()})
-  real = input_pipeline.load_test(config).x
+  real = datasets.load_test(config).x
   noise = np.random.default_rng(0).uniform(-1, 1, real.shape).astype(np.float32)
   real_scores, noise_scores = (
       evaluation.image_scores(x, config, str(tmp_path), classifier_steps=40)

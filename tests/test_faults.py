@@ -23,7 +23,8 @@ import pytest
 
 from deligan_jax import checkpoints
 from deligan_jax import config as config_lib
-from deligan_jax import input_pipeline
+from deligan_jax.data.common import DataError, Dataset
+from deligan_jax.data.points import toy_points
 from deligan_jax import train_step
 from deligan_jax import training
 from tests.conftest import REPO, small_config
@@ -51,9 +52,9 @@ def refused(config, workdir, error, match):
   assert snapshot(workdir) == before
 
 
-def random_images(n: int, shape=(28, 28, 1)) -> input_pipeline.Dataset:
+def random_images(n: int, shape=(28, 28, 1)) -> Dataset:
   images = np.random.default_rng(0).uniform(-1, 1, (n, *shape)).astype(np.float32)
-  return input_pipeline.Dataset(images, None, "random")
+  return Dataset(images, None, "random")
 
 
 def toy_config():
@@ -79,7 +80,7 @@ def mnist_run(tmp_path_factory):
   """A run of the MNIST networks (on random images) in a workdir of its own."""
   workdir = tmp_path_factory.mktemp("mnist") / "run"
   with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(training.input_pipeline, "load", lambda _: random_images(40))
+    patch.setattr(training.datasets, "load", lambda _: random_images(40))
     training.train_and_evaluate(mnist_config(), str(workdir))
   return workdir
 
@@ -162,15 +163,15 @@ def test_num_components_must_equal_batch_size_under_batch_assignment(toy_workdir
 
 
 def test_images_of_another_shape_than_the_networks_take(mnist_workdir, monkeypatch):
-  monkeypatch.setattr(training.input_pipeline, "load",
+  monkeypatch.setattr(training.datasets, "load",
                       lambda _: random_images(40, (32, 32, 1)))  # e.g. a folder of 32x32 PNGs
-  refused(mnist_config(), mnist_workdir, input_pipeline.DataError,
+  refused(mnist_config(), mnist_workdir, DataError,
           r"samples of shape \(32, 32, 1\), but the 'mnist' networks \(network\.name\) take "
           r"\(28, 28, 1\)")
 
 
 def test_batch_larger_than_the_training_set(mnist_workdir, monkeypatch):
-  monkeypatch.setattr(training.input_pipeline, "load", lambda _: random_images(5))
+  monkeypatch.setattr(training.datasets, "load", lambda _: random_images(5))
   refused(mnist_config(), mnist_workdir, config_lib.ConfigError,
           r"config\.batch_size=8 is larger than the training set \(5 samples\)")
 
@@ -178,7 +179,7 @@ def test_batch_larger_than_the_training_set(mnist_workdir, monkeypatch):
 def test_missing_data_directory(mnist_workdir, tmp_path):
   config = mnist_config()
   config.data.dir = str(tmp_path / "no_such_folder")
-  refused(config, mnist_workdir, input_pipeline.DataError,
+  refused(config, mnist_workdir, DataError,
           r"data\.dir points at .*no_such_folder, which is not a directory")
 
 
@@ -210,7 +211,7 @@ def test_damaged_idx_files(mnist_workdir, mnist_dir, tmp_path, damage, match):
   config = mnist_config()
   config.data.dir = str(folder)
   config.data.source = "files"
-  refused(config, mnist_workdir, input_pipeline.DataError, match)
+  refused(config, mnist_workdir, DataError, match)
 
 
 # --- checkpoints ---------------------------------------------------------------------------
@@ -360,10 +361,10 @@ def test_reseed_continues_from_the_last_good_checkpoint(toy_run, toy_workdir, mo
 
 
 def test_reseeds_are_bounded_by_max_reseeds(toy_workdir, monkeypatch):
-  poisoned = input_pipeline.toy_points("bimodal", 400)
+  poisoned = toy_points("bimodal", 400)
   poisoned[::2] = np.nan  # every batch meets NaN samples, whatever the key
-  monkeypatch.setattr(training.input_pipeline, "load",
-                      lambda _: input_pipeline.Dataset(poisoned, None, "poisoned"))
+  monkeypatch.setattr(training.datasets, "load",
+                      lambda _: Dataset(poisoned, None, "poisoned"))
   config = toy_config()
   config.num_steps = 16
   config.on_non_finite = "reseed"
@@ -530,4 +531,4 @@ def test_bad_image_data(case, match, tmp_path):
       config.data.categories = ("cup", "dog")
     else:
       (tmp_path / "png" / "cup" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
-  refused(config, workdir, input_pipeline.DataError, match)
+  refused(config, workdir, DataError, match)

@@ -1,4 +1,4 @@
-"""Tests for deligan_jax.input_pipeline: toy data, point files, idx/npz MNIST and tfds."""
+"""Tests for deligan_jax.data: toy data, point files, idx/npz MNIST and tfds."""
 
 import gzip
 import importlib.util
@@ -12,8 +12,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from deligan_jax import input_pipeline as ip
-from deligan_jax.input_pipeline import DataError
+from deligan_jax.data import datasets, labelled
+from deligan_jax.data.common import DATA_DIR_ENV, DataError, Dataset, last_per_class, resolve_data_dir
+from deligan_jax.data.mnist import load_mnist, read_idx
+from deligan_jax.data.points import TOY_MODES, load_points, toy_points
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TRAIN_LABEL_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -57,7 +59,7 @@ def tiny_idx_dir(tmp_path):
 @pytest.fixture
 def real_mnist_dir():
   """The shared MNIST idx files (DELIGAN_DATA_DIR, else ../shared/data); skips when absent."""
-  root = Path(os.environ.get(ip.DATA_DIR_ENV) or SHARED_DATA)
+  root = Path(os.environ.get(DATA_DIR_ENV) or SHARED_DATA)
   for path in (root / "mnist", root):
     if all((path / name).is_file() for name in MNIST_GZ_NAMES):
       return str(path)
@@ -66,7 +68,7 @@ def real_mnist_dir():
 
 @pytest.fixture
 def no_data_dir_env(monkeypatch):
-  monkeypatch.delenv(ip.DATA_DIR_ENV, raising=False)
+  monkeypatch.delenv(DATA_DIR_ENV, raising=False)
 
 
 # --- toy data -------------------------------------------------------------------------------
@@ -74,37 +76,37 @@ def no_data_dir_env(monkeypatch):
 
 @pytest.mark.parametrize("kind", ["unimodal", "bimodal"])
 def test_toy_points_shape_dtype_and_seeding(kind):
-  points = ip.toy_points(kind, num_points=400, seed=3)
+  points = toy_points(kind, num_points=400, seed=3)
   assert points.shape == (400, 2) and points.dtype == np.float32
-  np.testing.assert_array_equal(points, ip.toy_points(kind, num_points=400, seed=3))
-  assert not np.array_equal(points, ip.toy_points(kind, num_points=400, seed=4))
+  np.testing.assert_array_equal(points, toy_points(kind, num_points=400, seed=3))
+  assert not np.array_equal(points, toy_points(kind, num_points=400, seed=4))
 
 
 def test_toy_bimodal_halves_sit_on_their_modes():
-  points = ip.toy_points("bimodal", num_points=400, seed=0)
-  centres, std = ip.TOY_MODES["bimodal"]
+  points = toy_points("bimodal", num_points=400, seed=0)
+  centres, std = TOY_MODES["bimodal"]
   for half, centre in zip((points[:200], points[200:]), centres):
     np.testing.assert_allclose(half.mean(axis=0), centre, atol=0.05)
     np.testing.assert_allclose(half.std(axis=0), std, rtol=0.15)
 
 
 def test_toy_unimodal_spread():
-  points = ip.toy_points("unimodal", num_points=4000, seed=0)
+  points = toy_points("unimodal", num_points=4000, seed=0)
   np.testing.assert_allclose(points.mean(axis=0), [0.0, 0.0], atol=0.05)
   np.testing.assert_allclose(points.std(axis=0), 0.3, rtol=0.05)
 
 
 def test_toy_odd_count_and_bad_inputs():
-  assert ip.toy_points("bimodal", num_points=5).shape == (5, 2)
+  assert toy_points("bimodal", num_points=5).shape == (5, 2)
   with pytest.raises(DataError, match="unknown toy data kind 'trimodal'"):
-    ip.toy_points("trimodal")
+    toy_points("trimodal")
   with pytest.raises(DataError, match="num_points must be at least 1"):
-    ip.toy_points("bimodal", num_points=0)
+    toy_points("bimodal", num_points=0)
 
 
 def test_toy_modes_are_read_only():
   with pytest.raises(ValueError):
-    ip.TOY_MODES["bimodal"][0][0, 0] = 1.0
+    TOY_MODES["bimodal"][0][0, 0] = 1.0
 
 
 # --- point files ----------------------------------------------------------------------------
@@ -114,7 +116,7 @@ def test_toy_modes_are_read_only():
 def test_load_points_round_trip(tmp_path, dtype):
   points = np.array([[0.5, -1.0], [2.0, 3.0], [1.0, 0.0]], dtype=dtype)
   np.save(tmp_path / "p.npy", points)
-  loaded = ip.load_points(tmp_path / "p.npy")
+  loaded = load_points(tmp_path / "p.npy")
   assert loaded.dtype == np.float32
   np.testing.assert_array_equal(loaded, points.astype(np.float32))
 
@@ -140,7 +142,7 @@ def test_load_points_rejects_bad_files(tmp_path, name, content, message):
     with open(path, "wb") as f:
       np.save(f, content, allow_pickle=True)
   with pytest.raises(DataError, match=message) as info:
-    ip.load_points(path)
+    load_points(path)
   assert str(path) in str(info.value)
 
 
@@ -150,10 +152,10 @@ def test_load_points_rejects_bad_files(tmp_path, name, content, message):
 @pytest.mark.parametrize("name", ["a-idx3-ubyte", "a-idx3-ubyte.gz"])
 def test_read_idx_plain_and_gzip(tmp_path, name):
   images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
-  loaded = ip.read_idx(write_idx(tmp_path / name, images))
+  loaded = read_idx(write_idx(tmp_path / name, images))
   assert loaded.dtype == np.uint8
   np.testing.assert_array_equal(loaded, images)
-  labels = ip.read_idx(write_idx(tmp_path / f"labels-{name}", np.array([7, 0, 9])))
+  labels = read_idx(write_idx(tmp_path / f"labels-{name}", np.array([7, 0, 9])))
   np.testing.assert_array_equal(labels, [7, 0, 9])
 
 
@@ -169,23 +171,23 @@ def test_read_idx_rejects_wrong_magic(tmp_path):
   data[2] = 0x0D  # float type code
   (tmp_path / "f").write_bytes(bytes(data))
   with pytest.raises(DataError, match="bad magic number 0x00000d02"):
-    ip.read_idx(tmp_path / "f")
+    read_idx(tmp_path / "f")
   (tmp_path / "g").write_bytes(b"\x1f\x8b\x08\x00" + bytes(8))
   with pytest.raises(DataError, match="bad magic number"):
-    ip.read_idx(tmp_path / "g")
+    read_idx(tmp_path / "g")
 
 
 def test_read_idx_rejects_truncated_or_long_payload(tmp_path):
   data = idx_bytes(np.zeros((2, 3, 4)))
   (tmp_path / "short.gz").write_bytes(gzip.compress(data[:-5]))
   with pytest.raises(DataError, match="truncated: expected 24 bytes, found 19"):
-    ip.read_idx(tmp_path / "short.gz")
+    read_idx(tmp_path / "short.gz")
   (tmp_path / "long").write_bytes(data + b"\x00")
   with pytest.raises(DataError, match="too long: expected 24 bytes, found 25"):
-    ip.read_idx(tmp_path / "long")
+    read_idx(tmp_path / "long")
   (tmp_path / "header").write_bytes(data[:10])
   with pytest.raises(DataError, match="truncated: its header needs 16 bytes, found 10"):
-    ip.read_idx(tmp_path / "header")
+    read_idx(tmp_path / "header")
 
 
 def test_read_idx_rejects_corrupt_gzip(tmp_path):
@@ -197,34 +199,34 @@ def test_read_idx_rejects_corrupt_gzip(tmp_path):
   (tmp_path / "damaged.gz").write_bytes(bytes(damaged))
   for name in ("notgz.gz", "cut.gz", "damaged.gz"):
     with pytest.raises(DataError, match=f"idx file .*{re.escape(name)} cannot be read"):
-      ip.read_idx(tmp_path / name)
+      read_idx(tmp_path / name)
 
 
 def test_read_idx_missing_file(tmp_path):
   with pytest.raises(DataError, match="not found"):
-    ip.read_idx(tmp_path / "nothing.gz")
+    read_idx(tmp_path / "nothing.gz")
 
 
 # --- data folders ---------------------------------------------------------------------------
 
 
 def test_resolve_data_dir(tmp_path, monkeypatch, no_data_dir_env):
-  assert ip.resolve_data_dir(None, "mnist") is None
+  assert resolve_data_dir(None, "mnist") is None
   (tmp_path / "mnist").mkdir()
-  monkeypatch.setenv(ip.DATA_DIR_ENV, str(tmp_path))
-  assert ip.resolve_data_dir(None, "mnist") == str(tmp_path / "mnist")
-  assert ip.resolve_data_dir(str(tmp_path / "mnist"), "mnist") == str(tmp_path / "mnist")
+  monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
+  assert resolve_data_dir(None, "mnist") == str(tmp_path / "mnist")
+  assert resolve_data_dir(str(tmp_path / "mnist"), "mnist") == str(tmp_path / "mnist")
   other = tmp_path / "other"
   other.mkdir()
-  assert ip.resolve_data_dir(str(other), "mnist") == str(other)  # config wins over env
+  assert resolve_data_dir(str(other), "mnist") == str(other)  # config wins over env
 
 
 def test_resolve_data_dir_rejects_missing_dirs(tmp_path, monkeypatch):
   with pytest.raises(DataError, match=re.escape(f"data.dir points at {tmp_path / 'nope'}")):
-    ip.resolve_data_dir(str(tmp_path / "nope"), "mnist")
-  monkeypatch.setenv(ip.DATA_DIR_ENV, str(tmp_path / "gone"))
-  with pytest.raises(DataError, match=f"{ip.DATA_DIR_ENV} points at"):
-    ip.resolve_data_dir(None, "mnist")
+    resolve_data_dir(str(tmp_path / "nope"), "mnist")
+  monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "gone"))
+  with pytest.raises(DataError, match=f"{DATA_DIR_ENV} points at"):
+    resolve_data_dir(None, "mnist")
 
 
 # --- MNIST from files -----------------------------------------------------------------------
@@ -233,7 +235,7 @@ def test_resolve_data_dir_rejects_missing_dirs(tmp_path, monkeypatch):
 @pytest.mark.parametrize("split, prefix", [("train", "train"), ("test", "t10k")])
 def test_load_mnist_idx_files(tiny_idx_dir, split, prefix):
   directory, splits = tiny_idx_dir
-  images, labels = ip.load_mnist(str(directory), source="files", split=split)
+  images, labels = load_mnist(str(directory), source="files", split=split)
   assert images.dtype == np.uint8 and labels.dtype == np.int32
   np.testing.assert_array_equal(images, splits[prefix][0])
   np.testing.assert_array_equal(labels, splits[prefix][1])
@@ -244,8 +246,8 @@ def test_load_mnist_uncompressed_idx_via_env_root(tmp_path, monkeypatch):
   (tmp_path / "mnist").mkdir()
   write_idx(tmp_path / "mnist" / "train-images-idx3-ubyte", images)
   write_idx(tmp_path / "mnist" / "train-labels-idx1-ubyte", labels)
-  monkeypatch.setenv(ip.DATA_DIR_ENV, str(tmp_path))
-  loaded_images, loaded_labels = ip.load_mnist(source="files")
+  monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
+  loaded_images, loaded_labels = load_mnist(source="files")
   np.testing.assert_array_equal(loaded_images, images)
   np.testing.assert_array_equal(loaded_labels, labels)
 
@@ -254,7 +256,7 @@ def test_load_mnist_npz(tmp_path):
   (x_train, y_train), (x_test, y_test) = tiny_mnist(30, 0), tiny_mnist(10, 1)
   np.savez(tmp_path / "mnist.npz", x_train=x_train, y_train=y_train, x_test=x_test,
            y_test=y_test)
-  images, labels = ip.load_mnist(str(tmp_path), source="files", split="test")
+  images, labels = load_mnist(str(tmp_path), source="files", split="test")
   np.testing.assert_array_equal(images, x_test)
   np.testing.assert_array_equal(labels, y_test)
   assert labels.dtype == np.int32
@@ -263,10 +265,10 @@ def test_load_mnist_npz(tmp_path):
 def test_load_mnist_npz_errors(tmp_path):
   np.savez(tmp_path / "mnist.npz", x_train=np.zeros((2, 28, 28), np.uint8))
   with pytest.raises(DataError, match=r"lacks \['y_train'\]"):
-    ip.load_mnist(str(tmp_path), source="files")
+    load_mnist(str(tmp_path), source="files")
   (tmp_path / "mnist.npz").write_bytes(b"PK\x03\x04 broken")
   with pytest.raises(DataError, match="not a readable .npz archive"):
-    ip.load_mnist(str(tmp_path), source="files")
+    load_mnist(str(tmp_path), source="files")
 
 
 def test_load_mnist_files_checks_contents(tmp_path):
@@ -274,34 +276,34 @@ def test_load_mnist_files_checks_contents(tmp_path):
   write_idx(tmp_path / "train-images-idx3-ubyte.gz", images)
   write_idx(tmp_path / "train-labels-idx1-ubyte.gz", labels[:9])
   with pytest.raises(DataError, match="10 images but 9 labels"):
-    ip.load_mnist(str(tmp_path), source="files")
+    load_mnist(str(tmp_path), source="files")
   write_idx(tmp_path / "train-labels-idx1-ubyte.gz", labels + 5)
   with pytest.raises(DataError, match=r"labels range over \[5, 14\]"):
-    ip.load_mnist(str(tmp_path), source="files")
+    load_mnist(str(tmp_path), source="files")
   write_idx(tmp_path / "train-images-idx3-ubyte.gz", np.zeros((10, 32, 32)))
   with pytest.raises(DataError, match=r"shape \(10, 32, 32\)"):
-    ip.load_mnist(str(tmp_path), source="files")
+    load_mnist(str(tmp_path), source="files")
 
 
 def test_load_mnist_files_missing(tmp_path, no_data_dir_env):
   with pytest.raises(DataError, match="holds neither train-images-idx3-ubyte.gz"):
-    ip.load_mnist(str(tmp_path), source="files")
+    load_mnist(str(tmp_path), source="files")
   with pytest.raises(DataError, match="needs a data folder: set --config.data.dir or"):
-    ip.load_mnist(source="files")
+    load_mnist(source="files")
 
 
 def test_load_mnist_rejects_bad_arguments(tiny_idx_dir):
   directory, _ = tiny_idx_dir
   with pytest.raises(DataError, match="unknown MNIST source 'web'"):
-    ip.load_mnist(str(directory), source="web")
+    load_mnist(str(directory), source="web")
   with pytest.raises(DataError, match="unknown MNIST split 'valid'"):
-    ip.load_mnist(str(directory), split="valid")
+    load_mnist(str(directory), split="valid")
 
 
 def test_load_mnist_auto_prefers_files(tiny_idx_dir, monkeypatch):
   directory, splits = tiny_idx_dir
-  monkeypatch.setattr(ip, "_load_tfds", pytest.fail)
-  images, _ = ip.load_mnist(str(directory), source="auto")
+  monkeypatch.setattr(labelled, "load_tfds", pytest.fail)
+  images, _ = load_mnist(str(directory), source="auto")
   np.testing.assert_array_equal(images, splits["train"][0])
 
 
@@ -309,12 +311,12 @@ def test_load_mnist_auto_without_any_source(tmp_path, monkeypatch, no_data_dir_e
   def tfds_fails(*args, **kwargs):
     raise DataError("tensorflow-datasets could not load MNIST (offline)")
 
-  monkeypatch.setattr(ip, "_load_tfds", tfds_fails)
+  monkeypatch.setattr(labelled, "load_tfds", tfds_fails)
   for data_dir in (None, str(tmp_path)):
     with pytest.raises(DataError) as info:
-      ip.load_mnist(data_dir, source="auto")
+      load_mnist(data_dir, source="auto")
     message = str(info.value)
-    assert "--config.data.dir" in message and ip.DATA_DIR_ENV in message
+    assert "--config.data.dir" in message and DATA_DIR_ENV in message
     assert "tensorflow-datasets" in message and "pip install tensorflow-cpu" in message
     assert "(offline)" in message
   assert f"{tmp_path} holds neither" in message
@@ -323,7 +325,7 @@ def test_load_mnist_auto_without_any_source(tmp_path, monkeypatch, no_data_dir_e
 def test_load_tfds_without_tensorflow(monkeypatch, no_data_dir_env):
   monkeypatch.setitem(sys.modules, "tensorflow", None)  # makes `import tensorflow` fail
   with pytest.raises(DataError, match="needs TensorFlow.*pip install tensorflow-cpu"):
-    ip.load_mnist(source="tfds")
+    load_mnist(source="tfds")
 
 
 # --- the paper's subset ---------------------------------------------------------------------
@@ -332,7 +334,7 @@ def test_load_tfds_without_tensorflow(monkeypatch, no_data_dir_env):
 def test_last_per_class_takes_the_last_of_each_class_in_order():
   labels = np.array([2, 0, 1, 0, 2, 1, 0, 2, 1, 1], dtype=np.int32)
   images = np.arange(10) * 10
-  subset_images, subset_labels = ip.last_per_class(images, labels, 2)
+  subset_images, subset_labels = last_per_class(images, labels, 2)
   np.testing.assert_array_equal(subset_labels, [0, 0, 1, 1, 2, 2])
   np.testing.assert_array_equal(subset_images, [30, 60, 80, 90, 40, 70])
 
@@ -340,7 +342,7 @@ def test_last_per_class_takes_the_last_of_each_class_in_order():
 @pytest.mark.parametrize("per_class", [None, 0])
 def test_last_per_class_keeps_everything(per_class):
   images, labels = np.arange(4), np.array([1, 0, 1, 0])
-  subset_images, subset_labels = ip.last_per_class(images, labels, per_class)
+  subset_images, subset_labels = last_per_class(images, labels, per_class)
   np.testing.assert_array_equal(subset_images, images)
   np.testing.assert_array_equal(subset_labels, labels)
 
@@ -348,24 +350,24 @@ def test_last_per_class_keeps_everything(per_class):
 def test_last_per_class_errors():
   labels = np.array([0, 0, 1])
   with pytest.raises(DataError, match="class 1 has only 1 examples but data.per_class is 2"):
-    ip.last_per_class(np.arange(3), labels, 2)
+    last_per_class(np.arange(3), labels, 2)
   with pytest.raises(DataError, match="must be >= 0"):
-    ip.last_per_class(np.arange(3), labels, -1)
+    last_per_class(np.arange(3), labels, -1)
   with pytest.raises(DataError, match="3 images but 2 labels"):
-    ip.last_per_class(np.arange(3), labels[:2], 1)
+    last_per_class(np.arange(3), labels[:2], 1)
 
 
 # --- the real MNIST files -------------------------------------------------------------------
 
 
 def test_real_mnist_files(real_mnist_dir):
-  x_train, y_train = ip.load_mnist(real_mnist_dir, source="files", split="train")
-  x_test, y_test = ip.load_mnist(real_mnist_dir, source="files", split="test")
+  x_train, y_train = load_mnist(real_mnist_dir, source="files", split="train")
+  x_test, y_test = load_mnist(real_mnist_dir, source="files", split="test")
   assert x_train.shape == (60000, 28, 28) and y_train.shape == (60000,)
   assert x_test.shape == (10000, 28, 28) and y_test.shape == (10000,)
   assert np.bincount(y_train).tolist() == TRAIN_LABEL_COUNTS
 
-  images, labels = ip.last_per_class(x_train, y_train, 50)
+  images, labels = last_per_class(x_train, y_train, 50)
   assert images.shape == (500, 28, 28)
   np.testing.assert_array_equal(labels, np.repeat(np.arange(10), 50))
   expected = np.concatenate([x_train[y_train == c][-50:] for c in range(10)])
@@ -376,9 +378,9 @@ def test_real_mnist_files(real_mnist_dir):
 def test_real_mnist_tfds_offline_matches_files(real_mnist_dir, tmp_path, monkeypatch):
   before = sorted(os.listdir(real_mnist_dir))
   for split in ("train", "test"):
-    images, labels = ip.load_mnist(real_mnist_dir, source="tfds", split=split,
+    images, labels = load_mnist(real_mnist_dir, source="tfds", split=split,
                                    tfds_data_dir=str(tmp_path / "tfds"))
-    file_images, file_labels = ip.load_mnist(real_mnist_dir, source="files", split=split)
+    file_images, file_labels = load_mnist(real_mnist_dir, source="files", split=split)
     assert images.dtype == np.uint8 and labels.dtype == np.int32
     # tfds stores examples in hashed order; the loader restores the idx file order.
     np.testing.assert_array_equal(images, file_images)
@@ -396,35 +398,35 @@ def data_config(**fields) -> ml_collections.ConfigDict:
 
 @pytest.mark.parametrize("name, kind", [("toy_unimodal", "unimodal"), ("toy_bimodal", "bimodal")])
 def test_load_toy(name, kind):
-  dataset = ip.load(data_config(name=name, num_points=100, seed=5))
-  assert isinstance(dataset, ip.Dataset)
+  dataset = datasets.load(data_config(name=name, num_points=100, seed=5))
+  assert isinstance(dataset, Dataset)
   assert dataset.name == name and dataset.labels is None
-  np.testing.assert_array_equal(dataset.x, ip.toy_points(kind, num_points=100, seed=5))
+  np.testing.assert_array_equal(dataset.x, toy_points(kind, num_points=100, seed=5))
 
 
 def test_load_toy_defaults():
-  dataset = ip.load(data_config(name="toy_bimodal"))
-  np.testing.assert_array_equal(dataset.x, ip.toy_points("bimodal", 400, 0))
+  dataset = datasets.load(data_config(name="toy_bimodal"))
+  np.testing.assert_array_equal(dataset.x, toy_points("bimodal", 400, 0))
 
 
 def test_load_points(tmp_path):
   np.save(tmp_path / "p.npy", np.ones((7, 2)))
-  dataset = ip.load(data_config(name="points", path=str(tmp_path / "p.npy")))
+  dataset = datasets.load(data_config(name="points", path=str(tmp_path / "p.npy")))
   assert dataset.x.shape == (7, 2) and dataset.labels is None and dataset.name == "points"
   with pytest.raises(DataError, match="data.path is empty"):
-    ip.load(ml_collections.ConfigDict({"name": "points", "path": ""}))
+    datasets.load(ml_collections.ConfigDict({"name": "points", "path": ""}))
   with pytest.raises(DataError, match="no field 'path'"):
-    ip.load(data_config(name="points"))
+    datasets.load(data_config(name="points"))
 
 
 def test_load_mnist_config(tiny_idx_dir):
   directory, splits = tiny_idx_dir
   config = data_config(name="mnist", dir=str(directory), source="files", per_class=2)
-  dataset = ip.load(config)  # no tfds_data_dir field: treated as None
+  dataset = datasets.load(config)  # no tfds_data_dir field: treated as None
   assert dataset.name == "mnist"
   assert dataset.x.shape == (20, 28, 28, 1) and dataset.x.dtype == np.float32
   assert dataset.labels.dtype == np.int32
-  images, labels = ip.last_per_class(*splits["train"], 2)
+  images, labels = last_per_class(*splits["train"], 2)
   np.testing.assert_array_equal(dataset.labels, labels)
   np.testing.assert_allclose(dataset.x[..., 0], images / 127.5 - 1.0, atol=1e-6)
   assert dataset.x.min() >= -1.0 and dataset.x.max() <= 1.0
@@ -435,13 +437,13 @@ def test_load_mnist_config_with_placeholders(tiny_idx_dir, monkeypatch):
   from ml_collections import config_dict
 
   directory, _ = tiny_idx_dir
-  monkeypatch.setenv(ip.DATA_DIR_ENV, str(directory))
+  monkeypatch.setenv(DATA_DIR_ENV, str(directory))
   config = data_config(name="mnist", dir=config_dict.placeholder(str), source="auto",
                        per_class=3, tfds_data_dir=config_dict.placeholder(str))
-  dataset = ip.load(config)
+  dataset = datasets.load(config)
   np.testing.assert_array_equal(dataset.labels, np.repeat(np.arange(10), 3))
 
 
 def test_load_rejects_unknown_name():
   with pytest.raises(DataError, match="unknown data.name 'cifar'.*toy_unimodal.*mnist"):
-    ip.load(data_config(name="cifar"))
+    datasets.load(data_config(name="cifar"))

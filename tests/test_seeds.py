@@ -6,7 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from deligan_jax import balancing, input_pipeline, models, sample, train_step, training
+from deligan_jax import balancing, models, sample, train_step, training
+from deligan_jax.data import points
 from tests.conftest import small_config, training_gaps_within_bound
 
 
@@ -14,7 +15,7 @@ from tests.conftest import small_config, training_gaps_within_bound
                                                  ("mnist", "deligan")])
 def test_vmapped_seed_equals_single_run(experiment, variant):
   config = small_config(experiment, variant)
-  x = (input_pipeline.toy_points("bimodal", 64) if experiment == "toy" else
+  x = (points.toy_points("bimodal", 64) if experiment == "toy" else
        np.random.default_rng(0).uniform(-1, 1, (32, 28, 28, 1)).astype(np.float32))
 
   def trainer(num_seeds):

@@ -37,10 +37,10 @@ def test_resume_continues_exactly(tmp_path):
 
 def test_resume_of_mnist_model_with_batch_norm(tmp_path, monkeypatch):
   # MNIST networks on random images: batch norm statistics must resume too.
-  from deligan_jax import input_pipeline
+  from deligan_jax.data.common import Dataset
   images = np.random.default_rng(0).uniform(-1, 1, (40, 28, 28, 1)).astype(np.float32)
-  monkeypatch.setattr(training.input_pipeline, "load",
-                      lambda _: input_pipeline.Dataset(images, None, "random"))
+  monkeypatch.setattr(training.datasets, "load",
+                      lambda _: Dataset(images, None, "random"))
   config = small_config("mnist", "deligan")
   straight = training.train_and_evaluate(config, str(tmp_path / "a"))
   config.num_steps = 4
@@ -172,14 +172,16 @@ def test_training_on_a_user_point_set(tmp_path):
 
 def test_non_finite_values_stop_training_and_keep_the_last_good_checkpoint(tmp_path,
                                                                           monkeypatch):
-  from deligan_jax import checkpoints, input_pipeline
+  from deligan_jax import checkpoints
+  from deligan_jax.data.common import Dataset
+  from deligan_jax.data.points import toy_points
   config = small_config("toy", "bimodal,deligan")
   config.num_steps = 4
   training.train_and_evaluate(config, str(tmp_path))  # a good checkpoint at batch 4
-  poisoned = input_pipeline.toy_points("bimodal", 400)
+  poisoned = toy_points("bimodal", 400)
   poisoned[::2] = np.nan  # every batch of the next epochs meets NaN samples
-  monkeypatch.setattr(training.input_pipeline, "load",
-                      lambda _: input_pipeline.Dataset(poisoned, None, "poisoned"))
+  monkeypatch.setattr(training.datasets, "load",
+                      lambda _: Dataset(poisoned, None, "poisoned"))
   config.num_steps = 16
   with pytest.raises(training.NonFinite, match=r"at batch (5|6|7|8);.*latest checkpoint"):
     training.train_and_evaluate(config, str(tmp_path))

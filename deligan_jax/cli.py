@@ -1,0 +1,68 @@
+"""What every command line shares: flags parsed, and user errors said in one line.
+
+A user error (a bad flag, a missing workdir or file, a value out of range, bad
+data, a damaged checkpoint) ends the program with one line on stderr and
+status 1, never a traceback; library INFO logging (orbax logs every save and
+restore) is silenced.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from absl import app
+from absl import flags
+from absl import logging
+import ml_collections
+
+from deligan_jax import training
+
+
+class RequestError(ValueError):
+  """A request that cannot be served as asked (e.g. an out-of-range --component)."""
+
+
+# Errors whose message says all there is to say.
+USER_ERRORS = (*training.BAD_INPUT, RequestError, app.UsageError, FileNotFoundError,
+               NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parser; a bad flag, config file or ``--config.X`` override is one line."""
+  try:
+    remaining = flags.FLAGS(argv)
+  except flags.Error as e:  # a value that does not parse, is out of bounds, or is missing
+    sys.exit(f"FATAL flags error: {_last_line(str(e))}")
+  except (AttributeError, KeyError) as e:
+    overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
+    sys.exit(f"FATAL flags error: unknown config field in {overrides}: {e}")
+  if "config" in flags.FLAGS and flags.FLAGS["config"].value is not None:
+    config = flags.FLAGS["config"].value
+    # ml_collections defers a config file that cannot be read to its first use.
+    if not isinstance(config, ml_collections.ConfigDict):
+      sys.exit(f"FATAL flags error: --config={flags.FLAGS['config'].serialize().split('=', 1)[-1]}"
+               f" cannot be loaded: {_last_line(str(vars(config).get('_error', config)))}")
+  return remaining
+
+
+def _last_line(message: str) -> str:
+  """The error itself, where ml_collections put a whole traceback into the message."""
+  last = message.strip().splitlines()[-1].strip() if message.strip() else message
+  kind, _, text = last.partition(": ")
+  return text if "Traceback" in message and kind.endswith("Error") else last
+
+
+def run(main: Callable[[list[str]], None]) -> None:
+  """``app.run(main)``, with one-line user errors and no INFO logging."""
+
+  def quiet_main(argv: list[str]) -> None:
+    if len(argv) > 1:
+      sys.exit(f"error: unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)
+    try:
+      main(argv)
+    except USER_ERRORS as error:
+      sys.exit(f"error: {error}")
+
+  app.run(quiet_main, flags_parser=parse_flags)
