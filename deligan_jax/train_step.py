@@ -7,7 +7,8 @@ step of G and the mixture (``g > thres``) or of D (otherwise), chosen with
 With the semi-supervised objective (CIFAR-10) each batch also draws a labelled
 batch; with an augmentation policy every image D trains on is augmented
 (:mod:`deligan_jax.augment`). ``lax.scan`` runs K batches per dispatch over a training
-set that stays on the device; batches are drawn from a per-epoch permutation.
+set that stays on the device; batches are drawn from a per-epoch permutation
+(:mod:`deligan_jax.shuffle`, evaluated only at the batch's positions).
 
 All randomness derives from the state's key and the global batch index, so a
 run resumed from a checkpoint draws exactly what an uninterrupted run draws.
@@ -37,6 +38,7 @@ from deligan_jax import config as config_lib
 from deligan_jax import losses
 from deligan_jax import mixture
 from deligan_jax import optim
+from deligan_jax import shuffle
 from deligan_jax.models import GanModel
 
 Pytree = Any
@@ -310,19 +312,19 @@ class Trainer:
   def _batch_data(self, base, epoch, position) -> dict[str, jax.Array]:
     """This batch's real samples (and, semi-supervised, a labelled batch and its labels)."""
     indices = self._batch_indices(jax.random.fold_in(base, _SHUFFLE), epoch, position)
-    data = {"real": self._shard(self.train_x[indices])}
+    data = {"real": self._shard(shuffle.take_rows(self.train_x, indices))}
     if self.config.objective == "semi_supervised":
       # Like the official code: the same images, in another order, as the labelled set.
       indices = self._batch_indices(jax.random.fold_in(base, _LABELLED), epoch, position)
-      data["labelled"] = self._shard(self.train_x[indices])
-      data["labels"] = self._shard(self.train_labels[indices])
+      data["labelled"] = self._shard(shuffle.take_rows(self.train_x, indices))
+      data["labels"] = self._shard(shuffle.take_rows(self.train_labels, indices))
     return data
 
   def _batch_indices(self, shuffle_key, epoch, position):
-    n = self.train_x.shape[0]
-    order = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), n)
-    return jax.lax.dynamic_slice_in_dim(order, position * self.config.batch_size,
-                                        self.config.batch_size)
+    """Entries ``position * B .. + B`` of this epoch's order, at a cost independent of its size."""
+    size = self.config.batch_size
+    return shuffle.permute(jax.random.fold_in(shuffle_key, epoch), self.train_x.shape[0],
+                           position * size + jnp.arange(size))
 
   def _shard(self, x):
     return jax.lax.with_sharding_constraint(x, self.batch_sharding)
