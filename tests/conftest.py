@@ -58,12 +58,39 @@ def mnist_dir():
   return str(path)
 
 
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
+
+
+def reordering_bound(config, x: np.ndarray, num_batches: int, scale: float) -> float:
+  """The largest gap float32 sums added in another order can open over a training run.
+
+  Splitting the batch over devices changes nothing but the order in which sums over
+  the batch (and over a feature map's positions) are added. A float32 sum of n terms
+  taken in another order differs by at most (n - 1) * eps times the sum of the terms'
+  magnitudes (Higham, Accuracy and Stability of Numerical Algorithms, section 4.2).
+  Each balanced update can add one such error to the values it changes, and over a
+  few small-lr updates the errors add up rather than grow, so after U updates values
+  of size ``scale`` differ by at most U * n * eps * scale. n is the longest such sum:
+  the batch times the pixels of one sample, since no feature map here is larger than
+  the input (for 2-D points, the batch). A sharding bug (statistics per shard, a wrong
+  row on one device, another random draw) moves values by a sizeable part of their
+  scale instead, far above this bound (``tests/multidevice_equivalence.py`` shows it
+  for a wrong row).
+  """
+  reduction_length = config.batch_size * int(np.prod(x.shape[1:-1]))
+  num_updates = num_batches * config.balance.inner_updates
+  return num_updates * reduction_length * FLOAT32_EPS * scale
+
+
 # The MNIST networks' layers followed by batch norm (networks.MnistGenerator/Discriminator).
 PRE_BATCH_NORM = {"Conv_1", "Conv_2", "Dense_0", "ConvTranspose_0", "ConvTranspose_1"}
 
 
-def training_difference(config, a, b, x) -> tuple[float, float]:
-  """How far two trained states are apart: (largest parameter gap, largest output gap).
+def training_difference(config, a, b, x) -> dict[str, float]:
+  """How far two trained states are apart, and the scale of what is compared.
+
+  Returns the largest parameter gap and output gap, and the largest magnitude of
+  those parameters and outputs (``param_scale``, ``output_scale``).
 
   The bias of a layer followed by batch norm has a gradient of exactly zero in
   exact arithmetic (batch norm subtracts it again), so in floats it is rounding
@@ -72,10 +99,9 @@ def training_difference(config, a, b, x) -> tuple[float, float]:
   statistics cancel those biases exactly.
   """
   a, b = jax.device_get(a), jax.device_get(b)
-  gaps = [float(np.max(np.abs(u - v)))
-          for (path, u), v in zip(jax.tree_util.tree_leaves_with_path(a.params),
-                                  jax.tree.leaves(b.params))
-          if u.size and not (config.network.name == "mnist" and _before_batch_norm(path))]
+  compared = [(u, v) for (path, u), v in zip(jax.tree_util.tree_leaves_with_path(a.params),
+                                             jax.tree.leaves(b.params))
+              if u.size and not (config.network.name == "mnist" and _before_batch_norm(path))]
   model = models.build(config)
   key = jax.random.key(42)
   outputs = []
@@ -83,7 +109,25 @@ def training_difference(config, a, b, x) -> tuple[float, float]:
     fake, _ = model.generate(state.params, state.batch_stats, key, config.batch_size, True)
     logits, _ = model.discriminate(state.params, state.batch_stats, x[:config.batch_size], True)
     outputs.append((fake, logits))
-  return max(gaps), max(float(np.max(np.abs(u - v))) for u, v in zip(*outputs))
+  compared_outputs = list(zip(*outputs))
+  return {"param_diff": _largest(u - v for u, v in compared),
+          "param_scale": _largest(u for u, _ in compared),
+          "output_diff": _largest(u - v for u, v in compared_outputs),
+          "output_scale": _largest(u for u, _ in compared_outputs)}
+
+
+def training_gaps_within_bound(config, a, b, x, num_batches: int) -> dict:
+  """``training_difference`` of two states with ``reordering_bound`` for each gap."""
+  report = training_difference(config, a, b, x)
+  report["param_bound"] = reordering_bound(config, x, num_batches, report["param_scale"])
+  report["output_bound"] = reordering_bound(config, x, num_batches, report["output_scale"])
+  report["within_bound"] = (report["param_diff"] < report["param_bound"] and
+                            report["output_diff"] < report["output_bound"])
+  return report
+
+
+def _largest(arrays) -> float:
+  return max(float(np.max(np.abs(a))) for a in arrays)
 
 
 def _before_batch_norm(path) -> bool:

@@ -7,32 +7,24 @@ import sys
 
 import pytest
 
-from deligan_jax import balancing, models, train_step
-from tests.conftest import REPO, small_config
+from tests.conftest import REPO
 
 
-@pytest.mark.parametrize("experiment, variant", [("toy", "bimodal,deligan"),
-                                                 ("mnist", "deligan"), ("mnist", "ensemble")])
-def test_one_and_eight_devices_agree(experiment, variant):
+@pytest.mark.parametrize("experiment, variant, flags", [
+    ("toy", "bimodal,deligan", ["--wrong_row"]), ("mnist", "deligan", ["--wrong_row"]),
+    ("mnist", "ensemble", [])])
+def test_one_and_eight_devices_agree(experiment, variant, flags):
+  """Equal up to float32 sums in another order (``conftest.reordering_bound``)."""
   env = dict(os.environ, PYTHONPATH=str(REPO),
              XLA_FLAGS="--xla_force_host_platform_device_count=8")
   result = subprocess.run([sys.executable, "-m", "tests.multidevice_equivalence", experiment,
-                           variant], cwd=REPO, env=env, capture_output=True, text=True,
+                           variant, *flags], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   report = json.loads(result.stdout.strip().splitlines()[-1])
   assert report["devices"] == 8
   assert report["thres_equal"]
-  assert report["max_abs_diff"] < 1e-4, report
-  assert report["output_diff"] < 1e-4, report
+  assert report["within_bound"], report
+  if flags:  # the bound is tight enough to catch one wrong row on one device
+    assert report["wrong_row_output_diff"] > report["output_bound"], report
 
-
-def test_batch_that_does_not_divide_over_devices_is_refused():
-  import jax
-  import numpy as np
-  config = small_config("toy", "bimodal,gan")
-  mesh = train_step.make_mesh(jax.devices() * 3)  # the same device thrice: a 3-way mesh
-  with pytest.raises(ValueError, match="does not divide over the 3 devices"):
-    train_step.Trainer(models.build(config), balancing.BalanceRule.from_config(config.balance),
-                       train_step.StepConfig.from_config(config),
-                       np.zeros((64, 2), np.float32), mesh)
