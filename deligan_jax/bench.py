@@ -79,10 +79,12 @@ def _compiled(config, batch_size: int, mode: str, batches_per_call: int, dtype: 
     rule = dataclasses.replace(rule, inner_updates=1)
   shape = networks.SAMPLE_SHAPES[config.network.name]
   train_size = train_size or max(10 * batch_size, 500)
-  train_x = np.random.default_rng(0).uniform(-1, 1, (train_size, *shape)).astype(np.float32)
+  rng = np.random.default_rng(0)
+  train_x = rng.uniform(-1, 1, (train_size, *shape)).astype(np.float32)
+  labels = rng.integers(0, 10, train_size) if config.objective == "semi_supervised" else None
   trainer = train_step.Trainer(models.build(config), rule,
                                train_step.StepConfig.from_config(config), train_x,
-                               train_step.make_mesh())
+                               train_step.make_mesh(), train_labels=labels)
   state = trainer.init_state(config.seed)
   start = time.perf_counter()
   compiled = trainer.lower(state, batches_per_call).compile()
