@@ -10,8 +10,16 @@ Two ways of dispatching are measured for each batch size:
 * ``per_update``: one balanced update (probe + G or D step) per device call,
   the host looping, as a naive implementation would.
 
+With ``--train_sizes`` it measures instead how the cost of an update depends
+on the size of the training set (fused, the config's batch and first dtype), and
+prints each size's time relative to the first:
+
+  python bench.py --config configs/toy.py --train_sizes=400,1000000
+  python bench.py --config configs/mnist.py --train_sizes=500,60000
+  python bench.py --config configs/cifar10.py --train_sizes=2000,50000
+
 Speed does not depend on the pixel values, so the bench trains on random
-images of the config's shape. With ``batch`` assignment the number of mixture
+images of the config's shape (for full CIFAR-10 too, whatever is on disk). With ``batch`` assignment the number of mixture
 components follows the batch size. Times are medians over ``--repeats`` calls
 after a warm-up; ``us_per_update`` is wall time per balanced update.
 """
@@ -44,6 +52,8 @@ def define_flags() -> None:
   flags.DEFINE_list("dtypes", ["float32", "bfloat16"],
                     "Compute dtypes of the fused measurement (per-update uses the first).")
   flags.DEFINE_integer("repeats", 5, "Timed calls per measurement (the median is reported).")
+  flags.DEFINE_list("train_sizes", None,
+                    "Training-set sizes to compare (time per update relative to the first).")
   flags.DEFINE_bool("quick", False, "Fewer, shorter measurements (under 2 minutes on a CPU).")
   flags.DEFINE_bool("json", False, "Print one JSON object per measurement instead of a table.")
   flags.mark_flags_as_required(["config"])
@@ -55,9 +65,9 @@ def peak_memory_bytes() -> int | None:
   return stats.get("peak_bytes_in_use")
 
 
-def measure(config, batch_size: int, mode: str, batches_per_call: int, repeats: int,
-            dtype: str) -> dict:
-  """Compiles and times one dispatch mode at one batch size and compute dtype."""
+def _compiled(config, batch_size: int, mode: str, batches_per_call: int, dtype: str,
+              train_size: int | None = None):
+  """The compiled fused step of ``config`` at one batch size and dtype, its state and stats."""
   config = config.copy_and_resolve_references()
   with config.unlocked():
     config.batch_size = batch_size
@@ -68,41 +78,76 @@ def measure(config, batch_size: int, mode: str, batches_per_call: int, repeats: 
   if mode == "per_update":
     rule = dataclasses.replace(rule, inner_updates=1)
   shape = networks.SAMPLE_SHAPES[config.network.name]
-  train_x = np.random.default_rng(0).uniform(-1, 1, (max(10 * batch_size, 500), *shape))
+  train_size = train_size or max(10 * batch_size, 500)
+  rng = np.random.default_rng(0)
+  train_x = rng.uniform(-1, 1, (train_size, *shape)).astype(np.float32)
+  labels = rng.integers(0, 10, train_size) if config.objective == "semi_supervised" else None
   trainer = train_step.Trainer(models.build(config), rule,
                                train_step.StepConfig.from_config(config), train_x,
-                               train_step.make_mesh())
+                               train_step.make_mesh(), train_labels=labels)
   state = trainer.init_state(config.seed)
-
   start = time.perf_counter()
   compiled = trainer.lower(state, batches_per_call).compile()
   compile_s = time.perf_counter() - start
-
   state, _ = compiled(state)  # warm-up
   jax.block_until_ready(state)
-  seconds = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    state, _ = compiled(state)
-    jax.block_until_ready(state)
-    seconds.append(time.perf_counter() - start)
-  updates = batches_per_call * rule.inner_updates
-  per_call = statistics.median(seconds)
-  return {
+  return compiled, state, {
       "model": config.model,
       "network": config.network.name,
       "batch_size": batch_size,
       "mode": mode,
       "dtype": dtype,
-      "updates_per_call": updates,
-      "us_per_update": 1e6 * per_call / updates,
-      "updates_per_s": updates / per_call,
+      "updates_per_call": batches_per_call * rule.inner_updates,
       "compile_s": compile_s,
-      "peak_memory_bytes": peak_memory_bytes(),
       "device": f"{jax.devices()[0].device_kind} x{jax.device_count()}",
       "backend": jax.default_backend(),
       "conv_impl": dict(trainer.model.generator.network_kwargs).get("conv_impl", "-"),
   }
+
+
+def _timed_call(compiled, state):
+  start = time.perf_counter()
+  state, _ = compiled(state)
+  jax.block_until_ready(state)
+  return state, time.perf_counter() - start
+
+
+def _timing(row: dict, seconds: list[float]) -> dict:
+  per_call = statistics.median(seconds)
+  updates = row["updates_per_call"]
+  return {**row, "us_per_update": 1e6 * per_call / updates, "updates_per_s": updates / per_call}
+
+
+def measure(config, batch_size: int, mode: str, batches_per_call: int, repeats: int,
+            dtype: str) -> dict:
+  """Compiles and times one dispatch mode at one batch size and compute dtype."""
+  compiled, state, row = _compiled(config, batch_size, mode, batches_per_call, dtype)
+  seconds = []
+  for _ in range(repeats):
+    state, elapsed = _timed_call(compiled, state)
+    seconds.append(elapsed)
+  return _timing({**row, "peak_memory_bytes": peak_memory_bytes()}, seconds)
+
+
+def measure_train_sizes(config, train_sizes: list[int], batches_per_call: int, repeats: int,
+                        dtype: str) -> list[dict]:
+  """Time per fused update for each training-set size, and its ratio to the first size's.
+
+  The sizes' calls alternate, so that a slow spell of a shared machine hits all alike.
+  """
+  runs = [_compiled(config, config.batch_size, "fused", batches_per_call, dtype, n)
+          for n in train_sizes]
+  states = [state for _, state, _ in runs]
+  seconds = [[] for _ in runs]
+  for _ in range(repeats):
+    for k, (compiled, _, _) in enumerate(runs):
+      states[k], elapsed = _timed_call(compiled, states[k])
+      seconds[k].append(elapsed)
+  rows = [_timing({**row, "train_size": n}, s)
+          for n, (_, _, row), s in zip(train_sizes, runs, seconds)]
+  for row in rows:
+    row["ratio_to_first"] = row["us_per_update"] / rows[0]["us_per_update"]
+  return rows
 
 
 def run(config, batch_sizes: list[int], dtypes: list[str], quick: bool, repeats: int):
@@ -120,15 +165,32 @@ def format_row(m: dict) -> str:
           f"{m['updates_per_s']:.0f} | {m['compile_s']:.1f} | {memory} |")
 
 
+def format_size_row(m: dict) -> str:
+  return (f"| {m['train_size']} | {m['batch_size']} | {m['us_per_update'] / 1000:.3f} | "
+          f"{m['updates_per_s']:.0f} | {m['ratio_to_first']:.3f} |")
+
+
 def main(argv):
   del argv
   config = FLAGS.config
+  repeats = 3 if FLAGS.quick else FLAGS.repeats
+  if FLAGS.train_sizes:
+    rows = measure_train_sizes(config, [int(n) for n in FLAGS.train_sizes],
+                               4 if FLAGS.quick else config.steps_per_dispatch, repeats,
+                               FLAGS.dtypes[0])
+    if not FLAGS.json:
+      print(f"{config.model} on {config.network.name}, {rows[0]['device']} "
+            f"({rows[0]['backend']}), {FLAGS.dtypes[0]}")
+      print("| training samples | batch | ms/update | updates/s | time / first size's |")
+      print("| --- | --- | --- | --- | --- |")
+    for row in rows:
+      print(json.dumps(row) if FLAGS.json else format_size_row(row), flush=True)
+    return
   if FLAGS.batch_sizes:
     batch_sizes = [int(b) for b in FLAGS.batch_sizes]
   else:
     batch_sizes = [config.batch_size] if FLAGS.quick else [config.batch_size * k
                                                            for k in (1, 4, 16)]
-  repeats = 3 if FLAGS.quick else FLAGS.repeats
   if not FLAGS.json:
     print(f"{config.model} on {config.network.name}, {jax.devices()[0].device_kind} "
           f"x{jax.device_count()} ({jax.default_backend()})")

@@ -7,15 +7,17 @@ step of G and the mixture (``g > thres``) or of D (otherwise), chosen with
 With the semi-supervised objective (CIFAR-10) each batch also draws a labelled
 batch; with an augmentation policy every image D trains on is augmented
 (:mod:`deligan_jax.augment`). ``lax.scan`` runs K batches per dispatch over a training
-set that stays on the device; batches are drawn from a per-epoch permutation.
+set that stays on the device; batches are drawn from a per-epoch permutation
+(:mod:`deligan_jax.shuffle`, evaluated only at the batch's positions).
 
 All randomness derives from the state's key and the global batch index, so a
 run resumed from a checkpoint draws exactly what an uninterrupted run draws.
 
-Data parallelism: the step is written for the global batch; real samples are
-sharded over the ``data`` axis of the mesh and everything else is replicated.
-XLA partitions the computation, and batch norm and minibatch discrimination
-keep whole-batch semantics.
+Devices: the step is written for the global batch of one seed. On a ``seeds`` x
+``data`` mesh (:mod:`deligan_jax.device_layout`) stacked seeds are sharded over
+``seeds`` and each seed's real samples over ``data``; the training set is
+replicated. XLA partitions the computation, and batch norm and minibatch
+discrimination keep whole-batch semantics.
 """
 
 from __future__ import annotations
@@ -34,13 +36,14 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from deligan_jax import augment
 from deligan_jax import balancing
 from deligan_jax import config as config_lib
+from deligan_jax import device_layout
 from deligan_jax import losses
 from deligan_jax import mixture
 from deligan_jax import optim
+from deligan_jax import shuffle
 from deligan_jax.models import GanModel
 
 Pytree = Any
-DATA_AXIS = "data"
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -120,9 +123,9 @@ def reseed(state: TrainState, attempt: int) -> TrainState:
 
 
 def make_mesh(devices=None) -> Mesh:
-  """A 1-D mesh over ``devices`` (default: all), its axis named ``data``."""
+  """A 1-D mesh over ``devices`` (default: all): the pool a Trainer lays seeds and data out on."""
   devices = jax.devices() if devices is None else devices
-  return Mesh(np.asarray(devices), (DATA_AXIS,))
+  return Mesh(np.asarray(devices), (device_layout.DATA_AXIS,))
 
 
 class Trainer:
@@ -131,16 +134,14 @@ class Trainer:
   With ``num_seeds = S > 1`` the state holds S independent runs stacked on a
   leading axis (seeds ``seed .. seed + S - 1``), trained by one compiled program
   (``vmap`` over the state on accelerators, a loop over seeds on CPU; the data is shared).
+
+  The devices of ``mesh`` are the pool: ``layout`` spreads the seeds and each
+  seed's batch over as many of them as divide those (``idle_note`` names the rest).
   """
 
   def __init__(self, model: GanModel, rule: balancing.BalanceRule, step_config: StepConfig,
                train_x: np.ndarray, mesh: Mesh, num_seeds: int = 1,
                train_labels: np.ndarray | None = None):
-    num_devices = mesh.devices.size
-    if step_config.batch_size % num_devices:
-      raise config_lib.ConfigError(
-          f"config.batch_size={step_config.batch_size} does not divide over the "
-          f"{num_devices} devices of the mesh; choose a multiple of {num_devices}")
     if step_config.batch_size > len(train_x):
       raise config_lib.ConfigError(f"config.batch_size={step_config.batch_size} is larger than "
                                    f"the training set ({len(train_x)} samples)")
@@ -149,10 +150,15 @@ class Trainer:
     self.model = model
     self.rule = rule
     self.config = step_config
-    self.mesh = mesh
+    pool = list(mesh.devices.flat)
+    self.layout = device_layout.Layout.plan(len(pool), num_seeds, step_config.batch_size)
+    self.idle_note = self.layout.idle_note(pool)
+    self.mesh = self.layout.mesh(pool)
     self.num_seeds = num_seeds
-    self.replicated = NamedSharding(mesh, P())
-    self.batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
+    self.replicated = NamedSharding(self.mesh, P())
+    self.batch_sharding = NamedSharding(self.mesh, P(device_layout.DATA_AXIS))
+    self.state_sharding = (NamedSharding(self.mesh, P(device_layout.SEEDS_AXIS))
+                           if num_seeds > 1 else self.replicated)
     self.batches_per_epoch = len(train_x) // step_config.batch_size
     train_x = np.asarray(train_x, np.float32)
     self.train_x = self._replicate(train_x)
@@ -171,26 +177,30 @@ class Trainer:
     return jax.make_array_from_callback(array.shape, self.replicated, lambda index: array[index])
 
   def init_state(self, seed: int) -> TrainState:
-    """A fresh state (stacked over seeds when ``num_seeds > 1``), replicated over the mesh.
+    """A fresh state (stacked over seeds when ``num_seeds > 1``), laid out over the mesh.
 
     Data-dependent initialisation sees ``init_examples`` random training examples.
     """
     create = functools.partial(init_state, self.model, self.rule, examples=self.init_examples)
     if self.num_seeds > 1:
       seeds = seed + jnp.arange(self.num_seeds)
-      return jax.jit(jax.vmap(create), out_shardings=self.replicated)(seeds)
-    return jax.jit(create, out_shardings=self.replicated)(seed)
+      return jax.jit(jax.vmap(create), out_shardings=self.state_sharding)(seeds)
+    return jax.jit(create, out_shardings=self.state_sharding)(seed)
 
   def lower(self, state: TrainState, num_batches: int):
     """The step for ``num_batches`` batches, lowered for ahead-of-time compilation."""
-    return self._train.lower(state, num_batches)
+    return self._train.lower(self._placed(state), num_batches)
 
   def train(self, state: TrainState, num_batches: int) -> tuple[TrainState, dict]:
     """Trains ``num_batches`` batches in one dispatch; metrics have leading dim K.
 
     ``state`` is donated: use the returned state afterwards.
     """
-    return self._train(state, num_batches)
+    return self._train(self._placed(state), num_batches)
+
+  def _placed(self, state: TrainState) -> TrainState:
+    # A state restored or stacked on the host side may have another layout; a no-op otherwise.
+    return jax.device_put(state, self.state_sharding)
 
   def classify(self, state: TrainState, x: np.ndarray) -> np.ndarray:
     """A semi-supervised D's class predictions (inference mode) for ``x``.
@@ -214,14 +224,15 @@ class Trainer:
   def _train_seeds(self, states: TrainState, num_batches: int):
     """``_train_batches`` over S stacked states.
 
-    vmap on accelerators, where the seeds run in parallel. On CPU, a loop over
-    seeds (``lax.map``): vmap would turn the G/D ``cond`` into computing both
-    updates and selecting, about three times the work per seed there.
+    vmap on accelerators, where the seeds run in parallel, and wherever seeds
+    are spread over devices (each device then runs its own). On one CPU device
+    a loop over seeds (``lax.map``): vmap would turn the G/D ``cond`` into
+    computing both updates and selecting, about three times the work per seed there.
     """
     train = functools.partial(self._train_batches, num_batches=num_batches)
-    if jax.default_backend() == "cpu":
+    if self.layout.seeds == 1 and jax.default_backend() == "cpu":
       return jax.lax.map(train, states)
-    return jax.vmap(train)(states)
+    return jax.vmap(train, spmd_axis_name=device_layout.SEEDS_AXIS)(states)
 
   def _train_batch(self, state: TrainState, _):
     cfg, rule = self.config, self.rule
@@ -310,19 +321,19 @@ class Trainer:
   def _batch_data(self, base, epoch, position) -> dict[str, jax.Array]:
     """This batch's real samples (and, semi-supervised, a labelled batch and its labels)."""
     indices = self._batch_indices(jax.random.fold_in(base, _SHUFFLE), epoch, position)
-    data = {"real": self._shard(self.train_x[indices])}
+    data = {"real": self._shard(shuffle.take_rows(self.train_x, indices))}
     if self.config.objective == "semi_supervised":
       # Like the official code: the same images, in another order, as the labelled set.
       indices = self._batch_indices(jax.random.fold_in(base, _LABELLED), epoch, position)
-      data["labelled"] = self._shard(self.train_x[indices])
-      data["labels"] = self._shard(self.train_labels[indices])
+      data["labelled"] = self._shard(shuffle.take_rows(self.train_x, indices))
+      data["labels"] = self._shard(shuffle.take_rows(self.train_labels, indices))
     return data
 
   def _batch_indices(self, shuffle_key, epoch, position):
-    n = self.train_x.shape[0]
-    order = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), n)
-    return jax.lax.dynamic_slice_in_dim(order, position * self.config.batch_size,
-                                        self.config.batch_size)
+    """Entries ``position * B .. + B`` of this epoch's order, at a cost independent of its size."""
+    size = self.config.batch_size
+    return shuffle.permute(jax.random.fold_in(shuffle_key, epoch), self.train_x.shape[0],
+                           position * size + jnp.arange(size))
 
   def _shard(self, x):
     return jax.lax.with_sharding_constraint(x, self.batch_sharding)

@@ -221,6 +221,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
     trainer = train_step.Trainer(model, rule, train_step.StepConfig.from_config(config),
                                  dataset.x, train_step.make_mesh(), config.num_seeds,
                                  train_labels=dataset.labels if semi_supervised else None)
+    if trainer.idle_note:
+      logging.warning(trainer.idle_note)
     state = _restore(runs, trainer.init_state(config.seed))
     for path, run_config in configs.items():
       _record_config(run_config, path)

@@ -27,3 +27,18 @@ def test_bench_quick_json():
     assert row["device"] and row["backend"] == "cpu" and "peak_memory_bytes" in row
   assert rows[0]["updates_per_call"] == 4 * 5 and rows[2]["updates_per_call"] == 1
 
+
+
+def test_bench_train_sizes_reports_the_ratio_to_the_first_size():
+  result = subprocess.run(
+      [sys.executable, "bench.py", "--config", "configs/toy.py", "--quick", "--json",
+       "--train_sizes=400,5000", "--dtypes=float32"],
+      cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
+      timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+  assert [r["train_size"] for r in rows] == [400, 5000]
+  assert rows[0]["ratio_to_first"] == 1.0
+  assert rows[1]["ratio_to_first"] == pytest.approx(
+      rows[1]["us_per_update"] / rows[0]["us_per_update"])
+  assert all(r["us_per_update"] > 0 and r["mode"] == "fused" for r in rows)

@@ -7,8 +7,7 @@ import sys
 
 import pytest
 
-from deligan_jax import balancing, models, train_step
-from tests.conftest import REPO, small_config
+from tests.conftest import REPO
 
 
 @pytest.mark.parametrize("experiment, variant, flags", [
@@ -29,13 +28,3 @@ def test_one_and_eight_devices_agree(experiment, variant, flags):
   if flags:  # the bound is tight enough to catch one wrong row on one device
     assert report["wrong_row_output_diff"] > report["output_bound"], report
 
-
-def test_batch_that_does_not_divide_over_devices_is_refused():
-  import jax
-  import numpy as np
-  config = small_config("toy", "bimodal,gan")
-  mesh = train_step.make_mesh(jax.devices() * 3)  # the same device thrice: a 3-way mesh
-  with pytest.raises(ValueError, match="does not divide over the 3 devices"):
-    train_step.Trainer(models.build(config), balancing.BalanceRule.from_config(config.balance),
-                       train_step.StepConfig.from_config(config),
-                       np.zeros((64, 2), np.float32), mesh)

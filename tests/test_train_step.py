@@ -111,7 +111,7 @@ def test_learning_rate_reaches_the_optimisers():
   assert float(hyper) == pytest.approx(7e-4 * 0.75)
 
 
-def test_batch_size_must_divide_over_devices_and_fit_the_data():
+def test_batch_size_must_fit_the_data():
   with pytest.raises(ValueError, match="larger than the training set"):
     make_trainer("toy", n=4)
 
