@@ -85,3 +85,26 @@ def test_store_computes_only_new_images(tmp_path, monkeypatch):
   assert calls == [2, 2, 1, 2]
   np.testing.assert_array_equal(both[:5], first)
   np.testing.assert_array_equal(both, stand_in_features(None, images))
+
+
+def test_eval_of_a_cifar_run_adds_the_paper_protocol(tmp_path, monkeypatch):
+  from deligan_jax import evaluation, training
+  from tests.conftest import small_config
+
+  monkeypatch.setattr(inception, "load", lambda cache_dir=None: None)
+  monkeypatch.setattr(inception, "features", stand_in_features)
+  colour_batches(tmp_path / "cifar-10-batches-py", seed=0)
+  config = small_config("cifar10")
+  config.data.dir, config.data.num_train = str(tmp_path), 60
+  run = str(tmp_path / "run")
+  training.train_and_evaluate(config, run)
+  results = evaluation.evaluate(run, num_samples=40, cache=str(tmp_path / "cache"),
+                                classifier_steps=5)
+  assert "classifier-based" in results["score_kind"]
+  assert "paper protocol" in results["paper_protocol"]["score_kind"]
+  assert results["paper_protocol"]["num_samples"] == 40
+  report = (tmp_path / "run" / "eval_report.md").read_text()
+  assert "## Paper protocol" in report and "m-IS per predicted class (classifier-based)" in report
+  skipped = evaluation.evaluate(run, num_samples=40, cache=str(tmp_path / "cache"),
+                                classifier_steps=5, paper_protocol=False)
+  assert "paper_protocol" not in skipped
