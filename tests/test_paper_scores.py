@@ -87,6 +87,7 @@ def test_store_computes_only_new_images(tmp_path, monkeypatch):
   np.testing.assert_array_equal(both, stand_in_features(None, images))
 
 
+@pytest.mark.slow  # trains a tiny CIFAR-10 run: 494 s on the shared CPU
 def test_eval_of_a_cifar_run_adds_the_paper_protocol(tmp_path, monkeypatch):
   from deligan_jax import evaluation, training
   from tests.conftest import small_config

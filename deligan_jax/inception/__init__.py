@@ -73,6 +73,7 @@ def features(params: Any, images: np.ndarray, batch_size: int = 50,
                      f"{images.shape}")
   if images.shape[-1] == 1:
     images = np.repeat(images, 3, axis=-1)
+  batch_size = max(1, min(batch_size, len(images)))
   out = np.zeros((len(images), FEATURE_DIM), np.float32)
   for start in tqdm.trange(0, len(images), batch_size, disable=not progress,
                            desc="Inception features", unit="batch"):
