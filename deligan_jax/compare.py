@@ -77,7 +77,8 @@ def compare(config, models: list[str], seeds: int, workdir: str,
     run_dir = os.path.join(workdir, model)
     training.train_and_evaluate(model_config, run_dir)
     scores[model] = [seed_scores(evaluation.evaluate(d, num_samples, cache,
-                                                     classifier_steps=classifier_steps))
+                                                     classifier_steps=classifier_steps,
+                                                     paper_protocol=False))
                      for d in checkpoints.run_workdirs(model_config, run_dir)]
   columns = TOY_COLUMNS if "high_quality" in next(iter(scores.values()))[0] else IMAGE_COLUMNS
   with open(os.path.join(workdir, "comparison.json"), "w") as f:

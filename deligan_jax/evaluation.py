@@ -27,6 +27,7 @@ from deligan_jax import checkpoints
 from deligan_jax import classifier as classifier_lib
 from deligan_jax.data import datasets, points
 from deligan_jax import metrics
+from deligan_jax import paper_scores
 from deligan_jax import plots
 from deligan_jax import run_log
 
@@ -129,9 +130,11 @@ def image_scores(samples: np.ndarray, data_config, cache: str | None = None,
 
 
 def _image_outputs(config, model, state, samples, train_x, cache, classifier_steps,
-                   out_dir) -> dict:
+                   out_dir, paper_protocol) -> dict:
   """Scores, the memorisation check and their pictures for an image run."""
   results = image_scores(samples, config.data, cache, classifier_steps)
+  if paper_protocol:
+    results["paper_protocol"] = paper_scores.image_scores(samples, config.data, cache)
   _, test_x, _, _ = _reference(ml_collections.FrozenConfigDict(config.data), cache,
                                classifier_steps)
   copies = memorisation(samples, train_x, test_x)
@@ -170,18 +173,23 @@ def _toy_scores(config, samples, train_x, out_dir) -> dict:
 
 
 def evaluate(workdir: str, num_samples: int | None = None, cache: str | None = None,
-             seed: int = 0, classifier_steps: int = 2000) -> dict:
-  """Scores the latest checkpoint of ``workdir``; writes eval.json and eval_report.md there."""
+             seed: int = 0, classifier_steps: int = 2000, paper_protocol: bool = True) -> dict:
+  """Scores the latest checkpoint of ``workdir``; writes eval.json and eval_report.md there.
+
+  ``paper_protocol``: CIFAR-10 and sketch runs are also scored as the paper
+  does (:mod:`deligan_jax.paper_scores`), on 50000 samples unless ``num_samples``.
+  """
   config, model, state = checkpoints.load_run(workdir)
   image_data = config.network.name != "toy"
-  num_samples = num_samples or (5000 if image_data else 2000)
+  paper_protocol = paper_protocol and config.data.name in paper_scores.DATASETS
+  num_samples = num_samples or (50000 if paper_protocol else 5000 if image_data else 2000)
   samples = generate_samples(model, state, num_samples, seed)
   train_x = datasets.load(config.data).x
   results = {"workdir": workdir, "model": config.model, "step": int(state.step),
              "num_samples": num_samples}
   if image_data:
     results.update(_image_outputs(config, model, state, samples, train_x, cache,
-                                  classifier_steps, workdir))
+                                  classifier_steps, workdir, paper_protocol))
   else:
     results.update(_toy_scores(config, samples, train_x, workdir))
   with open(os.path.join(workdir, RESULTS), "w") as f:
@@ -215,7 +223,9 @@ def report(results: dict) -> str:
             "| KID (vs test set) | {:.4f} ± {:.4f} | 0 |".format(*results["kid"]),
             f"| precision (k=3) | {results['precision']:.3f} | |",
             f"| recall (k=3) | {results['recall']:.3f} | |", "",
-            "## m-IS per predicted class", "", "| class | samples | m-IS |", "| --- | --- | --- |"]
+            *(paper_scores.report_lines(results["paper_protocol"])
+              if "paper_protocol" in results else []),
+            "## m-IS per predicted class (classifier-based)", "", "| class | samples | m-IS |", "| --- | --- | --- |"]
   for label, entry in results["m_is_per_class"].items():
     score = "too few samples" if entry["score"] is None else f"{entry['score']:.3f}"
     lines.append(f"| {results['class_names'][int(label)]} | {entry['count']} | {score} |")
