@@ -46,6 +46,7 @@ def get_config(arg: str | None = None):
   config.latent.sigma_reg = 0.0
 
   config.optim.lr = 3e-4
+  config.optim.adam_epsilon = "sqrt_v_hat"  # Lasagne's Adam (Improved-GAN)
   config.optim.decay_start_epoch = 800.0
   config.optim.decay_end_epoch = 1200.0
 

@@ -47,6 +47,7 @@ def get_config(arg: str | None = None):
   config.latent.sigma_reg = 0.05
 
   config.optim.lr = 1e-4
+  config.optim.adam_epsilon = "sqrt_v_hat"  # Lasagne's Adam (Improved-GAN)
   config.optim.decay_start_epoch = 2600.0
   config.optim.decay_end_epoch = 3900.0
 

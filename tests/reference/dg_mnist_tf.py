@@ -31,8 +31,8 @@ Changed, because it no longer exists or cannot be re-created otherwise:
 * Plotting, t-SNE, cv2 and checkpoints are left out; :func:`train` logs instead.
 
 Project deviations, as flags: ``d_batch_norm='joint'`` runs D once on [real; fake] (one
-batch-norm batch; minibatch discrimination still within each set) in D's updates, and D on
-the generated batch alone in G's (as the script, whose G loss needs no real batch).
+batch-norm batch; minibatch discrimination still within each set) in both networks' updates
+(G's update then needs the real batch too).
 ``model='gan'`` feeds z to G directly (the script's commented ``inp = z`` line).
 
 Tests drive one update at a time (:meth:`MnistReference.probe`, ``update_generator``,
@@ -73,6 +73,7 @@ class MnistReference:
       self._build(model, d_batch_norm, beta1)
       self.sess = tf1.Session(graph=self.graph)
       self.sess.run(tf1.global_variables_initializer())
+    self.initial = self.get()
 
   # --- the script's layers ---------------------------------------------------
 
@@ -230,8 +231,14 @@ class MnistReference:
 
     # Training mode: G's update runs D on G(z) only.
     self._last_update = []
+    self.joint = d_batch_norm == "joint"
     g_fake = self._generator(inp, phase_train=True)
-    g_fake_logit = self._discriminator(g_fake, phase_train=True)
+    if self.joint:
+      g_fake_logit = tf.split(self._discriminator(
+          tf.concat([tf.reshape(self.images, [-1, 28, 28, 1]), g_fake], 0), phase_train=True,
+          sets=2), 2)[1]
+    else:
+      g_fake_logit = self._discriminator(g_fake, phase_train=True)
     self.sigma_loss = tf.reduce_mean(tf.square(self.zsig - 1)) / 3
     gloss = tf.reduce_mean(bce(logits=g_fake_logit, labels=tf.ones_like(g_fake_logit)))
     self.g_total_loss = gloss + (0.0 if model == "gan" else self.sigma_loss)
@@ -239,7 +246,7 @@ class MnistReference:
     # D's update: D(real) and D(G(z)), two calls (or one joint batch-norm call).
     self._last_update = []
     d_fake = self._generator(inp, phase_train=True)
-    if d_batch_norm == "joint":
+    if self.joint:
       d_logit, d_fake_logit = tf.split(
           self._discriminator(tf.concat([tf.reshape(self.images, [-1, 28, 28, 1]), d_fake], 0),
                               phase_train=True, sets=2), 2)
@@ -274,13 +281,24 @@ class MnistReference:
     self.sess.run([self._assign[name] for name in values],
                   {self._placeholders[name]: value for name, value in values.items()})
 
+  def reset(self) -> None:
+    """Every variable (Adam's slots and step counts too) back to its initial value."""
+    self.set(self.initial)
+
   def probe(self, eps: np.ndarray) -> float:
     """``gloss.eval({z: eps, phase_train: False})``."""
     return float(self.sess.run(self.probe_loss, {self.z: eps}))
 
-  def update_generator(self, eps: np.ndarray, lr: float) -> float:
-    """One ``g_optim`` step; returns G's loss (plus the sigma term) before it."""
-    loss, _ = self.sess.run([self.g_total_loss, self.g_optim], {self.z: eps, self.lr1: lr})
+  def update_generator(self, eps: np.ndarray, lr: float, images: np.ndarray | None = None
+                       ) -> float:
+    """One ``g_optim`` step; returns G's loss (plus the sigma term) before it.
+
+    ``images``: the real batch, read only with ``d_batch_norm='joint'``.
+    """
+    feed = {self.z: eps, self.lr1: lr}
+    if self.joint:
+      feed[self.images] = images
+    loss, _ = self.sess.run([self.g_total_loss, self.g_optim], feed)
     return float(loss)
 
   def update_discriminator(self, images: np.ndarray, eps: np.ndarray, lr: float) -> float:
@@ -340,7 +358,7 @@ def train(reference: MnistReference, data: np.ndarray, num_batches: int, log, se
           probes.append(g)
           update_g = g > rule.thres
           if update_g:
-            reference.update_generator(batch_z, lr)
+            reference.update_generator(batch_z, lr, batch_images)
           else:
             reference.update_discriminator(batch_images, batch_z, lr)
           rule.record(update_g)
