@@ -85,7 +85,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.network.conv_impl = "auto"                # im2col on CPU, XLA's conv elsewhere
   c.network.dtype = "float32"                 # compute dtype: float32 or bfloat16 (mixed)
   c.network.init_examples = 500               # real examples for data-dependent init
-  c.network.d_batch_norm = "joint"            # see D_BATCH_NORM
+  c.network.d_batch_norm = "separate"         # see D_BATCH_NORM
 
   c.latent = ml_collections.ConfigDict()
   c.latent.dim = 30

@@ -67,7 +67,7 @@ class StepConfig:
   objective: str = "bce"          # see losses.OBJECTIVES
   augment: str = ""               # DiffAugment policy, e.g. 'color,translation,cutout'
   init_examples: int = 500        # real examples of the data-dependent init pass
-  d_batch_norm: str = "joint"     # see config.D_BATCH_NORM
+  d_batch_norm: str = "separate"  # see config.D_BATCH_NORM
   adam_epsilon: str = "sqrt_v_hat"  # see optim.ADAM_EPSILONS
 
   @classmethod
