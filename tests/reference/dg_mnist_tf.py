@@ -58,11 +58,12 @@ class MnistReference:
   """The script's graph, with hooks to read and set every variable.
 
   Sizes default to the script's (batch 50, z 30, gf = df = 16); tests shrink them.
+  ``seed`` seeds the initialisers (None: unseeded, as the script).
   """
 
   def __init__(self, model: str = "deligan", d_batch_norm: str = "separate",
                batchsize: int = 50, z_dim: int = 30, gf_dim: int = 16, df_dim: int = 16,
-               learningrate: float = 0.0005, beta1: float = 0.5):
+               learningrate: float = 0.0005, beta1: float = 0.5, seed: int | None = None):
     self.batchsize, self.z_dim, self.gf_dim, self.df_dim = batchsize, z_dim, gf_dim, df_dim
     self.learningrate = learningrate
     self.graph = tf.Graph()
@@ -70,6 +71,8 @@ class MnistReference:
     self._last_update = []  # D batch norm updates, chained in construction order
     with self.graph.as_default():
       tf1.enable_resource_variables()
+      if seed is not None:  # the script leaves TF's initialisers unseeded
+        tf1.set_random_seed(seed)
       self._build(model, d_batch_norm, beta1)
       self.sess = tf1.Session(graph=self.graph)
       self.sess.run(tf1.global_variables_initializer())

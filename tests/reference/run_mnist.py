@@ -44,10 +44,13 @@ def main():
   parser.add_argument("--sample_every", type=int, default=500)
   parser.add_argument("--model", default="deligan", choices=("deligan", "gan"))
   parser.add_argument("--d_batch_norm", default="separate", choices=("separate", "joint"))
+  parser.add_argument("--seed", type=int, default=None,
+                      help="seeds TF's initialisers (default: unseeded, as the script)")
   args = parser.parse_args()
   os.makedirs(args.workdir, exist_ok=True)
   data = mnist_500(args.data_dir)
-  reference = dg_mnist_tf.MnistReference(model=args.model, d_batch_norm=args.d_batch_norm)
+  reference = dg_mnist_tf.MnistReference(model=args.model, d_batch_norm=args.d_batch_norm,
+                                         seed=args.seed)
   display_eps = np.random.RandomState(123).normal(0, 1, [50, 30]).astype(np.float32)
   window, windows = [], []
   log_path = os.path.join(args.workdir, "balance.jsonl")
