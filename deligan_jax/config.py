@@ -20,6 +20,7 @@ from deligan_jax.data import datasets
 from deligan_jax import losses
 from deligan_jax import mixture
 from deligan_jax import networks
+from deligan_jax import optim
 from deligan_jax.models import MODELS
 
 DATASETS = datasets.DATASET_NAMES
@@ -31,6 +32,9 @@ DATA_SOURCES = data_common.SOURCES
 
 
 ON_NON_FINITE = ("stop", "reseed")
+# D's batch norm over real and generated samples: 'separate' D calls (the official code)
+# or one 'joint' batch (README: "Where this differs from the official code").
+D_BATCH_NORM = ("separate", "joint")
 # Fields that may be None besides the placeholders (whose default is None).
 _NULLABLE = ("optim.decay_start_epoch", "optim.decay_end_epoch")
 
@@ -84,6 +88,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.network.conv_impl = "auto"                # im2col on CPU, XLA's conv elsewhere
   c.network.dtype = "float32"                 # compute dtype: float32 or bfloat16 (mixed)
   c.network.init_examples = 500               # real examples for data-dependent init
+  c.network.d_batch_norm = "separate"         # see D_BATCH_NORM
 
   c.latent = ml_collections.ConfigDict()
   c.latent.dim = 30
@@ -99,6 +104,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.mixture_lr = config_dict.placeholder(float)  # None: the generator's
   c.optim.b1 = 0.5
   c.optim.b2 = 0.999
+  c.optim.adam_epsilon = "sqrt_v"             # TensorFlow's (official toy/MNIST); optim.py
   # Linear decay to 0 between these epochs; None (both) = constant.
   c.optim.decay_start_epoch = config_dict.FieldReference(1000.0, field_type=float)
   c.optim.decay_end_epoch = config_dict.FieldReference(4000.0, field_type=float)
@@ -207,6 +213,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
            f"must be 'auto' or one of {conv.IMPLEMENTATIONS}, got {n.conv_impl!r}")
   _require(n.dtype in ("float32", "bfloat16"), "network.dtype",
            f"must be 'float32' or 'bfloat16', got {n.dtype!r}")
+  _require(n.d_batch_norm in D_BATCH_NORM, "network.d_batch_norm",
+           f"must be one of {D_BATCH_NORM}, got {n.d_batch_norm!r}")
 
   _require(c.objective in losses.OBJECTIVES, "objective",
            f"must be one of {losses.OBJECTIVES}, got {c.objective!r}")
@@ -246,6 +254,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
            f"must be positive (or None for the generator's), got {o.mixture_lr}")
   for field in ("b1", "b2"):
     _require(0 <= o[field] < 1, f"optim.{field}", f"must be in [0, 1), got {o[field]}")
+  _require(o.adam_epsilon in optim.ADAM_EPSILONS, "optim.adam_epsilon",
+           f"must be one of {optim.ADAM_EPSILONS}, got {o.adam_epsilon!r}")
   _require((o.decay_start_epoch is None) == (o.decay_end_epoch is None), "optim.decay_end_epoch",
            "set both decay_start_epoch and decay_end_epoch, or neither")
   _require(o.decay_start_epoch is None or o.decay_start_epoch < o.decay_end_epoch,

@@ -32,6 +32,8 @@ DENSE_INIT = nn.initializers.normal(0.02)
 LINEAR_INIT = nn.initializers.glorot_uniform()
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
+# The official MNIST D uses tf.contrib.layers.batch_norm: epsilon 0.001, scale initialised to 1.
+CONTRIB_BN_EPSILON = 1e-3
 
 
 def _bn_scale_init(key, shape, dtype=jnp.float32):
@@ -39,12 +41,19 @@ def _bn_scale_init(key, shape, dtype=jnp.float32):
 
 
 def batch_norm(train: bool, axis_name: str | None, name: str, dtype=jnp.float32,
-               use_scale: bool = True) -> nn.BatchNorm:
+               use_scale: bool = True, epsilon: float = BN_EPSILON,
+               scale_init=_bn_scale_init) -> nn.BatchNorm:
   # Statistics are reduced in float32 whatever the compute dtype (flax's default).
   return nn.BatchNorm(
-      use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-      use_scale=use_scale, scale_init=_bn_scale_init, axis_name=axis_name, dtype=dtype,
+      use_running_average=not train, momentum=BN_MOMENTUM, epsilon=epsilon,
+      use_scale=use_scale, scale_init=scale_init, axis_name=axis_name, dtype=dtype,
       name=name)
+
+
+def contrib_batch_norm(train: bool, name: str, dtype=jnp.float32) -> nn.BatchNorm:
+  """tf.contrib.layers.batch_norm(decay=0.9, scale=True) as the official MNIST D uses it."""
+  return batch_norm(train, None, name, dtype, epsilon=CONTRIB_BN_EPSILON,
+                    scale_init=nn.initializers.ones)
 
 
 def leaky_relu(x: jax.Array) -> jax.Array:
@@ -55,8 +64,10 @@ class MinibatchDiscrimination(nn.Module):
   """Minibatch discrimination (Salimans et al. 2016), appended to the features.
 
   ``M = x T`` is reshaped to (B, K, C); ``c_b(i, j) = exp(-||M_ib - M_jb||_1)`` and
-  ``o(x_i)_b = sum_{j != i} c_b(i, j)``. ``T`` is weight-normalised per kernel
-  entry, as in both official codes. Output: ``concat[x, o]``. Two variants:
+  ``o(x_i)_b = sum_j c_b(i, j)``, over j != i with ``data_init`` (Improved-GAN), over
+  all j without (the official MNIST code masks the distance, not ``c``, so
+  ``c_b(i, i) = 1`` stays in). ``T`` is weight-normalised per kernel entry, as in
+  both official codes. Output: ``concat[x, o]``. Two variants:
 
   * ``data_init=False`` (official MNIST code): ``o`` is divided by its sum over
     all i, j, b when ``normalize``.
@@ -90,8 +101,11 @@ class MinibatchDiscrimination(nn.Module):
     else:
       log_scale = self.param("log_scale", nn.initializers.zeros, shape)
     l1 = self._distances(x, direction * jnp.exp(log_scale), groups)  # (G, n, n, K)
-    not_self = 1.0 - jnp.eye(l1.shape[1], dtype=x.dtype)[None, :, :, None]
-    o = jnp.sum(jnp.exp(-l1) * not_self, axis=2)  # (G, n, K)
+    if self.data_init:
+      not_self = 1.0 - jnp.eye(l1.shape[1], dtype=x.dtype)[None, :, :, None]
+      o = jnp.sum(jnp.exp(-l1) * not_self, axis=2)  # (G, n, K)
+    else:
+      o = jnp.sum(jnp.exp(-l1), axis=2)
     if self.data_init:
       o = o + layers.data_dependent_param(self, "bias", (self.num_kernels,),
                                           lambda: -jnp.mean(o, axis=(0, 1)))
@@ -186,9 +200,9 @@ class MnistDiscriminator(nn.Module):
     h = leaky_relu(conv.Conv(w, (5, 5), (2, 2), kernel_init=CONV_INIT, impl=impl,
                              dtype=dtype)(x))
     h = conv.Conv(2 * w, (5, 5), (2, 2), kernel_init=CONV_INIT, impl=impl, dtype=dtype)(h)
-    h = leaky_relu(batch_norm(train, None, "bn1", dtype)(h))
+    h = leaky_relu(contrib_batch_norm(train, "bn1", dtype)(h))
     h = conv.Conv(4 * w, (3, 3), (2, 2), kernel_init=CONV_INIT, impl=impl, dtype=dtype)(h)
-    h = leaky_relu(batch_norm(train, None, "bn2", dtype)(h))
+    h = leaky_relu(contrib_batch_norm(train, "bn2", dtype)(h))
     h = nn.max_pool(h, (4, 4), padding="VALID").reshape(x.shape[0], -1)
     h = MinibatchDiscrimination(self.mbd_kernels, self.mbd_dims)(h, groups)
     return nn.Dense(1, kernel_init=DENSE_INIT, dtype=dtype)(h)[:, 0].astype(jnp.float32)

@@ -13,11 +13,44 @@ import jax.numpy as jnp
 import optax
 
 OPTIMISED = ("generator", "discriminator", "mixture")
+# Where Adam's epsilon goes: 'sqrt_v' as TensorFlow's AdamOptimizer (the official toy and
+# MNIST code), 'sqrt_v_hat' as Lasagne's Adam (Improved-GAN: CIFAR-10, sketches) and optax.
+ADAM_EPSILONS = ("sqrt_v", "sqrt_v_hat")
 
 
-def adam(b1: float, b2: float) -> optax.GradientTransformation:
+def _scale_by_tf_adam(b1, b2, eps: float = 1e-8) -> optax.GradientTransformation:
+  """TensorFlow's Adam step: ``sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``.
+
+  That is optax's ``m_hat / (sqrt(v_hat) + eps / sqrt(1 - b2^t))``: the same but for
+  small gradients, where the first steps differ by up to ~30% (eps/sqrt(0.001) at t = 1).
+  The state is optax's, so checkpoints have one layout whichever form runs.
+  """
+  base = optax.scale_by_adam(b1, b2, eps)
+
+  def update(updates, state, params=None):
+    del params
+    mu = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, updates)
+    nu = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * jnp.square(g), state.nu, updates)
+    count = optax.safe_int32_increment(state.count)
+    t = count.astype(jnp.float32)
+    step = jnp.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+    new_updates = jax.tree.map(lambda m, v: step * m / (jnp.sqrt(v) + eps), mu, nu)
+    return new_updates, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
+
+  return optax.GradientTransformation(base.init, update)
+
+
+def _tf_adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8,
+             eps_root=0.0) -> optax.GradientTransformation:
+  """As ``optax.adam``, with TensorFlow's epsilon; same signature, so the same state."""
+  del eps_root  # always 0: kept so that the injected hyperparameters match optax.adam's
+  return optax.chain(_scale_by_tf_adam(b1, b2, eps), optax.scale_by_learning_rate(learning_rate))
+
+
+def adam(b1: float, b2: float, epsilon_on: str = "sqrt_v_hat") -> optax.GradientTransformation:
   """Adam whose learning rate lives in the optimiser state (set by the step)."""
-  return optax.inject_hyperparams(optax.adam)(learning_rate=0.0, b1=b1, b2=b2)
+  transform = optax.adam if epsilon_on == "sqrt_v_hat" else _tf_adam
+  return optax.inject_hyperparams(transform)(learning_rate=0.0, b1=b1, b2=b2)
 
 
 def with_learning_rate(opt_state, learning_rate: jax.Array):

@@ -52,8 +52,8 @@ def save_toy_scatter(generated: np.ndarray, real: np.ndarray, path: str, title: 
 
 
 def save_loss_curves(records: Sequence[dict], path: str,
-                     keys: Sequence[str] = ("g_loss", "d_loss", "thres", "sigma_mean",
-                                            "test_accuracy")) -> None:
+                     keys: Sequence[str] = ("g_loss", "d_loss", "thres", "d_fraction",
+                                            "sigma_mean", "test_accuracy")) -> None:
   """One panel per metric over training steps, from metrics.jsonl records."""
   keys = [k for k in keys if any(r.get(k) is not None for r in records)]
   fig, axes = plt.subplots(len(keys), 1, figsize=(7, 2.2 * len(keys)), sharex=True,

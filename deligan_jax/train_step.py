@@ -70,6 +70,8 @@ class StepConfig:
   objective: str = "bce"          # see losses.OBJECTIVES
   augment: str = ""               # DiffAugment policy, e.g. 'color,translation,cutout'
   init_examples: int = 500        # real examples of the data-dependent init pass
+  d_batch_norm: str = "separate"  # see config.D_BATCH_NORM
+  adam_epsilon: str = "sqrt_v_hat"  # see optim.ADAM_EPSILONS
 
   @classmethod
   def from_config(cls, config) -> StepConfig:
@@ -85,7 +87,9 @@ class StepConfig:
         b2=o.b2,
         objective=config.objective,
         augment=config.augment,
-        init_examples=config.network.init_examples)
+        init_examples=config.network.init_examples,
+        d_batch_norm=config.network.d_batch_norm,
+        adam_epsilon=o.adam_epsilon)
 
 
 def init_state(model: GanModel, rule: balancing.BalanceRule, seed: int,
@@ -167,7 +171,8 @@ class Trainer:
     self.init_examples = self._replicate(train_x[np.sort(chosen)])
     self.train_labels = (None if train_labels is None
                          else self._replicate(np.asarray(train_labels, np.int32)))
-    self.optimizers = {name: optim.adam(step_config.b1, step_config.b2)
+    self.optimizers = {name: optim.adam(step_config.b1, step_config.b2,
+                                        step_config.adam_epsilon)
                        for name in optim.OPTIMISED}
     self._train = jax.jit(self._train_seeds if num_seeds > 1 else self._train_batches,
                           static_argnums=1, donate_argnums=0)
@@ -255,17 +260,8 @@ class Trainer:
           jax.random.fold_in(batch_key, rule.inner_updates), data)
 
     def inner(carry, update_index):
-      params, batch_stats, opt_state, balance = carry
-      latent_key = jax.random.fold_in(batch_key, update_index)
-      g = None if rule.kind == "fixed" else self._probe(params, batch_stats, latent_key)
-      update_g = balancing.update_generator(rule, balance, g, update_index)
-      params, batch_stats, opt_state, loss = jax.lax.cond(
-          update_g, self._generator_update, self._discriminator_update,
-          params, batch_stats, opt_state, latent_key, data)
-      balance = balancing.record(rule, balance, update_g)
-      # Without a probe, g is the loss of the G updates themselves.
-      g = jnp.where(update_g, loss, jnp.nan) if g is None else g
-      return (params, batch_stats, opt_state, balance), (g, update_g, loss)
+      return self.balanced_update(carry, jax.random.fold_in(batch_key, update_index), data,
+                                  update_index)
 
     carry = (params, batch_stats, opt_state, balance)
     (params, batch_stats, opt_state, balance), (g, update_g, loss) = jax.lax.scan(
@@ -295,6 +291,25 @@ class Trainer:
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                               opt_state=opt_state, balance=balance)
     return new_state, metrics
+
+  def balanced_update(self, carry, latent_key, data, update_index):
+    """One update of a batch: probe g, then one step of G (``g > thres``) or of D.
+
+    ``carry = (params, batch_stats, opt_state, balance)``; returns the new carry and
+    ``(g, updated_generator, loss)``. Also the entry point of the step-level
+    equivalence tests against the reference port of the official code.
+    """
+    params, batch_stats, opt_state, balance = carry
+    rule = self.rule
+    g = None if rule.kind == "fixed" else self._probe(params, batch_stats, latent_key)
+    update_g = balancing.update_generator(rule, balance, g, update_index)
+    params, batch_stats, opt_state, loss = jax.lax.cond(
+        update_g, self._generator_update, self._discriminator_update,
+        params, batch_stats, opt_state, latent_key, data)
+    balance = balancing.record(rule, balance, update_g)
+    # Without a probe, g is the loss of the G updates themselves.
+    g = jnp.where(update_g, loss, jnp.nan) if g is None else g
+    return (params, batch_stats, opt_state, balance), (g, update_g, loss)
 
   def _with_learning_rates(self, opt_state, factor):
     cfg = self.config
@@ -358,35 +373,41 @@ class Trainer:
     return optax.apply_updates(params[name], updates), new_opt_state
 
   def _discriminate_sets(self, params, batch_stats, sets, key):
-    """D's logits for each of several equal-sized batches, normalised as one batch.
+    """D's logits for each of several equal-sized batches, and D's new batch stats.
 
-    D's batch norm sees real and generated samples together (minibatch
-    discrimination still compares each set only within itself). Normalising
-    them apart, as the official code's two D calls do, lets D learn features
-    that exist only under per-set statistics: its inference-mode output, which
-    the balancing probe reads, then drifts away from what it learned, the probe
-    stays below thres and G is never updated (seen on MNIST: 0 G updates in the
-    first 1300 batches, against ~170 of 250 per 50 batches with one batch).
+    ``d_batch_norm='joint'``: one D call, whose batch norm normalises all sets
+    as one batch (minibatch discrimination still compares each set only within
+    itself). ``'separate'``: one D call per set, as the official code's D(real)
+    and D(fake); each updates the running averages in turn.
 
     With an augmentation policy, each set is augmented first (its own key).
     """
     if self.config.augment:
       sets = [augment.apply(jax.random.fold_in(key, 10 + i), x, self.config.augment)
               for i, x in enumerate(sets)]
-    logits, d_stats = self.model.discriminate(params, batch_stats, jnp.concatenate(sets),
-                                              train=True, groups=len(sets), key=key)
-    return jnp.split(logits, len(sets)), d_stats
+    if self.config.d_batch_norm == "joint":
+      logits, d_stats = self.model.discriminate(params, batch_stats, jnp.concatenate(sets),
+                                                train=True, groups=len(sets), key=key)
+      return jnp.split(logits, len(sets)), d_stats
+    logits = []
+    for i, x in enumerate(sets):
+      set_logits, d_stats = self.model.discriminate(params, batch_stats, x, train=True,
+                                                    key=jax.random.fold_in(key, 20 + i))
+      batch_stats = {**batch_stats, "discriminator": d_stats}
+      logits.append(set_logits)
+    return logits, batch_stats["discriminator"]
 
   def _generator_update(self, params, batch_stats, opt_state, latent_key, data):
     """One Adam step of G and the mixture on G's loss (plus the sigma term).
 
     Like the official code, every network run in training mode updates its
     batch-norm running averages, whichever network the step optimises: the
-    inference-mode probe depends on them. A D without batch norm sees the
-    generated batch alone (the real one could not change its output).
+    inference-mode probe depends on them. D sees the generated batch alone
+    (as the official code) unless its batch norm is 'joint' (then with the real
+    batch, whose statistics it shares).
     """
     d_key = jax.random.fold_in(latent_key, 4)  # 0 and 1 are split(latent_key)'s halves
-    with_real = bool(batch_stats["discriminator"])
+    with_real = bool(batch_stats["discriminator"]) and self.config.d_batch_norm == "joint"
 
     def loss_fn(trainable):
       p = {**params, **trainable}

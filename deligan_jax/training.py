@@ -117,7 +117,11 @@ def plot_samples(model: models.GanModel, state: train_step.TrainState, config,
 
 
 def _summarise(window: list[dict]) -> dict[str, float]:
-  """Means over the batches of one log window; update counts are summed."""
+  """Means over the batches of one log window; update counts are summed.
+
+  ``d_fraction``, D's share of the window's updates, shows a stalled balance
+  (0: D frozen; 1: G frozen).
+  """
   out = {}
   for key in window[0]:
     values = np.concatenate([np.atleast_1d(m[key]) for m in window])
@@ -127,6 +131,8 @@ def _summarise(window: list[dict]) -> dict[str, float]:
       out[key] = float("nan")
     else:
       out[key] = float(np.nanmean(values))
+  if "d_updates" in out:
+    out["d_fraction"] = out["d_updates"] / max(out["d_updates"] + out["g_updates"], 1)
   return out
 
 

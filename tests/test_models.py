@@ -89,9 +89,8 @@ def test_minibatch_discrimination_matches_a_direct_computation():
   m = np.einsum("bf,fkc->bkc", np.asarray(x, np.float64), weight)
   o = np.zeros((6, 4))
   for i in range(6):
-    for j in range(6):
-      if i != j:
-        o[i] += np.exp(-np.abs(m[i] - m[j]).sum(-1))
+    for j in range(6):  # j = i included, as the official MNIST code
+      o[i] += np.exp(-np.abs(m[i] - m[j]).sum(-1))
   o /= o.sum()
   np.testing.assert_allclose(out[:, :5], x, rtol=1e-6)
   np.testing.assert_allclose(out[:, 5:], o, rtol=1e-4, atol=1e-7)

@@ -191,3 +191,11 @@ def test_non_finite_values_stop_training_and_keep_the_last_good_checkpoint(tmp_p
   assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state.params))
   assert [json.loads(l)["step"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()] \
       == [4]
+
+
+def test_log_window_records_the_fraction_of_d_updates():
+  window = [{"g_updates": np.array([3, 0]), "d_updates": np.array([2, 5]), "thres": np.ones(2)},
+            {"g_updates": np.array([5]), "d_updates": np.array([0]), "thres": np.ones(1)}]
+  summary = training._summarise(window)
+  assert (summary["g_updates"], summary["d_updates"]) == (8, 7)
+  assert summary["d_fraction"] == pytest.approx(7 / 15)

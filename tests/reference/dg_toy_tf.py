@@ -1,0 +1,117 @@
+"""Reference port of the official toy script (val-iisc/deligan, src/Toy/dg_toy.py, MIT
+licence, TensorFlow 0.10) to TensorFlow 2's ``tf.compat.v1`` graph mode. Test code only.
+
+Kept as written: G (2 -> 32 tanh -> 2 tanh, ``linear`` with TF's default Glorot-uniform
+weights), D (2 -> 32 tanh -> 1), the mixture (mu ~ U(-1, 1), sigma 0.02, ``0.1 *
+mean((sigma - 1)^2)``), the losses, Adam(1e-4, beta1=0.5) on the 'd_' and 'g_' variables,
+and the count rule (``count > 10``: thres += 0.01, at most 1; ``count < -150`` and thres > t1:
+thres -= 0.001, not below t1; per epoch ``count < -1000``: t1 = max(t1 - 0.005, 0.70)).
+
+Changed, because it no longer exists: ``tf.mul`` -> ``tf.multiply``; the positional
+arguments of ``sigmoid_cross_entropy_with_logits`` -> ``logits=, labels=``; ``xrange`` ->
+``range``; ``tf.initialize_all_variables`` -> ``global_variables_initializer``. Plotting
+and checkpoints are left out. ``model='gan'`` is the script's ``G = generator(z, 0)`` line.
+
+Tests drive one update at a time (:meth:`ToyReference.probe`, ``update_generator``,
+``update_discriminator``) with injected parameters, real batches and z.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+tf1 = tf.compat.v1
+
+
+def _linear(x, output_dim, name):
+  w = tf1.get_variable(name + "/w", [x.get_shape()[1], output_dim])
+  b = tf1.get_variable(name + "/b", [output_dim], initializer=tf1.constant_initializer(0.0))
+  return tf.matmul(x, w) + b
+
+
+class ToyReference:
+  """The toy script's graph, with hooks to read and set every variable."""
+
+  def __init__(self, model: str = "deligan", batchsize: int = 50, z_dim: int = 2,
+               gf_dim: int = 32, df_dim: int = 32, learningrate: float = 0.0001,
+               beta1: float = 0.5):
+    self.batchsize, self.z_dim, self.learningrate = batchsize, z_dim, learningrate
+    self.graph = tf.Graph()
+    with self.graph.as_default():
+      tf1.enable_resource_variables()
+      self._build(model, gf_dim, df_dim, beta1)
+      self.sess = tf1.Session(graph=self.graph)
+      self.sess.run(tf1.global_variables_initializer())
+    self.initial = self.get()
+
+  def _build(self, model, gf_dim, df_dim, beta1):
+    def discriminator(image):
+      with tf1.variable_scope("disc", reuse=tf1.AUTO_REUSE):
+        return _linear(tf.tanh(_linear(image, df_dim, "d_l1")), 1, "d_l2")
+
+    def generator(z, n):
+      with tf1.variable_scope("gen" + str(n)):
+        return tf.nn.tanh(_linear(tf.tanh(_linear(z, gf_dim, "g_l1")), 2, "g_l2"))
+
+    self.images = tf1.placeholder(tf.float32, [self.batchsize, 2], name="real_images")
+    self.z = tf1.placeholder(tf.float32, [None, self.z_dim], name="z")
+    self.lr1 = tf1.placeholder(tf.float32, name="lr")
+    zin = tf1.get_variable("g_z", [self.batchsize, self.z_dim],
+                           initializer=tf1.random_uniform_initializer(-1, 1))
+    zsig = tf1.get_variable("g_sig", [self.batchsize, self.z_dim],
+                            initializer=tf1.constant_initializer(0.02))
+    inp = self.z if model == "gan" else tf.add(zin, tf.multiply(self.z, zsig))
+    self.samples = generator(inp, 0)
+    d_logit = discriminator(self.images)
+    d_fake_logit = discriminator(self.samples)
+    bce = tf.nn.sigmoid_cross_entropy_with_logits
+    sig_loss = 0.1 * tf.reduce_mean(tf.square(zsig - 1))
+    d_loss_real = tf.reduce_mean(bce(logits=d_logit, labels=tf.ones_like(d_logit)))
+    d_loss_fake = tf.reduce_mean(bce(logits=d_fake_logit, labels=tf.zeros_like(d_fake_logit)))
+    self.gloss = tf.reduce_mean(bce(logits=d_fake_logit, labels=tf.ones_like(d_fake_logit)))
+    self.gloss1 = self.gloss + (0.0 if model == "gan" else sig_loss)
+    self.dloss = d_loss_real + d_loss_fake
+    t_vars = tf1.trainable_variables()
+    d_vars = [var for var in t_vars if "d_" in var.name]
+    g_vars = [var for var in t_vars if "g_" in var.name]
+    if model == "gan":
+      g_vars = [var for var in g_vars if var not in (zin, zsig)]
+    self.d_optim = tf1.train.AdamOptimizer(self.lr1, beta1=beta1).minimize(self.dloss,
+                                                                          var_list=d_vars)
+    self.g_optim = tf1.train.AdamOptimizer(self.lr1, beta1=beta1).minimize(self.gloss1,
+                                                                          var_list=g_vars)
+    self._variables = {v.name[:-2]: v for v in tf1.global_variables()}
+    self._placeholders = {name: tf1.placeholder(v.dtype.base_dtype, v.shape)
+                          for name, v in self._variables.items()}
+    self._assign = {name: v.assign(self._placeholders[name]) for name, v in self._variables.items()}
+
+  def get(self) -> dict[str, np.ndarray]:
+    return self.sess.run(self._variables)
+
+  def set(self, values: dict[str, np.ndarray]) -> None:
+    self.sess.run([self._assign[name] for name in values],
+                  {self._placeholders[name]: value for name, value in values.items()})
+
+  def reset(self) -> None:
+    """Every variable (Adam's slots and step counts too) back to its initial value."""
+    self.set(self.initial)
+
+  def probe(self, z: np.ndarray) -> float:
+    """``gloss.eval({z: batch_z})``."""
+    return float(self.sess.run(self.gloss, {self.z: z}))
+
+  def update_generator(self, z: np.ndarray, lr: float, images: np.ndarray | None = None
+                       ) -> float:
+    """One ``g_optim`` step; returns ``gloss1`` (G's loss plus the sigma term) before it.
+
+    ``images`` is not read (the toy D has no batch norm); the MNIST port's signature.
+    """
+    del images
+    loss, _ = self.sess.run([self.gloss1, self.g_optim], {self.z: z, self.lr1: lr})
+    return float(loss)
+
+  def update_discriminator(self, images: np.ndarray, z: np.ndarray, lr: float) -> float:
+    loss, _ = self.sess.run([self.dloss, self.d_optim],
+                            {self.images: images, self.z: z, self.lr1: lr})
+    return float(loss)
