@@ -17,16 +17,17 @@ import os
 
 import numpy as np
 
-from deligan_jax import input_pipeline
 from deligan_jax import plots
+from deligan_jax.data import common as data_common
+from deligan_jax.data import mnist
 from tests.reference import dg_mnist_tf
 
 
 def mnist_500(data_dir: str) -> np.ndarray:
   """The script's data: the last 50 training images of each digit, (500, 784) in [-1, 1]."""
-  images, labels = input_pipeline.load_mnist(data_dir, source="files")
-  images, _ = input_pipeline.last_per_class(images, labels, 50)
-  return input_pipeline.to_model_scale(images).reshape(-1, 28 * 28)
+  images, labels = mnist.load_mnist(data_dir, source="files")
+  images, _ = data_common.last_per_class(images, labels, 50)
+  return data_common.to_model_scale(images).reshape(-1, 28 * 28)
 
 
 def save_balance_plot(windows: list[dict], path: str) -> None:
