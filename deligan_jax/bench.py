@@ -55,6 +55,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("repeats", 5, "Timed calls per measurement (the median is reported).")
   flags.DEFINE_bool("quick", False, "Fewer, shorter measurements (under 2 minutes on a CPU).")
   flags.DEFINE_bool("torch", True, "Also time the PyTorch eager peer, where torch is installed.")
+  flags.DEFINE_integer("torch_threads", None,
+                       "PyTorch's intra-op threads (default: its own choice, one per core).")
   flags.DEFINE_bool("json", False, "Print one JSON object per measurement instead of a table.")
   flags.mark_flags_as_required(["config"])
 
@@ -137,7 +139,8 @@ def jax_candidate(config, batch_size: int, mode: str, batches_per_call: int,
          "peak_memory_bytes": None,
          "device": f"{jax.devices()[0].device_kind} x{jax.device_count()}",
          "backend": jax.default_backend(),
-         "conv_impl": dict(trainer.model.generator.network_kwargs).get("conv_impl", "-")}
+         "conv_impl": dict(trainer.model.generator.network_kwargs).get("conv_impl", "-"),
+         "hlo": compiled.as_text()}
   return Candidate(row, call, batches_per_call * rule.inner_updates)
 
 
@@ -197,7 +200,7 @@ def run(config, batch_sizes: list[int], dtypes: list[str], quick: bool, repeats:
     seconds = time_alternately(candidates, repeats)
     mbd_ms = 1e3 * mbd_seconds(_resized(config, batch_size), 5 * repeats)
     for candidate, per_update in zip(candidates, seconds):
-      row = dict(candidate.row)
+      row = {k: v for k, v in candidate.row.items() if k != "hlo"}
       if row["backend"] == jax.default_backend():
         row["peak_memory_bytes"] = peak_memory_bytes()
       yield {"model": config.model, "network": config.network.name, **row,
@@ -231,6 +234,9 @@ def main(argv):
           "| peak MiB |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
   torch_peer = FLAGS.torch and has_torch_peer(config)
+  if torch_peer and FLAGS.torch_threads:
+    import torch  # pylint: disable=import-outside-toplevel
+    torch.set_num_threads(FLAGS.torch_threads)
   for measurement in run(config, batch_sizes, FLAGS.dtypes, FLAGS.quick, repeats, torch_peer):
     print(json.dumps(measurement) if FLAGS.json else format_row(measurement), flush=True)
 
