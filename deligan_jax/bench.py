@@ -198,7 +198,7 @@ def run(config, batch_sizes: list[int], dtypes: list[str], quick: bool, repeats:
     if with_torch:
       candidates.append(torch_candidate(config, batch_size, 2 if quick else 10))
     seconds = time_alternately(candidates, repeats)
-    mbd_ms = 1e3 * mbd_seconds(_resized(config, batch_size), 5 * repeats)
+    mbd_ms = 1e3 * mbd_seconds(_resized(config, batch_size), batch_size, 5 * repeats)
     for candidate, per_update in zip(candidates, seconds):
       row = {k: v for k, v in candidate.row.items() if k != "hlo"}
       if row["backend"] == jax.default_backend():
