@@ -120,9 +120,12 @@ def jax_candidate(config, batch_size: int, mode: str, batches_per_call: int,
   rule = balancing.BalanceRule.from_config(config.balance)
   if mode == "per_update":
     rule = dataclasses.replace(rule, inner_updates=1)
+  train_x = _random_images(config, batch_size)
+  labels = (np.random.default_rng(1).integers(0, 10, len(train_x))  # CIFAR-10's classes
+            if config.objective == "semi_supervised" else None)
   trainer = train_step.Trainer(models.build(config), rule,
-                               train_step.StepConfig.from_config(config),
-                               _random_images(config, batch_size), train_step.make_mesh())
+                               train_step.StepConfig.from_config(config), train_x,
+                               train_step.make_mesh(), train_labels=labels)
   state = trainer.init_state(config.seed)
   start = time.perf_counter()
   per_update = mode == "per_update"
