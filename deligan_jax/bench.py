@@ -19,19 +19,28 @@ prints each size's time relative to the first:
   python bench.py --config configs/cifar10.py --train_sizes=2000,50000
 
 Speed does not depend on the pixel values, so the bench trains on random
-images of the config's shape (for full CIFAR-10 too, whatever is on disk). With ``batch`` assignment the number of mixture
+images of the config's shape. With ``batch`` assignment the number of mixture
 components follows the batch size. Times are medians over ``--repeats`` calls
 after a warm-up; ``us_per_update`` is wall time per balanced update.
+
+Where PyTorch is installed (``pip install .[bench]``), the MNIST DeLiGAN model
+is also timed in PyTorch eager (:mod:`deligan_jax.torch_peer`: the same
+networks, mixture, losses, Adam and streak rule, with the probe read on the
+host), in the same process, and every row reports ``vs_torch``: its time per
+update over PyTorch's at the same batch size (below 1 is faster).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import statistics
 import time
+from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import app
 from absl import flags
@@ -55,6 +64,9 @@ def define_flags() -> None:
   flags.DEFINE_list("train_sizes", None,
                     "Training-set sizes to compare (time per update relative to the first).")
   flags.DEFINE_bool("quick", False, "Fewer, shorter measurements (under 2 minutes on a CPU).")
+  flags.DEFINE_bool("torch", True, "Also time the PyTorch eager peer, where torch is installed.")
+  flags.DEFINE_integer("torch_threads", None,
+                       "PyTorch's intra-op threads (default: its own choice, one per core).")
   flags.DEFINE_bool("json", False, "Print one JSON object per measurement instead of a table.")
   flags.mark_flags_as_required(["config"])
 
@@ -65,104 +77,171 @@ def peak_memory_bytes() -> int | None:
   return stats.get("peak_bytes_in_use")
 
 
-def _compiled(config, batch_size: int, mode: str, batches_per_call: int, dtype: str,
-              train_size: int | None = None):
-  """The compiled fused step of ``config`` at one batch size and dtype, its state and stats."""
+def _resized(config, batch_size: int, dtype: str = "float32"):
   config = config.copy_and_resolve_references()
   with config.unlocked():
     config.batch_size = batch_size
     config.network.dtype = dtype
     if config.latent.assignment == "batch":
       config.latent.num_components = batch_size
+  return config
+
+
+def _random_images(config, batch_size: int, train_size: int | None = None) -> np.ndarray:
+  shape = networks.SAMPLE_SHAPES[config.network.name]
+  train_size = train_size or max(10 * batch_size, 500)
+  return np.random.default_rng(0).uniform(-1, 1, (train_size, *shape)).astype(np.float32)
+
+
+def has_torch_peer(config) -> bool:
+  """Whether PyTorch is installed and the peer exists for this config (the MNIST DeLiGAN step)."""
+  return (importlib.util.find_spec("torch") is not None and config.network.name == "mnist"
+          and config.model == "deligan" and config.balance.kind == "streak"
+          and not config.augment)
+
+
+@dataclasses.dataclass
+class Candidate:
+  """One thing to time: ``call()`` runs ``updates`` balanced updates and waits for them."""
+  row: dict
+  call: Callable[[], None]
+  updates: int
+
+
+def torch_candidate(config, batch_size: int, batches: int) -> Candidate:
+  """The PyTorch eager peer (float32, host-side loop) at one batch size."""
+  import torch  # pylint: disable=import-outside-toplevel
+  from deligan_jax import torch_peer  # pylint: disable=import-outside-toplevel
+  config = _resized(config, batch_size)
+  peer = torch_peer.Peer(config, _random_images(config, batch_size))
+  row = {"batch_size": batch_size, "mode": "torch_eager", "dtype": "float32",
+         "compile_s": None, "peak_memory_bytes": None,
+         "device": f"cpu, {torch.get_num_threads()} threads",
+         "backend": f"torch {torch.__version__}", "conv_impl": "-"}
+  return Candidate(row, lambda: peer.train(batches), batches * peer.rule.inner_updates)
+
+
+def jax_candidate(config, batch_size: int, mode: str, batches_per_call: int,
+                  dtype: str, train_size: int | None = None) -> Candidate:
+  """Compiles one dispatch mode of the JAX step at one batch size and compute dtype.
+
+  ``per_update``: one update per device call, ``batches_per_call`` calls from the host.
+  """
+  config = _resized(config, batch_size, dtype)
   rule = balancing.BalanceRule.from_config(config.balance)
   if mode == "per_update":
     rule = dataclasses.replace(rule, inner_updates=1)
-  shape = networks.SAMPLE_SHAPES[config.network.name]
-  train_size = train_size or max(10 * batch_size, 500)
-  rng = np.random.default_rng(0)
-  train_x = rng.uniform(-1, 1, (train_size, *shape)).astype(np.float32)
-  labels = rng.integers(0, 10, train_size) if config.objective == "semi_supervised" else None
+  train_x = _random_images(config, batch_size, train_size)
+  labels = (np.random.default_rng(1).integers(0, 10, len(train_x))  # CIFAR-10's classes
+            if config.objective == "semi_supervised" else None)
   trainer = train_step.Trainer(models.build(config), rule,
                                train_step.StepConfig.from_config(config), train_x,
                                train_step.make_mesh(), train_labels=labels)
   state = trainer.init_state(config.seed)
   start = time.perf_counter()
-  compiled = trainer.lower(state, batches_per_call).compile()
+  per_update = mode == "per_update"
+  compiled = trainer.lower(state, 1 if per_update else batches_per_call).compile()
   compile_s = time.perf_counter() - start
-  state, _ = compiled(state)  # warm-up
-  jax.block_until_ready(state)
-  return compiled, state, {
-      "model": config.model,
-      "network": config.network.name,
-      "batch_size": batch_size,
-      "mode": mode,
-      "dtype": dtype,
-      "updates_per_call": batches_per_call * rule.inner_updates,
-      "compile_s": compile_s,
-      "device": f"{jax.devices()[0].device_kind} x{jax.device_count()}",
-      "backend": jax.default_backend(),
-      "conv_impl": dict(trainer.model.generator.network_kwargs).get("conv_impl", "-"),
-  }
+
+  def call():
+    nonlocal state
+    for _ in range(batches_per_call if per_update else 1):
+      state, _ = compiled(state)
+    jax.block_until_ready(state)
+
+  row = {"batch_size": batch_size, "mode": mode, "dtype": dtype, "compile_s": compile_s,
+         "peak_memory_bytes": None,
+         "device": f"{jax.devices()[0].device_kind} x{jax.device_count()}",
+         "backend": jax.default_backend(),
+         "conv_impl": dict(trainer.model.generator.network_kwargs).get("conv_impl", "-"),
+         "hlo": compiled.as_text()}
+  return Candidate(row, call, batches_per_call * rule.inner_updates)
 
 
-def _timed_call(compiled, state):
-  start = time.perf_counter()
-  state, _ = compiled(state)
-  jax.block_until_ready(state)
-  return state, time.perf_counter() - start
+def time_alternately(candidates: list[Candidate], repeats: int) -> list[float]:
+  """Median seconds per update of each candidate, their calls interleaved.
+
+  On a shared machine the load changes from second to second; interleaving
+  (in alternating order) exposes every candidate to the same load, so their
+  ratios hold even where the absolute times do not.
+  """
+  for candidate in candidates:
+    candidate.call()  # warm-up
+  seconds = [[] for _ in candidates]
+  for repeat in range(repeats):
+    order = range(len(candidates)) if repeat % 2 == 0 else reversed(range(len(candidates)))
+    for i in order:
+      start = time.perf_counter()
+      candidates[i].call()
+      seconds[i].append((time.perf_counter() - start) / candidates[i].updates)
+  return [statistics.median(s) for s in seconds]
 
 
-def _timing(row: dict, seconds: list[float]) -> dict:
-  per_call = statistics.median(seconds)
-  updates = row["updates_per_call"]
-  return {**row, "us_per_update": 1e6 * per_call / updates, "updates_per_s": updates / per_call}
+def mbd_seconds(config, batch_size: int, repeats: int) -> float:
+  """Minibatch discrimination alone (forward and gradient) on a real+generated D batch.
 
-
-def measure(config, batch_size: int, mode: str, batches_per_call: int, repeats: int,
-            dtype: str) -> dict:
-  """Compiles and times one dispatch mode at one batch size and compute dtype."""
-  compiled, state, row = _compiled(config, batch_size, mode, batches_per_call, dtype)
+  It compares every pair of samples, so it grows as B²; the rest of the step as B.
+  """
+  discriminator = models.build(config).discriminator
+  layer = networks.MinibatchDiscrimination(discriminator.mbd_kernels, discriminator.mbd_dims,
+                                           data_init=config.network.name != "mnist")
+  width = (2 if config.network.name == "cifar10" else 4) * discriminator.width  # its trunk's
+  features = jax.random.normal(jax.random.key(0), (2 * batch_size, width))
+  variables = layer.init(jax.random.key(1), features, groups=2)
+  grad = jax.jit(jax.grad(lambda x: jnp.sum(layer.apply(variables, x, groups=2))))
+  jax.block_until_ready(grad(features))
   seconds = []
   for _ in range(repeats):
-    state, elapsed = _timed_call(compiled, state)
-    seconds.append(elapsed)
-  return _timing({**row, "peak_memory_bytes": peak_memory_bytes()}, seconds)
+    start = time.perf_counter()
+    jax.block_until_ready(grad(features))
+    seconds.append(time.perf_counter() - start)
+  return statistics.median(seconds)
 
 
 def measure_train_sizes(config, train_sizes: list[int], batches_per_call: int, repeats: int,
                         dtype: str) -> list[dict]:
-  """Time per fused update for each training-set size, and its ratio to the first size's.
+  """Time per fused update for each training-set size, and its ratio to the first size's."""
+  candidates = [jax_candidate(config, config.batch_size, "fused", batches_per_call, dtype, n)
+                for n in train_sizes]
+  seconds = time_alternately(candidates, repeats)
+  return [{**{k: v for k, v in c.row.items() if k != "hlo"}, "train_size": n,
+           "updates_per_call": c.updates, "us_per_update": 1e6 * per_update, "updates_per_s": 1 / per_update,
+           "ratio_to_first": per_update / seconds[0]}
+          for n, c, per_update in zip(train_sizes, candidates, seconds)]
 
-  The sizes' calls alternate, so that a slow spell of a shared machine hits all alike.
+
+def run(config, batch_sizes: list[int], dtypes: list[str], quick: bool, repeats: int,
+        with_torch: bool):
+  """Yields the measurements of each batch size: fused per dtype, per-update, PyTorch's.
+
+  With ``with_torch``, each row gets ``vs_torch``, its time over PyTorch's.
   """
-  runs = [_compiled(config, config.batch_size, "fused", batches_per_call, dtype, n)
-          for n in train_sizes]
-  states = [state for _, state, _ in runs]
-  seconds = [[] for _ in runs]
-  for _ in range(repeats):
-    for k, (compiled, _, _) in enumerate(runs):
-      states[k], elapsed = _timed_call(compiled, states[k])
-      seconds[k].append(elapsed)
-  rows = [_timing({**row, "train_size": n}, s)
-          for n, (_, _, row), s in zip(train_sizes, runs, seconds)]
-  for row in rows:
-    row["ratio_to_first"] = row["us_per_update"] / rows[0]["us_per_update"]
-  return rows
-
-
-def run(config, batch_sizes: list[int], dtypes: list[str], quick: bool, repeats: int):
-  """Yields the measurements: per batch size, fused per dtype, then per-update."""
   fused_batches = 4 if quick else config.steps_per_dispatch
   for batch_size in batch_sizes:
-    for dtype in dtypes:
-      yield measure(config, batch_size, "fused", fused_batches, repeats, dtype)
-    yield measure(config, batch_size, "per_update", 1, 5 * repeats, dtypes[0])
+    candidates = [jax_candidate(config, batch_size, "fused", fused_batches, dtype)
+                  for dtype in dtypes]
+    candidates.append(jax_candidate(config, batch_size, "per_update", 5, dtypes[0]))
+    if with_torch:
+      candidates.append(torch_candidate(config, batch_size, 2 if quick else 10))
+    seconds = time_alternately(candidates, repeats)
+    mbd_ms = 1e3 * mbd_seconds(_resized(config, batch_size), batch_size, 5 * repeats)
+    for candidate, per_update in zip(candidates, seconds):
+      row = {k: v for k, v in candidate.row.items() if k != "hlo"}
+      if row["backend"] == jax.default_backend():
+        row["peak_memory_bytes"] = peak_memory_bytes()
+      yield {"model": config.model, "network": config.network.name, **row,
+             "updates_per_call": candidate.updates, "us_per_update": 1e6 * per_update,
+             "updates_per_s": 1 / per_update,
+             "vs_torch": per_update / seconds[-1] if with_torch else None,
+             "mbd_ms": mbd_ms}
 
 
 def format_row(m: dict) -> str:
   memory = "-" if m["peak_memory_bytes"] is None else f"{m['peak_memory_bytes'] / 2**20:.0f}"
+  compile_s = "-" if m["compile_s"] is None else f"{m['compile_s']:.1f}"
+  vs_torch = "-" if m["vs_torch"] is None else f"{m['vs_torch']:.2f}"
   return (f"| {m['batch_size']} | {m['mode']} | {m['dtype']} | {m['us_per_update'] / 1000:.2f} | "
-          f"{m['updates_per_s']:.0f} | {m['compile_s']:.1f} | {memory} |")
+          f"{m['updates_per_s']:.0f} | {vs_torch} | {m['mbd_ms']:.2f} | {compile_s} | {memory} |")
 
 
 def format_size_row(m: dict) -> str:
@@ -173,11 +252,10 @@ def format_size_row(m: dict) -> str:
 def main(argv):
   del argv
   config = FLAGS.config
-  repeats = 3 if FLAGS.quick else FLAGS.repeats
   if FLAGS.train_sizes:
     rows = measure_train_sizes(config, [int(n) for n in FLAGS.train_sizes],
-                               4 if FLAGS.quick else config.steps_per_dispatch, repeats,
-                               FLAGS.dtypes[0])
+                               4 if FLAGS.quick else config.steps_per_dispatch,
+                               3 if FLAGS.quick else FLAGS.repeats, FLAGS.dtypes[0])
     if not FLAGS.json:
       print(f"{config.model} on {config.network.name}, {rows[0]['device']} "
             f"({rows[0]['backend']}), {FLAGS.dtypes[0]}")
@@ -191,12 +269,18 @@ def main(argv):
   else:
     batch_sizes = [config.batch_size] if FLAGS.quick else [config.batch_size * k
                                                            for k in (1, 4, 16)]
+  repeats = 3 if FLAGS.quick else FLAGS.repeats
   if not FLAGS.json:
     print(f"{config.model} on {config.network.name}, {jax.devices()[0].device_kind} "
           f"x{jax.device_count()} ({jax.default_backend()})")
-    print("| batch | dispatch | dtype | ms/update | updates/s | compile s | peak MiB |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-  for measurement in run(config, batch_sizes, FLAGS.dtypes, FLAGS.quick, repeats):
+    print("| batch | dispatch | dtype | ms/update | updates/s | x torch | MBD ms | compile s "
+          "| peak MiB |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+  torch_peer = FLAGS.torch and has_torch_peer(config)
+  if torch_peer and FLAGS.torch_threads:
+    import torch  # pylint: disable=import-outside-toplevel
+    torch.set_num_threads(FLAGS.torch_threads)
+  for measurement in run(config, batch_sizes, FLAGS.dtypes, FLAGS.quick, repeats, torch_peer):
     print(json.dumps(measurement) if FLAGS.json else format_row(measurement), flush=True)
 
 

@@ -114,9 +114,12 @@ class MinibatchDiscrimination(nn.Module):
     return jnp.concatenate([x, o.reshape(x.shape[0], -1)], axis=-1)
 
   def _distances(self, x: jax.Array, weight: jax.Array, groups: int) -> jax.Array:
-    m = jnp.einsum("bf,fkc->bkc", x, weight).reshape(groups, -1, self.num_kernels,
-                                                       self.kernel_dim)
-    return jnp.sum(jnp.abs(m[:, :, None] - m[:, None, :]), axis=-1)
+    # Kernel entries first: the L1 sum is then kernel_dim elementwise adds of (G, n, n, K)
+    # arrays, K innermost, which XLA:CPU fuses into one vectorised loop; a reduction over
+    # an innermost axis of 5 was one of the step's slowest operations (README, Speed).
+    m = jnp.einsum("bf,fkc->cbk", x, weight).reshape(self.kernel_dim, groups, -1,
+                                                       self.num_kernels)
+    return sum(jnp.abs(m[c][:, :, None] - m[c][:, None]) for c in range(self.kernel_dim))
 
 
 # Hidden-layer activations of the toy MLPs; the paper's are tanh.

@@ -1,5 +1,6 @@
 """The benchmark runs and reports every figure it promises."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -19,13 +20,20 @@ def test_bench_quick_json():
       timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+  with_torch = importlib.util.find_spec("torch") is not None
   assert [(r["batch_size"], r["mode"], r["dtype"]) for r in rows] == [
-      (8, "fused", "float32"), (8, "fused", "bfloat16"), (8, "per_update", "float32")]
+      (8, "fused", "float32"), (8, "fused", "bfloat16"), (8, "per_update", "float32")] + (
+          [(8, "torch_eager", "float32")] if with_torch else [])
+  for row in rows[:3]:
+    assert row["compile_s"] > 0 and row["backend"] == "cpu" and "peak_memory_bytes" in row
   for row in rows:
-    assert row["us_per_update"] > 0 and row["compile_s"] > 0
+    assert row["us_per_update"] > 0 and row["device"] and row["mbd_ms"] > 0
     assert row["updates_per_s"] * row["us_per_update"] == pytest.approx(1e6, rel=1e-6)
-    assert row["device"] and row["backend"] == "cpu" and "peak_memory_bytes" in row
-  assert rows[0]["updates_per_call"] == 4 * 5 and rows[2]["updates_per_call"] == 1
+    if with_torch:
+      assert row["vs_torch"] == pytest.approx(row["us_per_update"] / rows[-1]["us_per_update"])
+    else:
+      assert row["vs_torch"] is None
+  assert rows[0]["updates_per_call"] == 4 * 5 and rows[2]["updates_per_call"] == 5
 
 
 
