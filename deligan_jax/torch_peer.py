@@ -26,8 +26,8 @@ from deligan_jax import networks
 BN_MOMENTUM = 1.0 - networks.BN_MOMENTUM  # torch weighs the new batch, flax the old average
 
 
-def _batch_norm(cls, features: int) -> nn.Module:
-  return cls(features, eps=networks.BN_EPSILON, momentum=BN_MOMENTUM)
+def _batch_norm(cls, features: int, eps: float = networks.BN_EPSILON) -> nn.Module:
+  return cls(features, eps=eps, momentum=BN_MOMENTUM)
 
 
 def _same_conv(x: torch.Tensor, conv_layer: nn.Conv2d) -> torch.Tensor:
@@ -79,7 +79,8 @@ class Discriminator(nn.Module):
     w = width
     self.convs = nn.ModuleList([nn.Conv2d(1, w, 5, 2), nn.Conv2d(w, 2 * w, 5, 2),
                                 nn.Conv2d(2 * w, 4 * w, 3, 2)])
-    self.bns = nn.ModuleList([_batch_norm(nn.BatchNorm2d, c) for c in (2 * w, 4 * w)])
+    self.bns = nn.ModuleList([_batch_norm(nn.BatchNorm2d, c, networks.CONTRIB_BN_EPSILON)
+                              for c in (2 * w, 4 * w)])
     self.theta = nn.Parameter(0.05 * torch.randn(4 * w, mbd_kernels, mbd_dims))
     self.log_scale = nn.Parameter(torch.zeros(mbd_kernels, mbd_dims))
     self.out = nn.Linear(4 * w + mbd_kernels, 1)
@@ -89,12 +90,13 @@ class Discriminator(nn.Module):
     for conv_layer, bn in zip(self.convs[1:], self.bns):
       h = F.leaky_relu(bn(_same_conv(h, conv_layer)), 0.2)
     h = F.max_pool2d(h, 4).flatten(1)
-    # Minibatch discrimination, normalised, each group compared only with itself.
+    # Minibatch discrimination, normalised, each group compared only with itself; as in
+    # the official code c(i, i) = 1 stays in the sum.
     direction = self.theta / self.theta.square().sum(0).sqrt()
     m = torch.einsum("bf,fkc->bkc", h, direction * self.log_scale.exp())
     m = m.view(groups, -1, *m.shape[1:])
     l1 = (m[:, :, None] - m[:, None, :]).abs().sum(-1)  # (G, n, n, K)
-    o = (torch.exp(-l1) * (1 - torch.eye(l1.shape[1]))[None, :, :, None]).sum(2)
+    o = torch.exp(-l1).sum(2)
     o = o / o.sum((1, 2), keepdim=True)
     return self.out(torch.cat([h, o.reshape(h.shape[0], -1)], 1))[:, 0]
 
@@ -157,8 +159,6 @@ class Peer:
     ids = torch.arange(self.batch_size) % self.mu.shape[0]
     return self.mu[ids] + self.sigma[ids] * torch.randn(self.batch_size, self.mu.shape[1])
 
-  def _discriminate(self, real, fake):
-    return self.discriminator(torch.cat([real, fake]), groups=2).chunk(2)
 
   def probe(self) -> float:
     self.generator.eval()
@@ -170,7 +170,8 @@ class Peer:
     return g
 
   def generator_update(self, real) -> None:
-    _, fake_logits = self._discriminate(real, self.generator(self.latent()))
+    del real  # D's batch norm sees each set alone (network.d_batch_norm='separate')
+    fake_logits = self.discriminator(self.generator(self.latent()))
     loss = (F.softplus(-fake_logits).mean()
             + self.sigma_reg * (1 - self.sigma).square().mean())
     self.g_opt.zero_grad(set_to_none=True)
@@ -180,7 +181,7 @@ class Peer:
   def discriminator_update(self, real) -> None:
     with torch.no_grad():
       fake = self.generator(self.latent())
-    real_logits, fake_logits = self._discriminate(real, fake)
+    real_logits, fake_logits = self.discriminator(real), self.discriminator(fake)
     loss = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
     self.d_opt.zero_grad(set_to_none=True)
     loss.backward()
