@@ -45,6 +45,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tests.reference import hooks
+
 tf1 = tf.compat.v1
 BN_DECAY = 0.9
 
@@ -54,7 +56,7 @@ def _lrelu(x, leak=0.2):
   return f1 * x + f2 * tf.abs(x)
 
 
-class MnistReference:
+class MnistReference(hooks.VariableHooks):
   """The script's graph, with hooks to read and set every variable.
 
   Sizes default to the script's (batch 50, z 30, gf = df = 16); tests shrink them.
@@ -74,9 +76,7 @@ class MnistReference:
       if seed is not None:  # the script leaves TF's initialisers unseeded
         tf1.set_random_seed(seed)
       self._build(model, d_batch_norm, beta1)
-      self.sess = tf1.Session(graph=self.graph)
-      self.sess.run(tf1.global_variables_initializer())
-    self.initial = self.get()
+      self.start_session()
 
   # --- the script's layers ---------------------------------------------------
 
@@ -269,24 +269,8 @@ class MnistReference:
                                                                           var_list=d_vars)
     self.g_optim = tf1.train.AdamOptimizer(self.lr1, beta1=beta1).minimize(self.g_total_loss,
                                                                           var_list=g_vars)
-    self._variables = {v.name[:-2]: v for v in tf1.global_variables()}
-    self._placeholders = {name: tf1.placeholder(v.dtype.base_dtype, v.shape)
-                          for name, v in self._variables.items()}
-    self._assign = {name: v.assign(self._placeholders[name]) for name, v in self._variables.items()}
 
   # --- hooks for tests ------------------------------------------------------
-
-  def get(self) -> dict[str, np.ndarray]:
-    """Every variable (parameters, batch-norm averages, Adam slots) by name."""
-    return self.sess.run(self._variables)
-
-  def set(self, values: dict[str, np.ndarray]) -> None:
-    self.sess.run([self._assign[name] for name in values],
-                  {self._placeholders[name]: value for name, value in values.items()})
-
-  def reset(self) -> None:
-    """Every variable (Adam's slots and step counts too) back to its initial value."""
-    self.set(self.initial)
 
   def probe(self, eps: np.ndarray) -> float:
     """``gloss.eval({z: eps, phase_train: False})``."""

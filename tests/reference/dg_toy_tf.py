@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tests.reference import hooks
+
 tf1 = tf.compat.v1
 
 
@@ -30,7 +32,7 @@ def _linear(x, output_dim, name):
   return tf.matmul(x, w) + b
 
 
-class ToyReference:
+class ToyReference(hooks.VariableHooks):
   """The toy script's graph, with hooks to read and set every variable."""
 
   def __init__(self, model: str = "deligan", batchsize: int = 50, z_dim: int = 2,
@@ -41,9 +43,7 @@ class ToyReference:
     with self.graph.as_default():
       tf1.enable_resource_variables()
       self._build(model, gf_dim, df_dim, beta1)
-      self.sess = tf1.Session(graph=self.graph)
-      self.sess.run(tf1.global_variables_initializer())
-    self.initial = self.get()
+      self.start_session()
 
   def _build(self, model, gf_dim, df_dim, beta1):
     def discriminator(image):
@@ -81,21 +81,6 @@ class ToyReference:
                                                                           var_list=d_vars)
     self.g_optim = tf1.train.AdamOptimizer(self.lr1, beta1=beta1).minimize(self.gloss1,
                                                                           var_list=g_vars)
-    self._variables = {v.name[:-2]: v for v in tf1.global_variables()}
-    self._placeholders = {name: tf1.placeholder(v.dtype.base_dtype, v.shape)
-                          for name, v in self._variables.items()}
-    self._assign = {name: v.assign(self._placeholders[name]) for name, v in self._variables.items()}
-
-  def get(self) -> dict[str, np.ndarray]:
-    return self.sess.run(self._variables)
-
-  def set(self, values: dict[str, np.ndarray]) -> None:
-    self.sess.run([self._assign[name] for name in values],
-                  {self._placeholders[name]: value for name, value in values.items()})
-
-  def reset(self) -> None:
-    """Every variable (Adam's slots and step counts too) back to its initial value."""
-    self.set(self.initial)
 
   def probe(self, z: np.ndarray) -> float:
     """``gloss.eval({z: batch_z})``."""
