@@ -28,7 +28,8 @@ Changed, because it no longer exists or cannot be re-created otherwise:
   sampling. The script feeds ``phase_train`` explicitly to every run, so this is the same.
 * ``tf.initialize_all_variables`` -> ``global_variables_initializer``; resource variables,
   so that a read placed after an update sees it.
-* Plotting, t-SNE, cv2 and checkpoints are left out; :func:`train` logs instead.
+* Plotting, t-SNE, cv2 and the script's checkpoints are left out; :class:`ScriptLoop` logs
+  instead and ``run_mnist.py`` keeps its own checkpoints.
 
 Project deviations, as flags: ``d_batch_norm='joint'`` runs D once on [real; fake] (one
 batch-norm batch; minibatch discrimination still within each set) in both networks' updates
@@ -36,8 +37,8 @@ batch-norm batch; minibatch discrimination still within each set) in both networ
 ``model='gan'`` feeds z to G directly (the script's commented ``inp = z`` line).
 
 Tests drive one update at a time (:meth:`MnistReference.probe`, ``update_generator``,
-``update_discriminator``) with injected parameters, real batches and eps; :func:`train`
-runs the script's loop.
+``update_discriminator``) with injected parameters, real batches and eps; :class:`ScriptLoop`
+runs the script's loop (resumably: ``tests/reference/run_mnist.py`` checkpoints it).
 """
 
 from __future__ import annotations
@@ -321,38 +322,76 @@ class StreakRule:
       self.count1 = 0
 
 
-def train(reference: MnistReference, data: np.ndarray, num_batches: int, log, seed: int = 1,
-          noise_seed: int = 0):
-    """The script's training loop for ``num_batches`` batches; ``log(counter, record)`` per batch.
+class ScriptLoop:
+  """The script's training loop, with its whole state exposed so that a run can resume.
 
-    ``data`` is (500, 784) in [-1, 1]; the permutation uses the script's RandomState(1); eps
-    comes from ``np.random.RandomState(noise_seed)`` (the script's global numpy state).
-    """
-    rng, noise = np.random.RandomState(seed), np.random.RandomState(noise_seed)
-    rule, bs, zd = StreakRule(), reference.batchsize, reference.z_dim
-    batch_idx = data.shape[0] // bs
-    counter, epoch = 0, 0
-    while counter < num_batches:
-      batch = data[rng.permutation(data.shape[0])]
-      lr = reference.learningrate * (np.minimum((4 - epoch / 1000.), 3.) / 3)
-      for idx in range(batch_idx):
-        batch_images = batch[idx * bs:(idx + 1) * bs]
-        rule.start_batch()
-        g_updates, probes = 0, []
-        for _ in range(5):
-          batch_z = noise.normal(0, 1.0, [bs, zd]).astype(np.float32)
-          g = reference.probe(batch_z)
-          probes.append(g)
-          update_g = g > rule.thres
-          if update_g:
-            reference.update_generator(batch_z, lr, batch_images)
-          else:
-            reference.update_discriminator(batch_images, batch_z, lr)
-          rule.record(update_g)
-          g_updates += update_g
-        counter += 1
-        log(counter, {"g_updates": int(g_updates), "d_updates": 5 - int(g_updates),
-                      "thres": rule.thres, "probe": float(np.mean(probes))})
-        if counter >= num_batches:
-          return
-      epoch += 1
+  ``data`` is (N, 784) in [-1, 1]; the per-epoch permutation uses the script's
+  RandomState(1); eps comes from ``np.random.RandomState(noise_seed)`` (the script's global
+  numpy state). Between batches, :meth:`state` and :meth:`load_state` capture everything
+  besides the graph's variables: the batch counter, the epoch and position in it, the
+  epoch's permutation, both random states and the rule's.
+  """
+
+  def __init__(self, reference: MnistReference, data: np.ndarray, seed: int = 1,
+               noise_seed: int = 0):
+    self.reference, self.data = reference, data
+    self.rng, self.noise = np.random.RandomState(seed), np.random.RandomState(noise_seed)
+    self.rule = StreakRule()
+    self.counter, self.epoch, self.idx = 0, 0, 0
+    self.order = None  # this epoch's permutation, drawn before its first batch
+
+  def run(self, num_batches: int, log, stop=lambda: False) -> None:
+    """Batches until ``num_batches`` (or ``stop()`` after a batch); ``log(counter, record)``."""
+    reference, rule = self.reference, self.rule
+    bs, zd = reference.batchsize, reference.z_dim
+    batch_idx = self.data.shape[0] // bs
+    while self.counter < num_batches:
+      if self.idx == 0:
+        self.order = self.rng.permutation(self.data.shape[0])
+      lr = reference.learningrate * (np.minimum((4 - self.epoch / 1000.), 3.) / 3)
+      batch_images = self.data[self.order[self.idx * bs:(self.idx + 1) * bs]]
+      rule.start_batch()
+      g_updates, probes = 0, []
+      for _ in range(5):
+        batch_z = self.noise.normal(0, 1.0, [bs, zd]).astype(np.float32)
+        g = reference.probe(batch_z)
+        probes.append(g)
+        update_g = g > rule.thres
+        if update_g:
+          reference.update_generator(batch_z, lr, batch_images)
+        else:
+          reference.update_discriminator(batch_images, batch_z, lr)
+        rule.record(update_g)
+        g_updates += update_g
+      self.counter += 1
+      self.idx += 1
+      if self.idx == batch_idx:
+        self.idx, self.epoch = 0, self.epoch + 1
+      log(self.counter, {"g_updates": int(g_updates), "d_updates": 5 - int(g_updates),
+                         "thres": rule.thres, "probe": float(np.mean(probes))})
+      if stop():
+        return
+
+  def state(self) -> dict:
+    """JSON-ready; floats are Python floats, so they round-trip exactly."""
+    return {"counter": self.counter, "epoch": self.epoch, "idx": self.idx,
+            "order": None if self.order is None else self.order.tolist(),
+            "rng": _random_state(self.rng), "noise": _random_state(self.noise),
+            "rule": vars(self.rule).copy()}
+
+  def load_state(self, state: dict) -> None:
+    self.counter, self.epoch, self.idx = state["counter"], state["epoch"], state["idx"]
+    self.order = None if state["order"] is None else np.asarray(state["order"])
+    _set_random_state(self.rng, state["rng"])
+    _set_random_state(self.noise, state["noise"])
+    vars(self.rule).update(state["rule"])
+
+
+def _random_state(rng: np.random.RandomState) -> list:
+  name, keys, pos, has_gauss, cached = rng.get_state()
+  return [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
+
+
+def _set_random_state(rng: np.random.RandomState, state: list) -> None:
+  name, keys, pos, has_gauss, cached = state
+  rng.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
