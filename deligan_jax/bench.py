@@ -10,16 +10,21 @@ Two ways of dispatching are measured for each batch size:
 * ``per_update``: one balanced update (probe + G or D step) per device call,
   the host looping, as a naive implementation would.
 
-With ``--train_sizes`` it measures instead how the cost of an update depends
-on the size of the training set (fused, the config's batch and first dtype), and
-prints each size's time relative to the first:
+With ``--scaling`` it measures instead how the cost of an update depends on
+the size of the training set: for each dataset named, the experiment config's
+training set (the paper's) against a full one, fused, at the config's batch and
+the first dtype, with the time ratio, its target and compile seconds of each:
 
-  python bench.py --config configs/toy.py --train_sizes=400,1000000
-  python bench.py --config configs/mnist.py --train_sizes=500,60000
-  python bench.py --config configs/cifar10.py --train_sizes=2000,50000
+  python bench.py --scaling=toy,mnist,cifar10
 
-Speed does not depend on the pixel values, so the bench trains on random
-images of the config's shape. With ``batch`` assignment the number of mixture
+toy: 400 points against 1,000,000; mnist: 500 images against 60000
+(``data.per_class=0``); cifar10: 2000 against 50000. The image data is read
+from ``DELIGAN_DATA_DIR``; a CIFAR-10 copy with fewer than 50000 training images
+(some batches only) is tiled up to 50000, which the output says: the cost of an
+update does not depend on the pixel values.
+
+Otherwise speed does not depend on the pixel values either, so the bench trains
+on random images of the config's shape. With ``batch`` assignment the number of mixture
 components follows the batch size. Times are medians over ``--repeats`` calls
 after a warm-up; ``us_per_update`` is wall time per balanced update.
 
@@ -36,6 +41,7 @@ import dataclasses
 import importlib.util
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -47,11 +53,20 @@ from absl import flags
 from ml_collections import config_flags
 
 from deligan_jax import balancing
+from deligan_jax.data import datasets
+from deligan_jax.data.common import DataError
 from deligan_jax import models
 from deligan_jax import networks
 from deligan_jax import train_step
 
 FLAGS = flags.FLAGS
+
+# The scaling bench's datasets: configs/<file>.py's training set (the paper's) against the full
+# one these data fields give, and the most the time per update may grow between them (issue 12).
+SCALING = {"toy": ("toy", {"num_points": 1_000_000}, 1.5),
+           "mnist": ("mnist", {"per_class": 0}, 1.2),
+           "cifar10": ("cifar10", {"num_train": 0}, 1.2)}
+CIFAR10_TRAIN_IMAGES = 50_000  # full CIFAR-10's training set
 
 
 def define_flags() -> None:
@@ -61,14 +76,13 @@ def define_flags() -> None:
   flags.DEFINE_list("dtypes", ["float32", "bfloat16"],
                     "Compute dtypes of the fused measurement (per-update uses the first).")
   flags.DEFINE_integer("repeats", 5, "Timed calls per measurement (the median is reported).")
-  flags.DEFINE_list("train_sizes", None,
-                    "Training-set sizes to compare (time per update relative to the first).")
+  flags.DEFINE_list("scaling", None, f"Datasets ({', '.join(SCALING)}) whose paper-sized "
+                    "training set is timed against a full one (--config is then not needed).")
   flags.DEFINE_bool("quick", False, "Fewer, shorter measurements (under 2 minutes on a CPU).")
   flags.DEFINE_bool("torch", True, "Also time the PyTorch eager peer, where torch is installed.")
   flags.DEFINE_integer("torch_threads", None,
                        "PyTorch's intra-op threads (default: its own choice, one per core).")
   flags.DEFINE_bool("json", False, "Print one JSON object per measurement instead of a table.")
-  flags.mark_flags_as_required(["config"])
 
 
 def peak_memory_bytes() -> int | None:
@@ -87,10 +101,10 @@ def _resized(config, batch_size: int, dtype: str = "float32"):
   return config
 
 
-def _random_images(config, batch_size: int, train_size: int | None = None) -> np.ndarray:
+def _random_images(config, batch_size: int) -> np.ndarray:
   shape = networks.SAMPLE_SHAPES[config.network.name]
-  train_size = train_size or max(10 * batch_size, 500)
-  return np.random.default_rng(0).uniform(-1, 1, (train_size, *shape)).astype(np.float32)
+  return np.random.default_rng(0).uniform(-1, 1, (max(10 * batch_size, 500), *shape)).astype(
+      np.float32)
 
 
 def has_torch_peer(config) -> bool:
@@ -122,18 +136,22 @@ def torch_candidate(config, batch_size: int, batches: int) -> Candidate:
 
 
 def jax_candidate(config, batch_size: int, mode: str, batches_per_call: int,
-                  dtype: str, train_size: int | None = None) -> Candidate:
+                  dtype: str, train_set: datasets.Dataset | None = None) -> Candidate:
   """Compiles one dispatch mode of the JAX step at one batch size and compute dtype.
 
   ``per_update``: one update per device call, ``batches_per_call`` calls from the host.
+  ``train_set``: what it trains on (default: random images of the config's shape).
   """
   config = _resized(config, batch_size, dtype)
   rule = balancing.BalanceRule.from_config(config.balance)
   if mode == "per_update":
     rule = dataclasses.replace(rule, inner_updates=1)
-  train_x = _random_images(config, batch_size, train_size)
-  labels = (np.random.default_rng(1).integers(0, 10, len(train_x))  # CIFAR-10's classes
-            if config.objective == "semi_supervised" else None)
+  if train_set is None:
+    train_x = _random_images(config, batch_size)
+    labels = np.random.default_rng(1).integers(0, 10, len(train_x))  # CIFAR-10's classes
+  else:
+    train_x, labels = train_set.x, train_set.labels
+  labels = labels if config.objective == "semi_supervised" else None
   trainer = train_step.Trainer(models.build(config), rule,
                                train_step.StepConfig.from_config(config), train_x,
                                train_step.make_mesh(), train_labels=labels)
@@ -146,7 +164,7 @@ def jax_candidate(config, batch_size: int, mode: str, batches_per_call: int,
   def call():
     nonlocal state
     for _ in range(batches_per_call if per_update else 1):
-      state, _ = compiled(state)
+      state, _ = compiled(state, trainer.train_set)
     jax.block_until_ready(state)
 
   row = {"batch_size": batch_size, "mode": mode, "dtype": dtype, "compile_s": compile_s,
@@ -198,16 +216,40 @@ def mbd_seconds(config, batch_size: int, repeats: int) -> float:
   return statistics.median(seconds)
 
 
-def measure_train_sizes(config, train_sizes: list[int], batches_per_call: int, repeats: int,
-                        dtype: str) -> list[dict]:
-  """Time per fused update for each training-set size, and its ratio to the first size's."""
-  candidates = [jax_candidate(config, config.batch_size, "fused", batches_per_call, dtype, n)
-                for n in train_sizes]
+def scaling_sets(name: str):
+  """The experiment config of ``SCALING[name]`` and its (paper, full) training sets.
+
+  A partial CIFAR-10 copy is tiled up to the full set's size (the returned note says so).
+  """
+  file, full_fields, _ = SCALING[name]
+  config = importlib.import_module(f"configs.{file}").get_config()
+  paper = datasets.load(config.data)
+  full_data = config.data.copy_and_resolve_references()
+  full_data.update(full_fields)
+  full = datasets.load(full_data)
+  note = ""
+  if name == "cifar10" and len(full.x) < CIFAR10_TRAIN_IMAGES:
+    note = f"{CIFAR10_TRAIN_IMAGES} tiled from the {len(full.x)} images present"
+    full = full._replace(x=np.resize(full.x, (CIFAR10_TRAIN_IMAGES, *full.x.shape[1:])),
+                         labels=np.resize(full.labels, CIFAR10_TRAIN_IMAGES))
+  return config, (paper, full), note
+
+
+def measure_scaling(name: str, quick: bool, repeats: int, dtype: str) -> list[dict]:
+  """Time per fused update on the paper's and the full training set of ``name``, and their ratio."""
+  config, train_sets, note = scaling_sets(name)
+  batches_per_call = 4 if quick else config.steps_per_dispatch
+  candidates = [jax_candidate(config, config.batch_size, "fused", batches_per_call, dtype,
+                              train_set) for train_set in train_sets]
   seconds = time_alternately(candidates, repeats)
-  return [{**{k: v for k, v in c.row.items() if k != "hlo"}, "train_size": n,
-           "updates_per_call": c.updates, "us_per_update": 1e6 * per_update, "updates_per_s": 1 / per_update,
-           "ratio_to_first": per_update / seconds[0]}
-          for n, c, per_update in zip(train_sizes, candidates, seconds)]
+  target = SCALING[name][2]
+  return [{**{k: v for k, v in c.row.items() if k != "hlo"}, "data": name,
+           "train_size": len(train_set.x), "note": note if full else "",
+           "updates_per_call": c.updates, "us_per_update": 1e6 * per_update,
+           "updates_per_s": 1 / per_update, "ratio_to_paper": per_update / seconds[0],
+           "target": target if full else None,
+           "within_target": per_update / seconds[0] <= target if full else None}
+          for full, (train_set, c, per_update) in enumerate(zip(train_sets, candidates, seconds))]
 
 
 def run(config, batch_sizes: list[int], dtypes: list[str], quick: bool, repeats: int,
@@ -244,26 +286,45 @@ def format_row(m: dict) -> str:
           f"{m['updates_per_s']:.0f} | {vs_torch} | {m['mbd_ms']:.2f} | {compile_s} | {memory} |")
 
 
-def format_size_row(m: dict) -> str:
-  return (f"| {m['train_size']} | {m['batch_size']} | {m['us_per_update'] / 1000:.3f} | "
-          f"{m['updates_per_s']:.0f} | {m['ratio_to_first']:.3f} |")
+def format_scaling_row(m: dict) -> str:
+  samples = f"{m['train_size']} ({m['note']})" if m["note"] else str(m["train_size"])
+  target = ("" if m["target"] is None else
+            f"<= {m['target']} ({'met' if m['within_target'] else 'MISSED'})")
+  return (f"| {m['data']} | {samples} | {m['batch_size']} | {m['us_per_update'] / 1000:.3f} | "
+          f"{m['updates_per_s']:.0f} | {m['ratio_to_paper']:.3f} | {target} | "
+          f"{m['compile_s']:.1f} |")
+
+
+def print_scaling(names: list[str], quick: bool, repeats: int, dtype: str,
+                  as_json: bool) -> None:
+  """The scaling table (or JSON rows); a bad name or missing data ends it in one line."""
+  unknown = sorted(set(names) - set(SCALING))
+  if unknown:
+    sys.exit(f"error: --scaling: unknown datasets {unknown}; use some of {list(SCALING)}")
+  if not as_json:
+    print(f"{jax.devices()[0].device_kind} x{jax.device_count()} ({jax.default_backend()}), "
+          f"{dtype}")
+    print("| data | training samples | batch | ms/update | updates/s | time / paper size's "
+          "| target | compile s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+  for name in names:
+    try:
+      rows = measure_scaling(name, quick, repeats, dtype)
+    except DataError as error:
+      sys.exit(f"error: {error}")
+    for row in rows:
+      print(json.dumps(row) if as_json else format_scaling_row(row), flush=True)
 
 
 def main(argv):
   del argv
   config = FLAGS.config
-  if FLAGS.train_sizes:
-    rows = measure_train_sizes(config, [int(n) for n in FLAGS.train_sizes],
-                               4 if FLAGS.quick else config.steps_per_dispatch,
-                               3 if FLAGS.quick else FLAGS.repeats, FLAGS.dtypes[0])
-    if not FLAGS.json:
-      print(f"{config.model} on {config.network.name}, {rows[0]['device']} "
-            f"({rows[0]['backend']}), {FLAGS.dtypes[0]}")
-      print("| training samples | batch | ms/update | updates/s | time / first size's |")
-      print("| --- | --- | --- | --- | --- |")
-    for row in rows:
-      print(json.dumps(row) if FLAGS.json else format_size_row(row), flush=True)
+  if FLAGS.scaling:
+    print_scaling(FLAGS.scaling, FLAGS.quick, 3 if FLAGS.quick else FLAGS.repeats,
+                  FLAGS.dtypes[0], FLAGS.json)
     return
+  if config is None:
+    raise app.UsageError("--config is required (except with --scaling)")
   if FLAGS.batch_sizes:
     batch_sizes = [int(b) for b in FLAGS.batch_sizes]
   else:

@@ -6,9 +6,9 @@ step of G and the mixture (``g > thres``) or of D (otherwise), chosen with
 ``lax.cond`` on device (the 'fixed' rule chooses by position, without probe).
 With the semi-supervised objective (CIFAR-10) each batch also draws a labelled
 batch; with an augmentation policy every image D trains on is augmented
-(:mod:`deligan_jax.augment`). ``lax.scan`` runs K batches per dispatch over a training
-set that stays on the device; batches are drawn from a per-epoch permutation
-(:mod:`deligan_jax.shuffle`, evaluated only at the batch's positions).
+(:mod:`deligan_jax.augment`). ``lax.scan`` runs K batches per dispatch; the training set stays
+on the device and is passed in, so that compiling does not grow with it. Batches are drawn from
+a per-epoch permutation (:mod:`deligan_jax.shuffle`, evaluated only at the batch's positions).
 
 All randomness derives from the state's key and the global batch index, so a
 run resumed from a checkpoint draws exactly what an uninterrupted run draws.
@@ -163,19 +163,19 @@ class Trainer:
     self.batch_sharding = NamedSharding(self.mesh, P(device_layout.DATA_AXIS))
     self.state_sharding = (NamedSharding(self.mesh, P(device_layout.SEEDS_AXIS))
                            if num_seeds > 1 else self.replicated)
-    self.batches_per_epoch = len(train_x) // step_config.batch_size
+    self.num_samples, self.batches_per_epoch = len(train_x), len(train_x) // step_config.batch_size
     train_x = np.asarray(train_x, np.float32)
-    self.train_x = self._replicate(train_x)
+    self.train_set = {"x": self._replicate(train_x)}
     # A fixed random subset: datasets may be stored class by class (sketches).
     chosen = np.random.default_rng(0).permutation(len(train_x))[:step_config.init_examples]
     self.init_examples = self._replicate(train_x[np.sort(chosen)])
-    self.train_labels = (None if train_labels is None
-                         else self._replicate(np.asarray(train_labels, np.int32)))
+    if train_labels is not None:
+      self.train_set["labels"] = self._replicate(np.asarray(train_labels, np.int32))
     self.optimizers = {name: optim.adam(step_config.b1, step_config.b2,
                                         step_config.adam_epsilon)
                        for name in optim.OPTIMISED}
     self._train = jax.jit(self._train_seeds if num_seeds > 1 else self._train_batches,
-                          static_argnums=1, donate_argnums=0)
+                          static_argnums=2, donate_argnums=0)
 
   def _replicate(self, array: np.ndarray) -> jax.Array:
     # From a callback, so that every host of a multi-host mesh supplies its devices.
@@ -194,14 +194,14 @@ class Trainer:
 
   def lower(self, state: TrainState, num_batches: int):
     """The step for ``num_batches`` batches, lowered for ahead-of-time compilation."""
-    return self._train.lower(self._placed(state), num_batches)
+    return self._train.lower(self._placed(state), self.train_set, num_batches)
 
   def train(self, state: TrainState, num_batches: int) -> tuple[TrainState, dict]:
     """Trains ``num_batches`` batches in one dispatch; metrics have leading dim K.
 
     ``state`` is donated: use the returned state afterwards.
     """
-    return self._train(self._placed(state), num_batches)
+    return self._train(self._placed(state), self.train_set, num_batches)
 
   def _placed(self, state: TrainState) -> TrainState:
     # A state restored or stacked on the host side may have another layout; a no-op otherwise.
@@ -223,10 +223,10 @@ class Trainer:
 
   # --- inside jit ---------------------------------------------------------
 
-  def _train_batches(self, state: TrainState, num_batches: int):
-    return jax.lax.scan(self._train_batch, state, length=num_batches)
+  def _train_batches(self, state: TrainState, train_set: dict, num_batches: int):
+    return jax.lax.scan(lambda s, _: self._train_batch(s, train_set), state, length=num_batches)
 
-  def _train_seeds(self, states: TrainState, num_batches: int):
+  def _train_seeds(self, states: TrainState, train_set: dict, num_batches: int):
     """``_train_batches`` over S stacked states.
 
     vmap on accelerators, where the seeds run in parallel, and wherever seeds
@@ -234,17 +234,17 @@ class Trainer:
     a loop over seeds (``lax.map``): vmap would turn the G/D ``cond`` into
     computing both updates and selecting, about three times the work per seed there.
     """
-    train = functools.partial(self._train_batches, num_batches=num_batches)
+    train = functools.partial(self._train_batches, train_set=train_set, num_batches=num_batches)
     if self.layout.seeds == 1 and jax.default_backend() == "cpu":
       return jax.lax.map(train, states)
     return jax.vmap(train, spmd_axis_name=device_layout.SEEDS_AXIS)(states)
 
-  def _train_batch(self, state: TrainState, _):
+  def _train_batch(self, state: TrainState, train_set: dict):
     cfg, rule = self.config, self.rule
     base = jax.random.wrap_key_data(state.key)
     epoch = state.step // self.batches_per_epoch
     position = state.step % self.batches_per_epoch
-    data = self._batch_data(base, epoch, position)
+    data = self._batch_data(train_set, base, epoch, position)
     batch_key = jax.random.fold_in(jax.random.fold_in(base, _LATENTS), state.step)
 
     balance = jax.tree.map(functools.partial(jnp.where, position == 0),
@@ -333,21 +333,21 @@ class Trainer:
 
     return jax.lax.cond(forced, update, lambda *carry: carry, params, batch_stats, opt_state)
 
-  def _batch_data(self, base, epoch, position) -> dict[str, jax.Array]:
+  def _batch_data(self, train_set, base, epoch, position) -> dict[str, jax.Array]:
     """This batch's real samples (and, semi-supervised, a labelled batch and its labels)."""
     indices = self._batch_indices(jax.random.fold_in(base, _SHUFFLE), epoch, position)
-    data = {"real": self._shard(shuffle.take_rows(self.train_x, indices))}
+    data = {"real": self._shard(shuffle.take_rows(train_set["x"], indices))}
     if self.config.objective == "semi_supervised":
       # Like the official code: the same images, in another order, as the labelled set.
       indices = self._batch_indices(jax.random.fold_in(base, _LABELLED), epoch, position)
-      data["labelled"] = self._shard(shuffle.take_rows(self.train_x, indices))
-      data["labels"] = self._shard(shuffle.take_rows(self.train_labels, indices))
+      data["labelled"] = self._shard(shuffle.take_rows(train_set["x"], indices))
+      data["labels"] = self._shard(shuffle.take_rows(train_set["labels"], indices))
     return data
 
   def _batch_indices(self, shuffle_key, epoch, position):
     """Entries ``position * B .. + B`` of this epoch's order, at a cost independent of its size."""
     size = self.config.batch_size
-    return shuffle.permute(jax.random.fold_in(shuffle_key, epoch), self.train_x.shape[0],
+    return shuffle.permute(jax.random.fold_in(shuffle_key, epoch), self.num_samples,
                            position * size + jnp.arange(size))
 
   def _shard(self, x):
