@@ -3,7 +3,7 @@
 Why: on XLA:CPU, the weight gradient of a convolution falls off the fast path
 inside loop bodies (``lax.scan``/``lax.cond``, i.e. the fused train step): a
 5x5 stride-2 weight gradient at batch 50 takes ~15 ms there against ~0.35 ms
-at the top level. Written as strided slices (im2col) and a dot, every gradient
+at the top level. Written as slices (im2col) and a dot, every gradient
 is a slice, a pad or a dot, which XLA compiles well everywhere. The result is
 the same convolution (tested equal to ``lax`` to float tolerance), with the
 same parameters as ``flax.linen.Conv``/``ConvTranspose``, so checkpoints do not
