@@ -15,6 +15,7 @@ CASES = [
     (7, 32, 3, 2, "SAME", 64),
     (9, 3, 3, 1, "VALID", 4),
     (8, 2, 4, 3, ((2, 1), (0, 3)), 5),
+    (7, 2, 2, 3, "VALID", 3),              # stride > kernel: phases no tap reads
 ]
 TRANSPOSE_CASES = [
     (4, 64, 3, 2, ((1, 1), (1, 1)), 32),   # MNIST 4 -> 7
@@ -22,6 +23,7 @@ TRANSPOSE_CASES = [
     (14, 16, 5, 2, "SAME", 1),             # MNIST 14 -> 28
     (5, 3, 3, 1, "VALID", 4),
     (6, 3, 4, 3, "SAME", 2),
+    (4, 3, 2, 3, "VALID", 2),              # stride > kernel: output phases no tap reaches
 ]
 
 
