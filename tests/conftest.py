@@ -2,9 +2,21 @@
 
 import importlib.util
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
-import jax
+# One XLA compilation cache for the whole test session, set before jax is imported so
+# that this process, pytest-xdist's workers and every subprocess a test starts (they
+# inherit the environment) share it: many tests compile the same small programs (one
+# config trained, resumed, sampled). A fresh folder each session, so results never
+# depend on an earlier run; a folder the caller names is used as is and kept.
+_OWN_COMPILATION_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWN_COMPILATION_CACHE:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="deligan_jax_tests_xla_")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+import jax  # noqa: E402  (after the cache settings above)
 import numpy as np
 import pytest
 
@@ -56,6 +68,11 @@ def mnist_dir():
   if not (path / "train-images-idx3-ubyte.gz").exists():
     pytest.skip(f"MNIST idx files not found in {path} (set DELIGAN_DATA_DIR)")
   return str(path)
+
+
+def pytest_unconfigure(config):
+  if _OWN_COMPILATION_CACHE and not hasattr(config, "workerinput"):  # not an xdist worker
+    shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
 FLOAT32_EPS = float(np.finfo(np.float32).eps)

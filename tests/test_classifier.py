@@ -90,9 +90,13 @@ def test_image_scores_of_test_images_beat_noise(colour_config, tmp_path):
   assert scores["real"]["real_test_inception_score"] == scores["real"]["inception_score"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, subdir", [("cifar10", "cifar10"),
                                           ("sketches", "sketches/tu_berlin")])
 def test_image_scores_on_the_shared_data(name, subdir, tmp_path):
+  """Slow (a minute each): the fast suite covers the scores, real test images against noise,
+  in ``test_image_scores_of_test_images_beat_noise``, and the shared data with its 10 and 40
+  classes in ``tests/test_image_data.py::test_shared_cifar10`` and ``test_shared_sketches``."""
   config = ml_collections.ConfigDict({"name": name, "dir": str(shared(subdir)),
                                       "categories": ()})
   real = datasets.load_test(config).x
