@@ -57,6 +57,7 @@ from deligan_jax.data import datasets
 from deligan_jax.data.common import DataError
 from deligan_jax import models
 from deligan_jax import networks
+from deligan_jax import train_state
 from deligan_jax import train_step
 
 FLAGS = flags.FLAGS
@@ -153,7 +154,7 @@ def jax_candidate(config, batch_size: int, mode: str, batches_per_call: int,
     train_x, labels = train_set.x, train_set.labels
   labels = labels if config.objective == "semi_supervised" else None
   trainer = train_step.Trainer(models.build(config), rule,
-                               train_step.StepConfig.from_config(config), train_x,
+                               train_state.StepConfig.from_config(config), train_x,
                                train_step.make_mesh(), train_labels=labels)
   state = trainer.init_state(config.seed)
   start = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Saving and restoring a run's :class:`~deligan_jax.train_step.TrainState` (orbax).
+"""Saving and restoring a run's :class:`~deligan_jax.train_state.TrainState` (orbax).
 
 A checkpoint is the whole train state (parameters, batch statistics, optimiser
 states, balancing state, step and key), so a resumed run continues exactly.
@@ -25,7 +25,7 @@ from deligan_jax import checksums
 from deligan_jax import config as config_lib
 from deligan_jax import models
 from deligan_jax import networks
-from deligan_jax import train_step
+from deligan_jax import train_state
 
 CHECKPOINT_DIR = "checkpoints"
 SET_ASIDE_DIR = "set_aside_checkpoints"  # where resumption moves the checkpoints it passes over
@@ -61,7 +61,7 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
-  def save(self, state: train_step.TrainState) -> None:
+  def save(self, state: train_state.TrainState) -> None:
     step = int(state.step)
     try:
       self._manager.save(step, args=ocp.args.StandardSave(state))
@@ -117,8 +117,8 @@ class Checkpointer:
                       "from, to %s (nothing is deleted)", newer, step, target)
     self._manager.reload()
 
-  def restore(self, like: train_step.TrainState,
-              step: int | None = None) -> train_step.TrainState:
+  def restore(self, like: train_state.TrainState,
+              step: int | None = None) -> train_state.TrainState:
     """Restores ``step`` (default: the newest intact one) into the structure of ``like``."""
     step = self.latest_intact_step() if step is None else step
     damage = checksums.find_damage(self._step_dir(step))
@@ -154,7 +154,7 @@ def run_workdirs(config, workdir: str) -> list[str]:
   return [os.path.join(workdir, f"seed_{config.seed + k}") for k in range(config.num_seeds)]
 
 
-def load_run(workdir: str) -> tuple[object, models.GanModel, train_step.TrainState]:
+def load_run(workdir: str) -> tuple[object, models.GanModel, train_state.TrainState]:
   """The config, model and latest train state of a finished or running run."""
   config_path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(config_path):
@@ -168,7 +168,7 @@ def load_run(workdir: str) -> tuple[object, models.GanModel, train_step.TrainSta
   model = models.build(config)
   rule = balancing.BalanceRule.from_config(config.balance)
   shape = (config.network.init_examples, *networks.SAMPLE_SHAPES[config.network.name])
-  like = jax.eval_shape(lambda: train_step.init_state(model, rule, 0, jnp.zeros(shape)))
+  like = jax.eval_shape(lambda: train_state.init_state(model, rule, 0, jnp.zeros(shape)))
   checkpointer = Checkpointer(workdir)
   try:
     if checkpointer.latest_step() is None:

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import tqdm
 
 from deligan_jax import augment
 from deligan_jax import conv
@@ -160,7 +161,7 @@ def _fit(model, params, train, steps, batch_size, seed):
   rng = np.random.default_rng(seed)
   key = jax.random.key(seed)
   order = np.empty(0, np.int64)
-  for i in range(steps):
+  for i in tqdm.trange(steps, desc=f"evaluation classifier ({train.name})", leave=False):
     if len(order) < batch_size:
       order = np.concatenate([order, rng.permutation(len(train.x))])
     batch, order = order[:batch_size], order[batch_size:]

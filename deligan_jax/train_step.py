@@ -22,11 +22,9 @@ discrimination keep whole-batch semantics.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Any
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,89 +39,10 @@ from deligan_jax import losses
 from deligan_jax import mixture
 from deligan_jax import optim
 from deligan_jax import shuffle
+from deligan_jax import train_state
 from deligan_jax.models import GanModel
 
 Pytree = Any
-
-
-class TrainState(flax.struct.PyTreeNode):
-  """Everything a run needs to continue: a checkpoint is exactly this pytree."""
-  step: jax.Array           # batches trained so far
-  key: jax.Array            # raw uint32 key data; step keys are folded from it
-  params: Pytree            # {'generator', 'discriminator', 'mixture'}
-  batch_stats: Pytree       # {'generator', 'discriminator'}
-  opt_state: Pytree         # {'generator', 'discriminator', 'mixture'}
-  balance: balancing.BalanceState
-
-
-@dataclasses.dataclass(frozen=True)
-class StepConfig:
-  """The static hyperparameters of the step."""
-  batch_size: int
-  learning_rate: float
-  mixture_learning_rate: float
-  sigma_reg: float
-  decay_start_epoch: float | None = None
-  decay_end_epoch: float | None = None
-  b1: float = 0.5
-  b2: float = 0.999
-  objective: str = "bce"          # see losses.OBJECTIVES
-  augment: str = ""               # DiffAugment policy, e.g. 'color,translation,cutout'
-  init_examples: int = 500        # real examples of the data-dependent init pass
-  d_batch_norm: str = "separate"  # see config.D_BATCH_NORM
-  adam_epsilon: str = "sqrt_v_hat"  # see optim.ADAM_EPSILONS
-
-  @classmethod
-  def from_config(cls, config) -> StepConfig:
-    o = config.optim
-    return cls(
-        batch_size=config.batch_size,
-        learning_rate=o.lr,
-        mixture_learning_rate=o.lr if o.mixture_lr is None else o.mixture_lr,
-        sigma_reg=config.latent.sigma_reg,
-        decay_start_epoch=o.decay_start_epoch,
-        decay_end_epoch=o.decay_end_epoch,
-        b1=o.b1,
-        b2=o.b2,
-        objective=config.objective,
-        augment=config.augment,
-        init_examples=config.network.init_examples,
-        d_batch_norm=config.network.d_batch_norm,
-        adam_epsilon=o.adam_epsilon)
-
-
-def init_state(model: GanModel, rule: balancing.BalanceRule, seed: int,
-               examples: jax.Array) -> TrainState:
-  """A fresh state: parameters (initialised on real ``examples``), optimisers, rule state.
-
-  The optimisers' hyperparameters (b1, b2) do not change the state's structure,
-  so defaults serve; ``jax.eval_shape`` of this (``examples`` may be a
-  ``jax.ShapeDtypeStruct``) gives a checkpoint's layout.
-  """
-  init_key, run_key = jax.random.split(jax.random.key(seed))
-  params, batch_stats = model.init(init_key, examples)
-  opt_state = {name: optim.adam(0.5, 0.999).init(params[name]) for name in optim.OPTIMISED}
-  return TrainState(step=jnp.int32(0), key=jax.random.key_data(run_key), params=params,
-                    batch_stats=batch_stats, opt_state=opt_state,
-                    balance=balancing.BalanceState.create(rule))
-
-
-# Tags folded into the state's key: the step draws shuffles, latents and labelled batches;
-# a retry draws a new key.
-_SHUFFLE, _LATENTS, _RESEED, _LABELLED = 0, 1, 2, 3
-
-
-def reseed(state: TrainState, attempt: int) -> TrainState:
-  """``state`` with the key of retry ``attempt`` (1, 2, ...) from it, for every stacked seed.
-
-  The key depends only on the old key and ``attempt``, so a retry is reproducible.
-  """
-  def new_key(key_data):
-    key = jax.random.fold_in(jax.random.wrap_key_data(key_data), _RESEED)
-    return jax.random.key_data(jax.random.fold_in(key, attempt))
-
-  keys = state.key.reshape(-1, state.key.shape[-1])  # one row per seed
-  return state.replace(key=jax.vmap(new_key)(keys).reshape(state.key.shape))
 
 
 def make_mesh(devices=None) -> Mesh:
@@ -143,7 +62,8 @@ class Trainer:
   seed's batch over as many of them as divide those (``idle_note`` names the rest).
   """
 
-  def __init__(self, model: GanModel, rule: balancing.BalanceRule, step_config: StepConfig,
+  def __init__(self, model: GanModel, rule: balancing.BalanceRule,
+               step_config: train_state.StepConfig,
                train_x: np.ndarray, mesh: Mesh, num_seeds: int = 1,
                train_labels: np.ndarray | None = None):
     if step_config.batch_size > len(train_x):
@@ -181,33 +101,35 @@ class Trainer:
     # From a callback, so that every host of a multi-host mesh supplies its devices.
     return jax.make_array_from_callback(array.shape, self.replicated, lambda index: array[index])
 
-  def init_state(self, seed: int) -> TrainState:
+  def init_state(self, seed: int) -> train_state.TrainState:
     """A fresh state (stacked over seeds when ``num_seeds > 1``), laid out over the mesh.
 
     Data-dependent initialisation sees ``init_examples`` random training examples.
     """
-    create = functools.partial(init_state, self.model, self.rule, examples=self.init_examples)
+    create = functools.partial(train_state.init_state, self.model, self.rule,
+                               examples=self.init_examples)
     if self.num_seeds > 1:
       seeds = seed + jnp.arange(self.num_seeds)
       return jax.jit(jax.vmap(create), out_shardings=self.state_sharding)(seeds)
     return jax.jit(create, out_shardings=self.state_sharding)(seed)
 
-  def lower(self, state: TrainState, num_batches: int):
+  def lower(self, state: train_state.TrainState, num_batches: int):
     """The step for ``num_batches`` batches, lowered for ahead-of-time compilation."""
     return self._train.lower(self._placed(state), self.train_set, num_batches)
 
-  def train(self, state: TrainState, num_batches: int) -> tuple[TrainState, dict]:
+  def train(self, state: train_state.TrainState,
+            num_batches: int) -> tuple[train_state.TrainState, dict]:
     """Trains ``num_batches`` batches in one dispatch; metrics have leading dim K.
 
     ``state`` is donated: use the returned state afterwards.
     """
     return self._train(self._placed(state), self.train_set, num_batches)
 
-  def _placed(self, state: TrainState) -> TrainState:
+  def _placed(self, state: train_state.TrainState) -> train_state.TrainState:
     # A state restored or stacked on the host side may have another layout; a no-op otherwise.
     return jax.device_put(state, self.state_sharding)
 
-  def classify(self, state: TrainState, x: np.ndarray) -> np.ndarray:
+  def classify(self, state: train_state.TrainState, x: np.ndarray) -> np.ndarray:
     """A semi-supervised D's class predictions (inference mode) for ``x``.
 
     In training-sized batches: minibatch discrimination sums over the batch, so
@@ -223,10 +145,10 @@ class Trainer:
 
   # --- inside jit ---------------------------------------------------------
 
-  def _train_batches(self, state: TrainState, train_set: dict, num_batches: int):
+  def _train_batches(self, state: train_state.TrainState, train_set: dict, num_batches: int):
     return jax.lax.scan(lambda s, _: self._train_batch(s, train_set), state, length=num_batches)
 
-  def _train_seeds(self, states: TrainState, train_set: dict, num_batches: int):
+  def _train_seeds(self, states: train_state.TrainState, train_set: dict, num_batches: int):
     """``_train_batches`` over S stacked states.
 
     vmap on accelerators, where the seeds run in parallel, and wherever seeds
@@ -239,13 +161,13 @@ class Trainer:
       return jax.lax.map(train, states)
     return jax.vmap(train, spmd_axis_name=device_layout.SEEDS_AXIS)(states)
 
-  def _train_batch(self, state: TrainState, train_set: dict):
+  def _train_batch(self, state: train_state.TrainState, train_set: dict):
     cfg, rule = self.config, self.rule
     base = jax.random.wrap_key_data(state.key)
     epoch = state.step // self.batches_per_epoch
     position = state.step % self.batches_per_epoch
     data = self._batch_data(train_set, base, epoch, position)
-    batch_key = jax.random.fold_in(jax.random.fold_in(base, _LATENTS), state.step)
+    batch_key = jax.random.fold_in(jax.random.fold_in(base, train_state.LATENTS_TAG), state.step)
 
     balance = jax.tree.map(functools.partial(jnp.where, position == 0),
                            balancing.start_epoch(rule, state.balance), state.balance)
@@ -335,11 +257,13 @@ class Trainer:
 
   def _batch_data(self, train_set, base, epoch, position) -> dict[str, jax.Array]:
     """This batch's real samples (and, semi-supervised, a labelled batch and its labels)."""
-    indices = self._batch_indices(jax.random.fold_in(base, _SHUFFLE), epoch, position)
+    indices = self._batch_indices(jax.random.fold_in(base, train_state.SHUFFLE_TAG), epoch,
+                                  position)
     data = {"real": self._shard(shuffle.take_rows(train_set["x"], indices))}
     if self.config.objective == "semi_supervised":
       # Like the official code: the same images, in another order, as the labelled set.
-      indices = self._batch_indices(jax.random.fold_in(base, _LABELLED), epoch, position)
+      indices = self._batch_indices(jax.random.fold_in(base, train_state.LABELLED_TAG), epoch,
+                                    position)
       data["labelled"] = self._shard(shuffle.take_rows(train_set["x"], indices))
       data["labels"] = self._shard(shuffle.take_rows(train_set["labels"], indices))
     return data

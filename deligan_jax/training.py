@@ -37,6 +37,7 @@ from deligan_jax import models
 from deligan_jax import networks
 from deligan_jax import plots
 from deligan_jax import run_log
+from deligan_jax import train_state
 from deligan_jax import train_step
 
 # Fields that may change between a run and its resumption (budget, logging, paths).
@@ -102,7 +103,7 @@ def _check_data(config: ml_collections.ConfigDict, x: np.ndarray) -> None:
         f"{config.network.name!r} networks (network.name) take {wanted}")
 
 
-def plot_samples(model: models.GanModel, state: train_step.TrainState, config,
+def plot_samples(model: models.GanModel, state: train_state.TrainState, config,
                  real: np.ndarray, path: str) -> None:
   """A 7x7-style grid of generated images, or generated beside real points (toy)."""
   key = jax.random.key(config.seed)  # the same latents at every step, for comparison
@@ -176,11 +177,11 @@ def _seed_runs(config: ml_collections.ConfigDict, workdir: str) -> list[_Run]:
   return runs
 
 
-def _seed(state: train_step.TrainState, index: int, num_seeds: int) -> train_step.TrainState:
+def _seed(state: train_state.TrainState, index: int, num_seeds: int) -> train_state.TrainState:
   return state if num_seeds == 1 else jax.tree.map(lambda leaf: leaf[index], state)
 
 
-def _restore(runs: list[_Run], state: train_step.TrainState) -> train_step.TrainState:
+def _restore(runs: list[_Run], state: train_state.TrainState) -> train_state.TrainState:
   """The latest step that every seed has an intact checkpoint of, or ``state`` if none has one.
 
   Newer checkpoints (damaged ones, passed over) are moved aside, not deleted,
@@ -204,7 +205,7 @@ def _restore(runs: list[_Run], state: train_step.TrainState) -> train_step.Train
   return jax.tree.map(lambda *leaves: jnp.stack(leaves), *restored)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainState:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state.TrainState:
   """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint); returns the state.
 
   Every check (config, workdir, data, checkpoint) runs before the first write,
@@ -224,7 +225,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
     semi_supervised = config.objective == "semi_supervised"
     # The semi-supervised D is also a classifier: its test accuracy is logged.
     test_set = datasets.load_test(config.data) if semi_supervised else None
-    trainer = train_step.Trainer(model, rule, train_step.StepConfig.from_config(config),
+    trainer = train_step.Trainer(model, rule, train_state.StepConfig.from_config(config),
                                  dataset.x, train_step.make_mesh(), config.num_seeds,
                                  train_labels=dataset.labels if semi_supervised else None)
     if trainer.idle_note:
@@ -278,7 +279,7 @@ def _train(config, trainer, runs, state, real, workdir, test_set=None):
       state = _restore(runs, trainer.init_state(config.seed))
       good = int(_seed(state, 0, len(runs)).step)
       retries[good] += 1
-      state = train_step.reseed(state, retries[good])
+      state = train_state.reseed(state, retries[good])
       reseeded = {"reseed": retries[good], "non_finite_batch": error.step}
       logging.warning("%s became NaN or infinite at batch %d; continuing from batch %d with "
                       "new randomness (retry %d from there; reseed %d of at most %d)",

@@ -11,7 +11,7 @@ import sys
 
 import jax
 
-from deligan_jax import balancing, models, train_step
+from deligan_jax import balancing, models, train_state, train_step
 from deligan_jax.data import points
 from tests.conftest import small_config, training_gaps_within_bound
 
@@ -22,7 +22,7 @@ BATCH = 50
 def trainer(config, x, num_devices, num_seeds):
   return train_step.Trainer(models.build(config),
                             balancing.BalanceRule.from_config(config.balance),
-                            train_step.StepConfig.from_config(config), x,
+                            train_state.StepConfig.from_config(config), x,
                             train_step.make_mesh(jax.devices()[:num_devices]), num_seeds)
 
 

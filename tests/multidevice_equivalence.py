@@ -14,7 +14,7 @@ import sys
 import jax
 import numpy as np
 
-from deligan_jax import balancing, models, train_step
+from deligan_jax import balancing, models, train_state, train_step
 from deligan_jax.data import points
 from tests.conftest import small_config, training_difference, training_gaps_within_bound
 
@@ -24,7 +24,7 @@ NUM_BATCHES = 6
 def train(config, x, devices):
   trainer = train_step.Trainer(models.build(config),
                                balancing.BalanceRule.from_config(config.balance),
-                               train_step.StepConfig.from_config(config), x,
+                               train_state.StepConfig.from_config(config), x,
                                train_step.make_mesh(devices))
   state, _ = trainer.train(trainer.init_state(0), NUM_BATCHES)
   return state

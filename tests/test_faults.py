@@ -25,6 +25,7 @@ from deligan_jax import checkpoints
 from deligan_jax import config as config_lib
 from deligan_jax.data.common import DataError, Dataset
 from deligan_jax.data.points import toy_points
+from deligan_jax import train_state
 from deligan_jax import train_step
 from deligan_jax import training
 from tests.conftest import REPO, small_config
@@ -356,7 +357,7 @@ def test_reseed_continues_from_the_last_good_checkpoint(toy_run, toy_workdir, mo
   assert "a loss became NaN or infinite at batch 9; continuing from batch 8 with new " \
       "randomness (retry 1 from there; reseed 1 of at most 3)" in caplog.text
   _, _, good = checkpoints.load_run(str(toy_run))  # batch 8, before the fault
-  assert np.array_equal(state.key, train_step.reseed(good, 1).key)
+  assert np.array_equal(state.key, train_state.reseed(good, 1).key)
   assert not np.array_equal(state.key, good.key)
 
 

@@ -32,6 +32,7 @@ import pytest
 
 from deligan_jax import balancing
 from deligan_jax import mixture
+from deligan_jax import train_state
 from deligan_jax import train_step
 from deligan_jax.models import build
 from tests.conftest import small_config
@@ -127,7 +128,7 @@ class ProjectSide:
     self.rule = balancing.BalanceRule.from_config(config.balance)
     train_x = np.zeros((config.batch_size, *real_shape), np.float32)
     self.trainer = train_step.Trainer(self.model, self.rule,
-                                      train_step.StepConfig.from_config(config), train_x,
+                                      train_state.StepConfig.from_config(config), train_x,
                                       train_step.make_mesh(jax.devices()[:1]))
     state = self.trainer.init_state(config.seed)
     opt_state = self.trainer._with_learning_rates(state.opt_state, 1.0)

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from deligan_jax import balancing, models, sample, train_step, training
+from deligan_jax import balancing, models, sample, train_state, train_step, training
 from deligan_jax.data import points
 from tests.conftest import small_config, training_gaps_within_bound
 
@@ -21,7 +21,7 @@ def test_vmapped_seed_equals_single_run(experiment, variant):
   def trainer(num_seeds):
     return train_step.Trainer(models.build(config),
                               balancing.BalanceRule.from_config(config.balance),
-                              train_step.StepConfig.from_config(config), x,
+                              train_state.StepConfig.from_config(config), x,
                               train_step.make_mesh(), num_seeds)
 
   many = trainer(3)

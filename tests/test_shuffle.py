@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deligan_jax import balancing, models, shuffle, train_step
+from deligan_jax import balancing, models, shuffle, train_state, train_step
 from tests.conftest import small_config
 
 
@@ -48,7 +48,7 @@ def test_an_epoch_of_batches_draws_each_sample_once_and_epochs_differ():
   config = small_config("toy", "bimodal,gan")  # batch 8
   trainer = train_step.Trainer(models.build(config),
                                balancing.BalanceRule.from_config(config.balance),
-                               train_step.StepConfig.from_config(config),
+                               train_state.StepConfig.from_config(config),
                                np.zeros((100, 2), np.float32), train_step.make_mesh())
   key, indices = jax.random.key(0), jax.jit(trainer._batch_indices)
   epochs = [np.concatenate([np.asarray(indices(key, epoch, position))
@@ -66,7 +66,7 @@ def test_no_value_of_the_step_grows_with_the_training_set():
   config = small_config("toy", "bimodal,deligan")
   trainer = train_step.Trainer(models.build(config),
                                balancing.BalanceRule.from_config(config.balance),
-                               train_step.StepConfig.from_config(config),
+                               train_state.StepConfig.from_config(config),
                                np.zeros((n, 2), np.float32), train_step.make_mesh())
   state = jax.eval_shape(trainer.init_state, 0)
   jaxpr = jax.make_jaxpr(trainer._train_batches, static_argnums=2)(state, trainer.train_set, 2)
@@ -88,7 +88,7 @@ def test_the_compiled_step_does_not_hold_the_training_set():
   def program_chars(n):
     trainer = train_step.Trainer(models.build(config),
                                  balancing.BalanceRule.from_config(config.balance),
-                                 train_step.StepConfig.from_config(config),
+                                 train_state.StepConfig.from_config(config),
                                  np.random.default_rng(0).uniform(-1, 1, (n, 2)),
                                  train_step.make_mesh())
     return len(trainer.lower(trainer.init_state(0), 2).as_text())

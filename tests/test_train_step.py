@@ -11,6 +11,7 @@ from deligan_jax import balancing
 from deligan_jax import models
 from deligan_jax import networks
 from deligan_jax import optim
+from deligan_jax import train_state
 from deligan_jax import train_step
 from tests.conftest import small_config
 
@@ -24,7 +25,7 @@ def make_trainer(experiment="toy", variant="deligan", inner_updates=5, n=64, con
                              inner_updates=inner_updates)
   rng = np.random.default_rng(0)
   x = rng.uniform(-1, 1, (n, *networks.SAMPLE_SHAPES[config.network.name])).astype(np.float32)
-  return train_step.Trainer(models.build(config), rule, train_step.StepConfig.from_config(config),
+  return train_step.Trainer(models.build(config), rule, train_state.StepConfig.from_config(config),
                             x, train_step.make_mesh(), train_labels=rng.integers(0, 10, n))
 
 
@@ -122,7 +123,7 @@ def test_mixed_precision_keeps_float32_parameters_and_optimiser_state():
   rule = balancing.BalanceRule.from_config(config.balance)
   x = np.random.default_rng(0).uniform(-1, 1, (32, 28, 28, 1)).astype(np.float32)
   trainer = train_step.Trainer(models.build(config), rule,
-                               train_step.StepConfig.from_config(config), x,
+                               train_state.StepConfig.from_config(config), x,
                                train_step.make_mesh())
   state, metrics = trainer.train(trainer.init_state(0), 4)
   floats = [leaf for leaf in jax.tree.leaves((state.params, state.opt_state, state.batch_stats))
