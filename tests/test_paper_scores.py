@@ -5,7 +5,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from deligan_jax import inception, paper_scores
+from deligan_jax import inception, metrics, paper_scores
 from deligan_jax.data import datasets
 from deligan_jax.inception import store
 from tests.test_classifier import colour_batches
@@ -65,6 +65,18 @@ def test_image_scores_pipeline_caches_and_reports_real_rows(tmp_path, monkeypatc
   assert real_scores["real"]["test_modified_inception_score"] == \
       real_scores["modified_inception_score"]
   assert (real_scores["real"]["num_train"], real_scores["real"]["num_test"]) == (60, 30)
+  # Floors at the samples' size (30): 30 of the 60 training images against the test images;
+  # all 30 test images against the training images.
+  same = real_scores["real"]["same_size"]
+  assert (same["num_train"], same["num_test"]) == (30, 30)
+  train_features = stand_in_features(None, inception.to_uint8(datasets.load(config).x))
+  test_features = stand_in_features(None, inception.to_uint8(real))
+  subset = np.sort(np.random.default_rng(0).choice(60, 30, replace=False))
+  assert same["train_fid_vs_test"] == pytest.approx(
+      metrics.frechet_distance(train_features[subset], test_features), rel=1e-6)
+  assert same["test_fid_vs_train"] == pytest.approx(
+      metrics.frechet_distance(test_features, train_features), rel=1e-6)
+  assert same["train_fid_vs_test"] != pytest.approx(real_scores["real"]["train_fid_vs_test"])
   # The store holds each distinct real image once: the 90 training images (the 60-image
   # subset among them) and the 30 test images.
   with np.load(store.store_path(cache)) as stored:
