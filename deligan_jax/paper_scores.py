@@ -213,7 +213,7 @@ def report_lines(results: dict) -> list[str]:
   """The markdown section of an evaluation report for :func:`image_scores`' results."""
   real = results["real"]
   same = real["same_size"]
-  lines = [f"## Paper protocol: {results['score_kind']}", "",
+  lines = [f"## Scores, {results['score_kind']}", "",
            f"Transfer softmax accuracy: {results['softmax_validation_accuracy']:.4f} on its 20% "
            f"validation split, {results['softmax_test_accuracy']:.4f} on the test split. "
            f"{results['num_samples']} samples; {real['num_train']} training and "

@@ -118,7 +118,7 @@ def test_eval_of_a_cifar_run_adds_the_paper_protocol(tmp_path, monkeypatch):
   assert "paper protocol" in results["paper_protocol"]["score_kind"]
   assert results["paper_protocol"]["num_samples"] == 40
   report = (tmp_path / "run" / "eval_report.md").read_text()
-  assert "## Paper protocol" in report and "m-IS per predicted class (classifier-based)" in report
+  assert "## Scores, paper protocol" in report and "m-IS per predicted class (classifier-based)" in report
   skipped = evaluation.evaluate(run, num_samples=40, cache=str(tmp_path / "cache"),
                                 classifier_steps=5, paper_protocol=False)
   assert "paper_protocol" not in skipped
