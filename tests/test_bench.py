@@ -15,7 +15,12 @@ from deligan_jax.data import datasets
 from tests.conftest import REPO, SHARED_DATA
 
 
+@pytest.mark.slow  # 80 s of compiling three steps; the fast suite covers its parts
 def test_bench_quick_json():
+  """Every mode's row. Fast tests cover the parts: the bench CLI and JSON
+  (``test_bench_scaling_*``), fused against per-update dispatch
+  (``test_train_step.py::test_two_dispatches_equal_one``) and the bfloat16 step
+  (``test_train_step.py::test_mixed_precision_keeps_float32_parameters_and_optimiser_state``)."""
   result = subprocess.run(
       [sys.executable, "bench.py", "--config", "configs/mnist.py", "--quick", "--json",
        "--batch_sizes=8", "--config.network.generator_width=4",
