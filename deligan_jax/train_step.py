@@ -23,7 +23,6 @@ discrimination keep whole-batch semantics.
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -41,8 +40,6 @@ from deligan_jax import optim
 from deligan_jax import shuffle
 from deligan_jax import train_state
 from deligan_jax.models import GanModel
-
-Pytree = Any
 
 
 def make_mesh(devices=None) -> Mesh:
