@@ -167,28 +167,26 @@ def _subset(features: np.ndarray, n: int) -> np.ndarray:
   return features[np.sort(np.random.default_rng(0).choice(len(features), n, replace=False))]
 
 
-def real_rows(ref: Reference, num_samples: int | None = None) -> dict:
+def real_rows(ref: Reference, num_samples: int) -> dict:
   """The real-data rows: m-IS of the test images; the training images against the test split.
 
-  FID is biased upwards at small sizes, so with ``num_samples`` the floors are also computed
-  at the samples' size: that many training images against the test split, and that many test
-  images (held out, as samples are) against the training images. Only a floor of the same
-  size is comparable with a sample score.
+  FID is biased upwards at small sizes, so the floors are also computed at the samples' size:
+  ``num_samples`` training images against the test split, and as many test images (held out,
+  as samples are) against the training images. Only a floor of the same size is comparable
+  with a sample score.
   """
   mis = metrics.modified_inception_score(ref.softmax.predict(ref.test_features))
-  train_vs_test = _distances(ref.train_features, ref)
-  rows = {"test_modified_inception_score": list(mis[:2]),
-          "train_fid_vs_test": train_vs_test["fid_vs_test"],
-          "train_kid_vs_test": train_vs_test["kid_vs_test"],
-          "num_test": len(ref.test_features), "num_train": len(ref.train_features)}
-  if num_samples is not None:
-    train = _subset(ref.train_features, num_samples)
-    test = _subset(ref.test_features, num_samples)
-    rows["same_size"] = {
-        "num_train": len(train), "num_test": len(test),
-        "train_fid_vs_test": metrics.frechet_distance(train, ref.test_features),
-        "test_fid_vs_train": metrics.frechet_distance(test, ref.train_features)}
-  return rows
+  train = _subset(ref.train_features, num_samples)
+  test = _subset(ref.test_features, num_samples)
+  return {"test_modified_inception_score": list(mis[:2]),
+          "train_fid_vs_test": metrics.frechet_distance(ref.train_features, ref.test_features),
+          "train_kid_vs_test": list(metrics.kernel_inception_distance(ref.train_features,
+                                                                      ref.test_features)),
+          "num_test": len(ref.test_features), "num_train": len(ref.train_features),
+          "same_size": {
+              "num_train": len(train), "num_test": len(test),
+              "train_fid_vs_test": metrics.frechet_distance(train, ref.test_features),
+              "test_fid_vs_train": metrics.frechet_distance(test, ref.train_features)}}
 
 
 @functools.lru_cache(maxsize=4)
