@@ -1,14 +1,13 @@
 """Seeds x data layouts: any device count runs the paper's batch, each seed as if alone."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 from deligan_jax import device_layout
-from tests.conftest import REPO
+from tests.conftest import REPO, eight_device_env
 
 
 @pytest.mark.parametrize("devices, seeds, batch, layout", [
@@ -32,8 +31,7 @@ def test_idle_devices_are_named_with_the_num_seeds_that_uses_them():
 
 
 def run_layouts(device_counts: str, seed_counts: str) -> list[dict]:
-  env = dict(os.environ, PYTHONPATH=str(REPO),
-             XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  env = eight_device_env()
   result = subprocess.run([sys.executable, "-m", "tests.device_layouts_check", device_counts,
                            seed_counts], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=1800)

@@ -1,13 +1,12 @@
 """Data parallelism: 1 device and 8 (simulated) devices train to the same parameters."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, eight_device_env
 
 
 @pytest.mark.parametrize("experiment, variant, flags", [
@@ -21,8 +20,7 @@ def test_one_and_eight_devices_agree(experiment, variant, flags):
   the ensemble's stacked generators split over devices ``[toy-bimodal,ensemble]`` and
   batch norm over a sharded batch ``[mnist-deligan]``.
   """
-  env = dict(os.environ, PYTHONPATH=str(REPO),
-             XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  env = eight_device_env()
   result = subprocess.run([sys.executable, "-m", "tests.multidevice_equivalence", experiment,
                            variant, *flags], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=900)
