@@ -9,6 +9,8 @@ Each model trains all its seeds in one program (``num_seeds``) under
 ``WORKDIR/<model>/``; every seed is then evaluated (``eval.py``). Written into
 ``WORKDIR``: ``comparison.md`` (mean ± std over seeds), ``comparison.json`` (every
 seed's numbers) and ``comparison.png``. Config overrides apply to every model.
+``--paper_protocol`` adds the paper's Inception-based columns for CIFAR-10 and sketches
+(``paper_scores``; its 50000 samples unless ``--num_samples``) and their real-image floors.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("num_samples", None, "Samples scored per seed (eval.py's default).")
   flags.DEFINE_string("cache_dir", None, "Where the evaluation classifier is cached.")
   flags.DEFINE_integer("classifier_steps", 2000, "Training steps of the evaluation classifier.")
+  flags.DEFINE_bool("paper_protocol", False, "CIFAR-10, sketches: add the paper protocol's "
+                    "Inception-based scores (slow on a CPU: 0.2-1 s per sample).")
   flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -46,6 +50,9 @@ def define_flags() -> None:
 IMAGE_COLUMNS = (("m_is", "m-IS", True), ("is", "IS", True), ("fid", "FID", False),
                  ("kid", "KID", False), ("precision", "precision", True),
                  ("recall", "recall", True), ("copies", "near-copies %", False))
+PAPER_COLUMNS = (("m_is_paper", "m-IS, paper protocol", True),
+                 ("fid_inception", "Inception FID vs test", False),
+                 ("kid_inception", "Inception KID vs test", False))
 TOY_COLUMNS = (("high_quality", "samples within 3 std %", True),
                ("modes_covered", "modes covered", True), ("mode_kl", "mode KL", False))
 
@@ -56,35 +63,57 @@ def seed_scores(results: dict) -> dict[str, float]:
     modes = results["modes"]
     return {"high_quality": 100 * modes["high_quality_fraction"],
             "modes_covered": modes["modes_covered"], "mode_kl": modes["mode_kl"]}
-  return {"m_is": results["modified_inception_score"][0], "is": results["inception_score"][0],
-          "fid": results["fid"], "kid": results["kid"][0], "precision": results["precision"],
-          "recall": results["recall"],
-          "copies": 100 * results["memorisation"]["fraction_closer_than_test_p1"]}
+  scores = {"m_is": results["modified_inception_score"][0],
+            "is": results["inception_score"][0], "fid": results["fid"],
+            "kid": results["kid"][0], "precision": results["precision"],
+            "recall": results["recall"],
+            "copies": 100 * results["memorisation"]["fraction_closer_than_test_p1"]}
+  if "paper_protocol" in results:
+    paper = results["paper_protocol"]
+    scores.update(m_is_paper=paper["modified_inception_score"][0],
+                  fid_inception=paper["fid_vs_test"], kid_inception=paper["kid_vs_test"][0])
+  return scores
+
+
+def real_floors(results: dict) -> str:
+  """One line: the paper protocol's scores of real images, which samples are read against."""
+  real = results["paper_protocol"]["real"]
+  same = real["same_size"]
+  return (f"Real images, paper protocol: m-IS of the {real['num_test']} test images "
+          f"{real['test_modified_inception_score'][0]:.3f} ± "
+          f"{real['test_modified_inception_score'][1]:.3f}; Inception FID of "
+          f"{same['num_train']} training images vs the test images {same['train_fid_vs_test']:.3f}"
+          f" (the floor at the samples' size; all {real['num_train']}: "
+          f"{real['train_fid_vs_test']:.3f}); KID {real['train_kid_vs_test'][0]:.4f}.")
 
 
 def compare(config, models: list[str], seeds: int, workdir: str,
             num_samples: int | None = None, cache: str | None = None,
-            classifier_steps: int = 2000) -> dict:
+            classifier_steps: int = 2000, paper_protocol: bool = False) -> dict:
   """Trains and evaluates every model; returns ``{model: [scores of each seed]}``."""
   unknown = sorted(set(models) - set(MODELS))
   if unknown:
     raise cli.RequestError(f"--models: unknown {unknown}; choose from {MODELS}")
-  scores = {}
+  scores, floors = {}, None
   for model in models:
     model_config = config.copy_and_resolve_references()
     model_config.model = model
     model_config.num_seeds = seeds
     run_dir = os.path.join(workdir, model)
     training.train_and_evaluate(model_config, run_dir)
-    scores[model] = [seed_scores(evaluation.evaluate(d, num_samples, cache,
-                                                     classifier_steps=classifier_steps,
-                                                     paper_protocol=False))
-                     for d in checkpoints.run_workdirs(model_config, run_dir)]
-  columns = TOY_COLUMNS if "high_quality" in next(iter(scores.values()))[0] else IMAGE_COLUMNS
+    results = [evaluation.evaluate(d, num_samples, cache, classifier_steps=classifier_steps,
+                                   paper_protocol=paper_protocol)
+               for d in checkpoints.run_workdirs(model_config, run_dir)]
+    scores[model] = [seed_scores(r) for r in results]
+    if "paper_protocol" in results[0]:
+      floors = real_floors(results[0])  # the same for every run of one dataset and size
+  first = next(iter(scores.values()))[0]
+  columns = (TOY_COLUMNS if "high_quality" in first else
+             IMAGE_COLUMNS + (PAPER_COLUMNS if "m_is_paper" in first else ()))
   with open(os.path.join(workdir, "comparison.json"), "w") as f:
     json.dump(scores, f, indent=2)
   with open(os.path.join(workdir, "comparison.md"), "w") as f:
-    f.write(table(scores, columns, seeds, config))
+    f.write(table(scores, columns, seeds, config) + (f"\n{floors}\n" if floors else ""))
   plots.save_comparison(scores, columns, os.path.join(workdir, "comparison.png"))
   return scores
 
@@ -111,7 +140,7 @@ def table(scores: dict, columns, seeds: int, config) -> str:
 def main(argv):
   del argv
   compare(FLAGS.config, FLAGS.models, FLAGS.seeds, FLAGS.workdir, FLAGS.num_samples,
-          FLAGS.cache_dir, FLAGS.classifier_steps)
+          FLAGS.cache_dir, FLAGS.classifier_steps, FLAGS.paper_protocol)
   with open(os.path.join(FLAGS.workdir, "comparison.md")) as f:
     print(f.read())
 

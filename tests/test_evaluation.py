@@ -109,6 +109,44 @@ def test_compare_end_to_end_on_toy(tmp_path):
   assert (tmp_path / "deligan" / "seed_0" / "eval.json").is_file()
 
 
+def test_compare_tabulates_the_paper_protocol_beside_its_real_floors(tmp_path, monkeypatch):
+  """Each seed's paper-protocol numbers reach the table as mean ± std, with the real floors.
+
+  Training and evaluation are stand-ins (a real CIFAR-10 run with Inception features is the
+  slow ``test_paper_scores.py::test_eval_of_a_cifar_run_adds_the_paper_protocol``).
+  """
+  runs = {"gan": [1.5, 2.5], "deligan": [3.0, 5.0]}  # paper-protocol m-IS per seed
+  asked = []
+
+  def evaluate(workdir, num_samples, cache, classifier_steps, paper_protocol):
+    asked.append((num_samples, paper_protocol))
+    model, seed = workdir.split("/")[-2], int(workdir[-1])
+    m_is = runs[model][seed]
+    real = {"num_test": 1000, "num_train": 2000, "test_modified_inception_score": [1.7, 0.2],
+            "train_fid_vs_test": 33.6, "train_kid_vs_test": [0.0, 0.0],
+            "same_size": {"num_train": 500, "train_fid_vs_test": 65.5}}
+    return {"modified_inception_score": [1.0, 0.0], "inception_score": [1.0, 0.0], "fid": 9.0,
+            "kid": [0.1, 0.0], "precision": 0.5, "recall": 0.0,
+            "memorisation": {"fraction_closer_than_test_p1": 0.0},
+            "paper_protocol": {"modified_inception_score": [m_is, 0.1], "fid_vs_test": 10 * m_is,
+                               "kid_vs_test": [m_is / 10, 0.0], "real": real}}
+
+  monkeypatch.setattr(compare.training, "train_and_evaluate", lambda config, workdir: None)
+  monkeypatch.setattr(compare.checkpoints, "run_workdirs",
+                      lambda config, workdir: [f"{workdir}/seed_{k}" for k in range(2)])
+  monkeypatch.setattr(compare.evaluation, "evaluate", evaluate)
+  scores = compare.compare(small_config("cifar10"), ["gan", "deligan"], 2, str(tmp_path),
+                           num_samples=500, paper_protocol=True)
+  assert asked == [(500, True)] * 4
+  assert [s["m_is_paper"] for s in scores["deligan"]] == [3.0, 5.0]
+  table = (tmp_path / "comparison.md").read_text()
+  assert "m-IS, paper protocol ↑" in table and "Inception FID vs test ↓" in table
+  deligan = next(line for line in table.splitlines() if line.startswith("| deligan |"))
+  assert deligan.endswith("| 4.000 ± 1.000 | 40.000 ± 10.000 | 0.400 ± 0.100 |"), deligan
+  assert "m-IS of the 1000 test images 1.700 ± 0.200" in table
+  assert "500 training images vs the test images 65.500" in table
+
+
 @pytest.mark.slow
 def test_mnist_classifier_reaches_99_percent(tmp_path, mnist_dir):
   config = ml_collections.ConfigDict({"name": "mnist", "dir": mnist_dir})
