@@ -65,20 +65,8 @@ def small_config(name: str, arg: str | None = None, batch_size: int = 8):
 
 
 def eight_device_env() -> dict[str, str]:
-  """The environment of a subprocess that sees 8 simulated CPU devices.
-
-  XLA runs each simulated device's share of a program as a task on one host thread pool
-  (Eigen's), and a collective blocks its task until all 8 arrive. On a loaded 2-core
-  machine an all-reduce of tests/device_layouts_check.py waited for its 8th device until
-  XLA aborted the process, three times on 2026-11-29 (once at XLA's default 40 s, once
-  at 600 s: a hang, not a slow thread); the likely cause is the programs' own loops split
-  into further tasks on the same pool. Here each device's program runs on one thread (8
-  devices on 2 cores gain nothing from more), and a stuck collective aborts after 180 s
-  (a healthy one waits well under a second).
-  """
-  flags = (f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count=8"
-           " --xla_cpu_multi_thread_eigen=false"
-           " --xla_cpu_collective_call_terminate_timeout_seconds=180")
+  """The environment of a subprocess that sees 8 simulated CPU devices."""
+  flags = f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count=8"
   return dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS=flags)
 
 
