@@ -25,6 +25,7 @@ from ml_collections import config_flags
 from deligan_jax import checkpoints
 from deligan_jax import cli
 from deligan_jax import evaluation
+from deligan_jax import paper_scores
 from deligan_jax import plots
 from deligan_jax import training
 from deligan_jax.models import MODELS
@@ -75,18 +76,6 @@ def seed_scores(results: dict) -> dict[str, float]:
   return scores
 
 
-def real_floors(results: dict) -> str:
-  """One line: the paper protocol's scores of real images, which samples are read against."""
-  real = results["paper_protocol"]["real"]
-  same = real["same_size"]
-  return (f"Real images, paper protocol: m-IS of the {real['num_test']} test images "
-          f"{real['test_modified_inception_score'][0]:.3f} ± "
-          f"{real['test_modified_inception_score'][1]:.3f}; Inception FID of "
-          f"{same['num_train']} training images vs the test images {same['train_fid_vs_test']:.3f}"
-          f" (the floor at the samples' size; all {real['num_train']}: "
-          f"{real['train_fid_vs_test']:.3f}); KID {real['train_kid_vs_test'][0]:.4f}.")
-
-
 def compare(config, models: list[str], seeds: int, workdir: str,
             num_samples: int | None = None, cache: str | None = None,
             classifier_steps: int = 2000, paper_protocol: bool = False) -> dict:
@@ -106,7 +95,7 @@ def compare(config, models: list[str], seeds: int, workdir: str,
                for d in checkpoints.run_workdirs(model_config, run_dir)]
     scores[model] = [seed_scores(r) for r in results]
     if "paper_protocol" in results[0]:
-      floors = real_floors(results[0])  # the same for every run of one dataset and size
+      floors = paper_scores.floors_line(results[0]["paper_protocol"])  # same for every run
   first = next(iter(scores.values()))[0]
   columns = (TOY_COLUMNS if "high_quality" in first else
              IMAGE_COLUMNS + (PAPER_COLUMNS if "m_is_paper" in first else ()))

@@ -19,6 +19,7 @@ image); generated samples are scored afresh.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import hashlib
@@ -194,17 +195,36 @@ def _cached_reference(data_config, cache_dir):
   return reference(data_config, cache_dir)
 
 
+@functools.lru_cache(maxsize=4)
+def _cached_real_rows(data_config, cache_dir, num_samples: int) -> dict:
+  # The same for every run of a dataset scored at one size (24 s for the sketches).
+  return real_rows(_cached_reference(data_config, cache_dir), num_samples)
+
+
 def image_scores(samples: np.ndarray, data_config, cache_dir: str | None = None) -> dict:
   """Everything the paper protocol reports for samples in [-1, 1] of a CIFAR-10/sketch run."""
   import ml_collections
 
-  ref = _cached_reference(ml_collections.FrozenConfigDict(data_config), cache_dir)
+  data_config = ml_collections.FrozenConfigDict(data_config)
+  ref = _cached_reference(data_config, cache_dir)
   features = inception.features(inception.load(cache_dir), inception.to_uint8(samples))
   return {"score_kind": LABEL, "class_names": list(ref.class_names),
           "softmax_validation_accuracy": ref.softmax.validation_accuracy,
           "softmax_test_accuracy": ref.softmax.test_accuracy,
           "num_samples": len(samples), **scores(features, ref),
-          "real": real_rows(ref, len(samples))}
+          "real": copy.deepcopy(_cached_real_rows(data_config, cache_dir, len(samples)))}
+
+
+def floors_line(results: dict) -> str:
+  """One line: the real images' scores that :func:`image_scores`' results are read against."""
+  real = results["real"]
+  same = real["same_size"]
+  return (f"Real images, paper protocol: m-IS of the {real['num_test']} test images "
+          f"{real['test_modified_inception_score'][0]:.3f} ± "
+          f"{real['test_modified_inception_score'][1]:.3f}; Inception FID of "
+          f"{same['num_train']} training images vs the test images {same['train_fid_vs_test']:.3f}"
+          f" (the floor at the samples' size; all {real['num_train']}: "
+          f"{real['train_fid_vs_test']:.3f}); KID {real['train_kid_vs_test'][0]:.4f}.")
 
 
 def report_lines(results: dict) -> list[str]:
