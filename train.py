@@ -47,6 +47,8 @@ def main(argv):
     sys.exit(f"interrupted by {stop}")
   except training.NonFinite as error:
     sys.exit(f"stopped: {error}")
+  except training.Stalled as error:
+    sys.exit(f"stalled: {error}")
 
 
 if __name__ == "__main__":

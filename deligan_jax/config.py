@@ -21,6 +21,7 @@ from deligan_jax import losses
 from deligan_jax import mixture
 from deligan_jax import networks
 from deligan_jax import optim
+from deligan_jax import stall
 from deligan_jax.models import MODELS
 
 DATASETS = datasets.DATASET_NAMES
@@ -62,6 +63,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.augment = ""                    # DiffAugment policy, e.g. 'color,translation,cutout'
   c.on_non_finite = "stop"          # or 'reseed': back to the last checkpoint, new randomness
   c.max_reseeds = 3                 # then stop after all
+
+  # A balance where one network gets no update while the probe is flat (stall.py).
+  c.stall = ml_collections.ConfigDict()
+  c.stall.windows = 20              # log windows in a row; 0: never check
+  c.stall.probe_tolerance = 1e-3    # largest spread of the windows' mean probe g
+  c.stall.action = "warn"           # or 'stop': checkpoint and end the run
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "mnist"
@@ -180,6 +187,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _require(c.on_non_finite in ON_NON_FINITE, "on_non_finite",
            f"must be one of {ON_NON_FINITE}, got {c.on_non_finite!r}")
   _require(c.max_reseeds >= 0, "max_reseeds", f"must be >= 0, got {c.max_reseeds}")
+  _require(c.stall.windows >= 0, "stall.windows", f"must be >= 0, got {c.stall.windows}")
+  _require(c.stall.probe_tolerance >= 0, "stall.probe_tolerance",
+           f"must be >= 0, got {c.stall.probe_tolerance}")
+  _require(c.stall.action in stall.ACTIONS, "stall.action",
+           f"must be one of {stall.ACTIONS}, got {c.stall.action!r}")
 
   d = c.data
   _require(d.name in DATASETS, "data.name", f"must be one of {DATASETS}, got {d.name!r}")

@@ -55,7 +55,7 @@ class MetricWriter:
     self._file.write(json.dumps({"step": step, **clean}) + "\n")
     self._file.flush()
     for key, value in clean.items():
-      if value is not None:
+      if isinstance(value, (int, float)):  # TensorBoard takes scalars; labels stay in the JSON
         self._tensorboard.add_scalar(key, value, step)
 
   def close(self) -> None:

@@ -37,6 +37,7 @@ from deligan_jax import models
 from deligan_jax import networks
 from deligan_jax import plots
 from deligan_jax import run_log
+from deligan_jax import stall
 from deligan_jax import train_state
 from deligan_jax import train_step
 
@@ -44,7 +45,8 @@ from deligan_jax import train_step
 RESUMABLE_CHANGES = ("num_steps", "log_every", "sample_every", "checkpoint_every",
                      "keep_checkpoints", "num_plot_samples", "steps_per_dispatch",
                      "distributed", "data.dir", "data.source", "data.tfds_data_dir",
-                     "on_non_finite", "max_reseeds")
+                     "on_non_finite", "max_reseeds", "stall.windows", "stall.probe_tolerance",
+                     "stall.action")
 
 
 class WorkdirError(Exception):
@@ -299,6 +301,14 @@ class Interrupted(Exception):
     self.step = step
 
 
+class Stalled(Exception):
+  """``config.stall.action='stop'``: the balance stalled; a checkpoint of ``step`` was saved."""
+
+  def __init__(self, message: str, step: int, workdir: str):
+    super().__init__(f"stopped at batch {step}, checkpoint saved in {workdir}: {message}")
+    self.step = step
+
+
 class NonFinite(Exception):
   """A loss or parameter became NaN/inf at batch ``step``; the latest checkpoint is good.
 
@@ -361,6 +371,8 @@ def _loop(config, trainer, runs, writers, summary_writer, state, real, workdir,
                        desc=f"{config.model} x{num_seeds}" if num_seeds > 1 else config.model,
                        dynamic_ncols=True, smoothing=0.1)
   window: list[dict] = []
+  watch = stall.StallWatch(config.stall.windows, config.stall.probe_tolerance, num_seeds)
+  stalled = None
   with _signals_recorded() as received, progress:
     while step < config.num_steps:
       batches = min(config.steps_per_dispatch, config.num_steps - step)
@@ -382,15 +394,26 @@ def _loop(config, trainer, runs, writers, summary_writer, state, real, workdir,
           writer.write(step, summary)
         if summary_writer is not None:
           summary_writer.write(step, _across_seeds(summaries))
+        for k, network in enumerate(watch.observe(summaries)):
+          if network:
+            stalled = stall.message(network, summaries[k], config.stall.windows,
+                                    config.stall.windows * config.log_every, runs[k].config.seed)
+            logging.warning("%s", stalled)
+            writers[k].write(step, {"stalled": network, "stalled_windows": config.stall.windows})
         progress.set_postfix(g=f"{summaries[0]['g_loss']:.3f}",
-                             thres=f"{summaries[0]['thres']:.3f}")
+                             thres=f"{summaries[0]['thres']:.3f}",
+                             **({"stalled": watch.label()} if any(watch.stalled) else {}))
       if step % config.sample_every == 0:
         for k, run in enumerate(runs):
           plot_samples(trainer.model, _seed(state, k, num_seeds), run.config, real,
                        os.path.join(run.workdir, "samples", f"step_{step:07d}.png"))
-      if step % config.checkpoint_every == 0 or step == config.num_steps or received:
+      stop_stalled = stalled is not None and config.stall.action == "stop"
+      if (step % config.checkpoint_every == 0 or step == config.num_steps or received
+          or stop_stalled):
         for k, run in enumerate(runs):
           run.checkpointer.save(_seed(state, k, num_seeds))
       if received and step < config.num_steps:
         raise Interrupted(received[0], step, workdir)
+      if stop_stalled and step < config.num_steps:
+        raise Stalled(stalled, step, workdir)
   return state
