@@ -11,6 +11,15 @@ Each model trains all its seeds in one program (``num_seeds``) under
 seed's numbers) and ``comparison.png``. Config overrides apply to every model.
 ``--paper_protocol`` adds the paper's Inception-based columns for CIFAR-10 and sketches
 (``paper_scores``; its 50000 samples unless ``--num_samples``) and their real-image floors.
+
+Runs trained and evaluated another way (other overrides per arm, one ``train.py``
+per seed) are tabulated alike: one folder per arm under ``WORKDIR``::
+
+  python -m deligan_jax.compare --tabulate --workdir runs/mnist500 \
+      --models gan,deligan,deligan_forced
+
+The tables give every seed's values and, for each pair of arms, the difference
+of means with its 95% bootstrap interval over seeds (``seed_statistics``).
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from deligan_jax import cli
 from deligan_jax import evaluation
 from deligan_jax import paper_scores
 from deligan_jax import plots
+from deligan_jax import seed_statistics
 from deligan_jax import training
 from deligan_jax.models import MODELS
 
@@ -44,13 +54,18 @@ def define_flags() -> None:
   flags.DEFINE_integer("classifier_steps", 2000, "Training steps of the evaluation classifier.")
   flags.DEFINE_bool("paper_protocol", False, "CIFAR-10, sketches: add the paper protocol's "
                     "Inception-based scores (slow on a CPU: 0.2-1 s per sample).")
-  flags.mark_flags_as_required(["config", "workdir"])
+  flags.DEFINE_bool("tabulate", False, "Only tabulate the evaluated runs already in --workdir "
+                    "(one folder per arm, --models: which and in what order; default all).")
+  flags.mark_flags_as_required(["workdir"])
 
 
 # (key in a seed's scores, column title, higher is better)
 IMAGE_COLUMNS = (("m_is", "m-IS", True), ("is", "IS", True), ("fid", "FID", False),
                  ("kid", "KID", False), ("precision", "precision", True),
-                 ("recall", "recall", True), ("copies", "near-copies %", False))
+                 ("recall", "recall", True), ("copies", "near-copies %", False),
+                 ("classes", "classes covered", True), ("distinct", "distinct samples", True),
+                 ("spread", "spread of 100 draws", True),
+                 ("component_spread", "spread within a component", True))
 PAPER_COLUMNS = (("m_is_paper", "m-IS, paper protocol", True),
                  ("fid_inception", "Inception FID vs test", False),
                  ("kid_inception", "Inception KID vs test", False))
@@ -69,6 +84,11 @@ def seed_scores(results: dict) -> dict[str, float]:
             "kid": results["kid"][0], "precision": results["precision"],
             "recall": results["recall"],
             "copies": 100 * results["memorisation"]["fraction_closer_than_test_p1"]}
+  if "diversity" in results:
+    spread = results["diversity"]
+    scores.update(classes=results["classes_covered"], distinct=spread["distinct_samples"],
+                  spread=spread["spread_samples"],
+                  component_spread=spread.get("spread_within_component", float("nan")))
   if "paper_protocol" in results:
     paper = results["paper_protocol"]
     scores.update(m_is_paper=paper["modified_inception_score"][0],
@@ -79,57 +99,133 @@ def seed_scores(results: dict) -> dict[str, float]:
 def compare(config, models: list[str], seeds: int, workdir: str,
             num_samples: int | None = None, cache: str | None = None,
             classifier_steps: int = 2000, paper_protocol: bool = False) -> dict:
-  """Trains and evaluates every model; returns ``{model: [scores of each seed]}``."""
+  """Trains and evaluates every model, then :func:`tabulate`; returns its scores."""
   unknown = sorted(set(models) - set(MODELS))
   if unknown:
     raise cli.RequestError(f"--models: unknown {unknown}; choose from {MODELS}")
-  scores, floors = {}, None
   for model in models:
     model_config = config.copy_and_resolve_references()
     model_config.model = model
     model_config.num_seeds = seeds
     run_dir = os.path.join(workdir, model)
     training.train_and_evaluate(model_config, run_dir)
-    results = [evaluation.evaluate(d, num_samples, cache, classifier_steps=classifier_steps,
-                                   paper_protocol=paper_protocol)
-               for d in checkpoints.run_workdirs(model_config, run_dir)]
-    scores[model] = [seed_scores(r) for r in results]
-    if "paper_protocol" in results[0]:
-      floors = paper_scores.floors_line(results[0]["paper_protocol"])  # same for every run
-  first = next(iter(scores.values()))[0]
-  columns = (TOY_COLUMNS if "high_quality" in first else
-             IMAGE_COLUMNS + (PAPER_COLUMNS if "m_is_paper" in first else ()))
+    for seed_dir in checkpoints.run_workdirs(model_config, run_dir):
+      evaluation.evaluate(seed_dir, num_samples, cache, classifier_steps=classifier_steps,
+                          paper_protocol=paper_protocol)
+  return tabulate(workdir, models)
+
+
+def evaluated_seeds(arm_dir: str) -> list[dict]:
+  """The eval.json of each seed of one arm: ``arm_dir`` itself, or its ``seed_<k>`` folders."""
+  own = os.path.join(arm_dir, evaluation.RESULTS)
+  if os.path.isfile(own):
+    paths = [own]
+  else:
+    seeds = sorted((d for d in os.listdir(arm_dir) if d.startswith("seed_")),
+                   key=lambda d: int(d.removeprefix("seed_")))
+    paths = [os.path.join(arm_dir, d, evaluation.RESULTS) for d in seeds]
+    paths = [p for p in paths if os.path.isfile(p)]
+  if not paths:
+    raise cli.RequestError(f"{arm_dir} holds no evaluated run ({evaluation.RESULTS}); run "
+                           "eval.py on its seeds first")
+  results = []
+  for path in paths:
+    with open(path) as f:
+      results.append(json.load(f))
+  return results
+
+
+def tabulate(workdir: str, arms: list[str] | None = None) -> dict:
+  """Tables of every arm's evaluated seeds under ``workdir``; returns ``{arm: [scores]}``.
+
+  An arm is a folder of ``workdir`` (a model of :func:`compare`, or any run
+  trained another way, e.g. with other config overrides) holding one evaluated
+  run or ``seed_<k>`` folders of them. ``arms`` (default: every folder holding
+  an evaluation, sorted) also sets the order of the differences.
+  Writes ``comparison.md``, ``comparison.json`` and ``comparison.png``.
+  """
+  if arms is None:
+    arms = sorted(d for d in os.listdir(workdir) if os.path.isdir(os.path.join(workdir, d))
+                  and _holds_evaluations(os.path.join(workdir, d)))
+  if not arms:
+    raise cli.RequestError(f"{workdir} holds no evaluated runs")
+  results = {arm: evaluated_seeds(os.path.join(workdir, arm)) for arm in arms}
+  scores = {arm: [seed_scores(r) for r in runs] for arm, runs in results.items()}
+  first = next(iter(results.values()))[0]
+  columns = [c for c in (TOY_COLUMNS if "modes" in first else IMAGE_COLUMNS + PAPER_COLUMNS)
+             if any(c[0] in s for runs in scores.values() for s in runs)]
+  # Missing or non-finite (stored as null) values are NaN.
+  scores = {arm: [{key: float("nan") if s.get(key) is None else s[key] for key, _, _ in columns}
+                  for s in runs] for arm, runs in scores.items()}
+  steps = sorted({r["step"] for runs in results.values() for r in runs})
+  header = (f"{first.get('dataset', '')} runs at batch {'/'.join(map(str, steps))}, "
+            f"{first['num_samples']} samples scored per seed".lstrip())
+  floors = (paper_scores.floors_line(first["paper_protocol"]) if "paper_protocol" in first
+            else None)
   with open(os.path.join(workdir, "comparison.json"), "w") as f:
     json.dump(scores, f, indent=2)
   with open(os.path.join(workdir, "comparison.md"), "w") as f:
-    f.write(table(scores, columns, seeds, config) + (f"\n{floors}\n" if floors else ""))
+    f.write(report(scores, columns, header) + (f"\n{floors}\n" if floors else ""))
   plots.save_comparison(scores, columns, os.path.join(workdir, "comparison.png"))
   return scores
 
 
-def table(scores: dict, columns, seeds: int, config) -> str:
-  """Markdown: one row per model, mean ± std over seeds; arrows say which way is better."""
-  header = " | ".join(f"{title} {'↑' if higher else '↓'}" for _, title, higher in columns)
-  lines = [f"{config.data.name}, {config.num_steps} batches per run, {seeds} seeds each "
-           "(mean ± std over seeds).", "", f"| model | {header} |",
-           "|" + " --- |" * (len(columns) + 1)]
-  for model, runs in scores.items():
+def _holds_evaluations(path: str) -> bool:
+  return (os.path.isfile(os.path.join(path, evaluation.RESULTS)) or any(
+      os.path.isfile(os.path.join(path, d, evaluation.RESULTS))
+      for d in os.listdir(path) if d.startswith("seed_")))
+
+
+def report(scores: dict, columns, header: str) -> str:
+  """Markdown: mean ± std per arm, every seed's values, and each pair's difference.
+
+  Differences are later arm minus earlier arm, with the 95% percentile-bootstrap
+  interval over seeds (:func:`seed_statistics.bootstrap_difference`); a star
+  marks an interval that excludes 0.
+  """
+  titles = [f"{title} {'↑' if higher else '↓'}" for _, title, higher in columns]
+  rule = "|" + " --- |" * (len(columns) + 1)
+  lines = [f"{header}; mean ± std over seeds.", "", f"| model | {' | '.join(titles)} |", rule]
+  for arm, runs in scores.items():
     cells = []
     for key, _, _ in columns:
       values = np.array([run[key] for run in runs], np.float64)
-      finite = values[np.isfinite(values)]
-      cell = f"{finite.mean():.3f} ± {finite.std():.3f}" if finite.size else "n/a"
-      if finite.size < values.size:  # e.g. mode KL when no sample is near any mode
-        cell += f" ({values.size - finite.size} of {values.size} seeds: not finite)"
+      mean, std = seed_statistics.mean_std(values)
+      cell = f"{mean:.3f} ± {std:.3f}" if np.isfinite(mean) else "n/a"
+      bad = int(np.sum(~np.isfinite(values)))
+      if bad:  # e.g. mode KL when no sample is near any mode
+        cell += f" ({bad} of {values.size} seeds: not finite)"
       cells.append(cell)
-    lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    lines.append(f"| {arm} ({len(runs)} seeds) | " + " | ".join(cells) + " |")
+  lines += ["", "Every seed:", "", f"| model | seed | {' | '.join(titles)} |",
+            "|" + " --- |" * (len(columns) + 2)]
+  for arm, runs in scores.items():
+    for k, run in enumerate(runs):
+      lines.append(f"| {arm} | {k} | " + " | ".join(f"{run[key]:.3f}" for key, _, _ in columns)
+                   + " |")
+  pairs = [(later, earlier) for i, earlier in enumerate(scores) for later in list(scores)[i + 1:]]
+  if pairs:
+    lines += ["", "Differences of means (row's first model minus its second) with the 95% "
+              "bootstrap interval over seeds; * marks an interval that excludes 0:", "",
+              f"| difference | {' | '.join(titles)} |", rule]
+    for later, earlier in pairs:
+      cells = [seed_statistics.bootstrap_difference(
+                   [run[key] for run in scores[later]],
+                   [run[key] for run in scores[earlier]]).cell() for key, _, _ in columns]
+      lines.append(f"| {later} − {earlier} | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
 
 def main(argv):
   del argv
-  compare(FLAGS.config, FLAGS.models, FLAGS.seeds, FLAGS.workdir, FLAGS.num_samples,
-          FLAGS.cache_dir, FLAGS.classifier_steps, FLAGS.paper_protocol)
+  if FLAGS.tabulate:
+    tabulate(FLAGS.workdir, FLAGS.models if FLAGS["models"].present else None)
+  elif FLAGS.config is None:
+    raise cli.RequestError("--config is required (or --tabulate to tabulate runs already "
+                           "evaluated in --workdir)")
+  else:
+    compare(FLAGS.config, FLAGS.models, FLAGS.seeds, FLAGS.workdir, FLAGS.num_samples,
+            FLAGS.cache_dir, FLAGS.classifier_steps, FLAGS.paper_protocol)
   with open(os.path.join(FLAGS.workdir, "comparison.md")) as f:
     print(f.read())
 

@@ -35,10 +35,11 @@ REPORT = "eval_report.md"
 RESULTS = "eval.json"
 
 
-def generate_samples(model, state, num: int, seed: int = 0) -> np.ndarray:
-  """``num`` samples, batch norm in inference mode."""
+def generate_samples(model, state, num: int, seed: int = 0,
+                     component: int | None = None) -> np.ndarray:
+  """``num`` samples (of one ``component`` only, if given), batch norm in inference mode."""
   samples, _ = model.generate(state.params, state.batch_stats, jax.random.key(seed), num,
-                              train=False)
+                              train=False, component=component)
   return np.asarray(samples)
 
 
@@ -94,8 +95,8 @@ def _reference(data_config: ml_collections.FrozenConfigDict, cache, classifier_s
   Computed once per process: a comparison evaluates many runs against the same test set.
   """
   classifier = classifier_lib.train_classifier(data_config, cache, classifier_steps)
-  test_x = datasets.load_test(data_config).x
-  return (classifier, test_x, *classifier.predict(test_x))
+  test = datasets.load_test(data_config)
+  return (classifier, test, *classifier.predict(test.x))
 
 
 def image_scores(samples: np.ndarray, data_config, cache: str | None = None,
@@ -113,6 +114,8 @@ def image_scores(samples: np.ndarray, data_config, cache: str | None = None,
   precision, recall = metrics.precision_recall(test_features, features)
   real_is = metrics.inception_score(test_probs)
   real_mis = metrics.modified_inception_score(test_probs)
+  classes = probs.shape[1]
+  shares = np.bincount(np.argmax(probs, axis=1), minlength=classes) / len(probs)
   return {
       "score_kind": classifier_lib.SCORE_LABEL,
       "classifier_test_accuracy": classifier.test_accuracy,
@@ -126,6 +129,9 @@ def image_scores(samples: np.ndarray, data_config, cache: str | None = None,
       "recall": recall,
       "real_test_inception_score": list(real_is),
       "real_test_modified_inception_score": list(real_mis[:2]),
+      "predicted_class_shares": shares.tolist(),
+      # A class counts as covered when it holds at least a tenth of its uniform share.
+      "classes_covered": int(np.sum(shares >= 0.1 / classes)),
   }
 
 
@@ -135,16 +141,60 @@ def _image_outputs(config, model, state, samples, train_x, cache, classifier_ste
   results = image_scores(samples, config.data, cache, classifier_steps)
   if paper_protocol:
     results["paper_protocol"] = paper_scores.image_scores(samples, config.data, cache)
-  _, test_x, _, _ = _reference(ml_collections.FrozenConfigDict(config.data), cache,
-                               classifier_steps)
-  copies = memorisation(samples, train_x, test_x)
+  _, test, _, _ = _reference(ml_collections.FrozenConfigDict(config.data), cache,
+                             classifier_steps)
+  copies = memorisation(samples, train_x, test.x)
   nearest = copies.pop("nearest_train_index")
   plots.save_side_by_side(samples[:49], train_x[nearest[:49]],
                           os.path.join(out_dir, "eval_nearest_neighbours.png"),
                           ("samples", "nearest training image"))
   if model.has_mixture:
     _mixture_tsne(model, state, os.path.join(out_dir, "eval_mixture_tsne.png"))
-  return {**results, "memorisation": copies}
+  spread = diversity(model, state, samples, test, out_dir)
+  return {**results, "memorisation": copies, "diversity": spread}
+
+
+def diversity(model, state, samples: np.ndarray, test, out_dir: str,
+              draws_per_component: int = 100, seed: int = 0) -> dict:
+  """How many different images a model draws, beside the same figures for real test images.
+
+  * ``distinct``: samples left when pairs closer (pixel L2) than a threshold count
+    as one (:func:`metrics.distinct_count`). The threshold is the 1st percentile
+    of the nearest-neighbour distances among as many real test images, so 1% of
+    real images have a neighbour that close: nearer than that, two images are
+    near-copies of each other rather than two different digits.
+  * ``spread``: mean pairwise pixel distance of ``draws_per_component`` draws:
+    of the model overall; of each single component (DeLiGAN, MoE, Ensemble),
+    where a collapsed sigma gives 0; of real test images overall and within
+    each class (the real counterpart of a component).
+
+  Writes ``eval_components.png`` for component models: rows of draws, one row
+  per component for the first 10 components.
+  """
+  flat = lambda x: np.asarray(x, np.float64).reshape(len(x), -1)
+  n = min(len(samples), len(test.x))
+  real = test.x[np.random.default_rng(seed).permutation(len(test.x))[:n]]
+  threshold = float(np.percentile(metrics.nearest_neighbour_distances(flat(real)), 1))
+  k = draws_per_component
+  per_class = [metrics.mean_pairwise_distance(flat(test.x[test.labels == c][:k]))
+               for c in np.unique(test.labels) if np.sum(test.labels == c) > 1]
+  out = {"threshold": threshold, "num_compared": n,
+         "distinct_samples": metrics.distinct_count(flat(samples[:n]), threshold),
+         "distinct_real": metrics.distinct_count(flat(real), threshold),
+         "spread_samples": metrics.mean_pairwise_distance(flat(samples[:k])),
+         "spread_real": metrics.mean_pairwise_distance(flat(real[:k])),
+         "spread_real_within_class": float(np.mean(per_class))}
+  if model.has_components:
+    draws = [generate_samples(model, state, k, seed, component=c)
+             for c in range(model.num_components)]
+    within = [metrics.mean_pairwise_distance(flat(d)) for d in draws]
+    out.update(spread_within_component=float(np.mean(within)),
+               spread_within_component_min=float(np.min(within)),
+               spread_within_component_max=float(np.max(within)))
+    rows = min(10, len(draws))
+    plots.save_image_grid(np.concatenate([d[:10] for d in draws[:rows]]),
+                          os.path.join(out_dir, "eval_components.png"), columns=10)
+  return out
 
 
 def _mixture_tsne(model, state, path: str) -> None:
@@ -185,8 +235,8 @@ def evaluate(workdir: str, num_samples: int | None = None, cache: str | None = N
   num_samples = num_samples or (50000 if paper_protocol else 5000 if image_data else 2000)
   samples = generate_samples(model, state, num_samples, seed)
   train_x = datasets.load(config.data).x
-  results = {"workdir": workdir, "model": config.model, "step": int(state.step),
-             "num_samples": num_samples}
+  results = {"workdir": workdir, "model": config.model, "dataset": config.data.name,
+             "step": int(state.step), "num_samples": num_samples}
   if image_data:
     results.update(_image_outputs(config, model, state, samples, train_x, cache,
                                   classifier_steps, workdir, paper_protocol))
@@ -197,6 +247,26 @@ def evaluate(workdir: str, num_samples: int | None = None, cache: str | None = N
   with open(os.path.join(workdir, REPORT), "w") as f:
     f.write(report(results))
   return results
+
+
+def diversity_lines(spread: dict) -> list[str]:
+  """The report's section on how many different images the samples hold."""
+  lines = ["", "## Diversity (pixel L2 distances, images in [-1, 1])", "",
+           "| | samples | real test images |", "| --- | --- | --- |",
+           f"| distinct of {spread['num_compared']} (pairs closer than "
+           f"{spread['threshold']:.3f} count as one) | {spread['distinct_samples']} | "
+           f"{spread['distinct_real']} |",
+           f"| mean pairwise distance, 100 draws | {spread['spread_samples']:.3f} | "
+           f"{spread['spread_real']:.3f} |"]
+  if "spread_within_component" in spread:
+    lines.append("| mean pairwise distance within one component (real: one class), 100 draws "
+                 f"each | {spread['spread_within_component']:.3f} (min "
+                 f"{spread['spread_within_component_min']:.3f}, max "
+                 f"{spread['spread_within_component_max']:.3f}) | "
+                 f"{spread['spread_real_within_class']:.3f} |")
+  lines += ["", "The threshold is the 1st percentile of the nearest-neighbour distances among "
+            "as many real test images."]
+  return lines
 
 
 def report(results: dict) -> str:
@@ -222,6 +292,8 @@ def report(results: dict) -> str:
             f"| FID (vs test set) | {results['fid']:.3f} | 0 |",
             "| KID (vs test set) | {:.4f} ± {:.4f} | 0 |".format(*results["kid"]),
             f"| precision (k=3) | {results['precision']:.3f} | |",
+            f"| classes covered (predicted for >= 1/10 of their uniform share) | "
+            f"{results['classes_covered']} of {len(results['class_names'])} | |",
             f"| recall (k=3) | {results['recall']:.3f} | |", "",
             *(paper_scores.report_lines(results["paper_protocol"])
               if "paper_protocol" in results else []),
@@ -230,6 +302,7 @@ def report(results: dict) -> str:
     score = "too few samples" if entry["score"] is None else f"{entry['score']:.3f}"
     lines.append(f"| {results['class_names'][int(label)]} | {entry['count']} | {score} |")
   copies = results["memorisation"]
+  lines += diversity_lines(results["diversity"])
   lines += ["", "## Memorisation check (pixel L2 distance to the nearest training image)", "",
             "| | median | mean |", "| --- | --- | --- |",
             f"| samples | {copies['sample_to_train_median']:.3f} | "

@@ -6,7 +6,10 @@ Everything here is a pure function of numpy arrays, computed in float64:
   DeLiGAN paper's :func:`modified_inception_score`;
 * from feature vectors ``(n, d)``: :func:`frechet_distance` (FID),
   :func:`kernel_inception_distance` (KID) and :func:`precision_recall`;
-* from 2-D toy samples and the known mixture modes: :func:`toy_mode_stats`.
+* from 2-D toy samples and the known mixture modes: :func:`toy_mode_stats`;
+* from any vectors (pixels or features): :func:`nearest_neighbour_distances`
+  within a set, :func:`distinct_count` and :func:`mean_pairwise_distance`, which
+  show how many different samples a model really draws.
 
 Malformed input (wrong number of dimensions, mismatched widths, NaN or
 infinite values, probabilities whose rows do not sum to 1, too few samples)
@@ -173,6 +176,47 @@ def precision_recall(real_feats: np.ndarray, fake_feats: np.ndarray,
   fake_radii = _squared_knn_radii(fake_feats, k)
   return (_fraction_inside(fake_feats, real_feats, real_radii),
           _fraction_inside(real_feats, fake_feats, fake_radii))
+
+
+def nearest_neighbour_distances(points: np.ndarray) -> np.ndarray:
+  """Euclidean distance from each row of ``points`` to its nearest other row."""
+  points = _as_matrix("points", points, min_rows=2)
+  return np.sqrt(_squared_knn_radii(points, 1))
+
+
+def distinct_count(points: np.ndarray, threshold: float) -> int:
+  """How many rows remain when rows closer than ``threshold`` count as one.
+
+  Closeness is chained: rows are the nodes of a graph with an edge for every
+  pair at Euclidean distance below ``threshold``, and the count is its number of
+  connected components, so it does not depend on the order of the rows.
+  """
+  from scipy.sparse import coo_matrix
+  from scipy.sparse.csgraph import connected_components
+
+  points = _as_matrix("points", points)
+  if not threshold >= 0:
+    raise ValueError(f"threshold must be >= 0, got {threshold}")
+  rows, cols = [], []
+  for start, squared in _squared_distance_blocks(points, points):
+    i, j = np.nonzero(squared < threshold ** 2)
+    rows.append(start + i)
+    cols.append(j)
+  rows, cols = np.concatenate(rows), np.concatenate(cols)
+  graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(points),) * 2)
+  return int(connected_components(graph, directed=False)[0])
+
+
+def mean_pairwise_distance(points: np.ndarray) -> float:
+  """Mean Euclidean distance over the pairs of different rows of ``points``."""
+  points = _as_matrix("points", points, min_rows=2)
+  total = 0.0
+  for start, squared in _squared_distance_blocks(points, points):
+    rows = np.arange(len(squared))
+    squared[rows, start + rows] = 0.0  # a row's distance to itself, free of rounding
+    total += float(np.sqrt(squared).sum())
+  n = len(points)
+  return total / (n * (n - 1))
 
 
 def toy_mode_stats(samples: np.ndarray, centres: np.ndarray, std: float,

@@ -94,6 +94,11 @@ class GanModel:
   def has_mixture(self) -> bool:
     return self.variant == "deligan"
 
+  @property
+  def has_components(self) -> bool:
+    """Whether a sample's component id shapes it (DeLiGAN, MoE-GAN, Ensemble-GAN)."""
+    return self.variant in ("deligan", "moe", "ensemble")
+
   def init(self, key: jax.Array, examples: jax.Array) -> tuple[Pytree, Pytree]:
     """Returns ``(params, batch_stats)``, initialised on a batch of real ``examples``.
 

@@ -91,10 +91,18 @@ def test_eval_on_an_mnist_run_writes_every_output(tmp_path, mnist_dir):
   assert "classifier-based" in saved["score_kind"]
   assert len(saved["m_is_per_class"]) == 10
   assert saved["fid"] >= 0 and 0 <= saved["precision"] <= 1
-  for picture in ("eval_nearest_neighbours.png", "eval_mixture_tsne.png"):
+  for picture in ("eval_nearest_neighbours.png", "eval_mixture_tsne.png", "eval_components.png"):
     assert (run / picture).stat().st_size > 1000, picture
+  spread = saved["diversity"]
+  assert 1 <= spread["distinct_samples"] <= 64 and spread["num_compared"] == 64
+  assert spread["distinct_real"] >= 60  # 1% of real images have a neighbour that close
+  assert 0 <= spread["spread_within_component_min"] <= spread["spread_within_component"]
+  assert spread["spread_real_within_class"] < spread["spread_real"]  # a class is tighter
+  assert 0 <= saved["classes_covered"] <= 10 and sum(saved["predicted_class_shares"]) == \
+      pytest.approx(1.0)
   report = (run / "eval_report.md").read_text()
   assert "classifier-based" in report and "m-IS per predicted class" in report
+  assert "## Diversity" in report and "within one component" in report
   assert "classifier-based" in result.stdout
   assert (tmp_path / "cache" / "mnist_cnn_steps20_seed0.json").is_file()  # cached
 
@@ -125,11 +133,17 @@ def test_compare_tabulates_the_paper_protocol_beside_its_real_floors(tmp_path, m
     real = {"num_test": 1000, "num_train": 2000, "test_modified_inception_score": [1.7, 0.2],
             "train_fid_vs_test": 33.6, "train_kid_vs_test": [0.0, 0.0],
             "same_size": {"num_train": 500, "train_fid_vs_test": 65.5}}
-    return {"modified_inception_score": [1.0, 0.0], "inception_score": [1.0, 0.0], "fid": 9.0,
-            "kid": [0.1, 0.0], "precision": 0.5, "recall": 0.0,
-            "memorisation": {"fraction_closer_than_test_p1": 0.0},
-            "paper_protocol": {"modified_inception_score": [m_is, 0.1], "fid_vs_test": 10 * m_is,
-                               "kid_vs_test": [m_is / 10, 0.0], "real": real}}
+    results = {"model": model, "step": 80, "num_samples": num_samples,
+               "modified_inception_score": [1.0, 0.0], "inception_score": [1.0, 0.0], "fid": 9.0,
+               "kid": [0.1, 0.0], "precision": 0.5, "recall": 0.0,
+               "memorisation": {"fraction_closer_than_test_p1": 0.0},
+               "paper_protocol": {"modified_inception_score": [m_is, 0.1],
+                                  "fid_vs_test": 10 * m_is, "kid_vs_test": [m_is / 10, 0.0],
+                                  "real": real}}
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "eval.json"), "w") as f:
+      json.dump(results, f)
+    return results
 
   monkeypatch.setattr(compare.training, "train_and_evaluate", lambda config, workdir: None)
   monkeypatch.setattr(compare.checkpoints, "run_workdirs",
@@ -141,10 +155,67 @@ def test_compare_tabulates_the_paper_protocol_beside_its_real_floors(tmp_path, m
   assert [s["m_is_paper"] for s in scores["deligan"]] == [3.0, 5.0]
   table = (tmp_path / "comparison.md").read_text()
   assert "m-IS, paper protocol ↑" in table and "Inception FID vs test ↓" in table
-  deligan = next(line for line in table.splitlines() if line.startswith("| deligan |"))
+  deligan = next(line for line in table.splitlines() if line.startswith("| deligan (2 seeds) |"))
   assert deligan.endswith("| 4.000 ± 1.000 | 40.000 ± 10.000 | 0.400 ± 0.100 |"), deligan
   assert "m-IS of the 1000 test images 1.700 ± 0.200" in table
   assert "500 training images vs the test images 65.500" in table
+
+
+def write_evaluations(root, arm, m_is_per_seed, spread_within=None):
+  for seed, m_is in enumerate(m_is_per_seed):
+    folder = root / arm / f"seed_{seed}"
+    folder.mkdir(parents=True)
+    diversity = {"distinct_samples": 100 * m_is, "spread_samples": 9.0}
+    if spread_within is not None:
+      diversity["spread_within_component"] = spread_within
+    (folder / "eval.json").write_text(json.dumps({
+        "model": arm, "dataset": "mnist", "step": 40000, "num_samples": 5000,
+        "modified_inception_score": [m_is, 0.1], "inception_score": [2.0, 0.0], "fid": 3.0,
+        "kid": [0.01, 0.0], "precision": 0.5, "recall": 0.4,
+        "memorisation": {"fraction_closer_than_test_p1": 0.0}, "classes_covered": 10,
+        "diversity": diversity}))
+
+
+def test_tabulate_gives_every_seed_and_each_pair_s_difference_with_its_interval(tmp_path):
+  """Arms trained elsewhere (one folder each) are tabulated with their bootstrap intervals.
+
+  Each arm's seeds are constant in m-IS, so every bootstrap resample has the same mean
+  and each interval is the point difference itself.
+  """
+  write_evaluations(tmp_path, "gan", [2.0, 2.0, 2.0])
+  write_evaluations(tmp_path, "deligan", [2.5, 2.5], spread_within=0.5)
+  write_evaluations(tmp_path, "deligan_forced", [3.0, 3.0, 3.0], spread_within=1.5)
+  scores = compare.tabulate(str(tmp_path), ["gan", "deligan", "deligan_forced"])
+  assert [s["m_is"] for s in scores["deligan"]] == [2.5, 2.5]
+  assert np.isnan(scores["gan"][0]["component_spread"])
+  lines = (tmp_path / "comparison.md").read_text().splitlines()
+  row = lambda start: next(l for l in lines if l.startswith(start)).removesuffix(" |").split(" | ")
+  titles = row("| model |")
+  m_is = titles.index("m-IS ↑")
+  assert row("| deligan − gan |")[m_is] == "+0.500 [+0.500, +0.500] *"
+  assert row("| deligan_forced − gan |")[m_is] == "+1.000 [+1.000, +1.000] *"
+  assert row("| deligan_forced − deligan |")[m_is] == "+0.500 [+0.500, +0.500] *"
+  spread = titles.index("spread within a component ↑")
+  assert row("| deligan_forced − deligan |")[spread] == "+1.000 [+1.000, +1.000] *"
+  assert row("| deligan − gan |")[spread] == "n/a"
+  assert row("| gan | 2 |")[m_is + 1] == "2.000"  # every seed has its own row (after its number)
+  assert "mnist runs at batch 40000, 5000 samples" in lines[0]
+
+
+def test_compare_tabulate_on_the_command_line(tmp_path):
+  write_evaluations(tmp_path, "gan", [1.0, 2.0])
+  write_evaluations(tmp_path, "deligan", [2.0, 4.0])
+  result = subprocess.run([sys.executable, "-m", "deligan_jax.compare", "--tabulate",
+                           "--workdir", str(tmp_path)], cwd=REPO, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "| gan − deligan |" in result.stdout  # default order: sorted folder names
+  empty = subprocess.run([sys.executable, "-m", "deligan_jax.compare", "--tabulate",
+                          "--workdir", str(tmp_path / "gan" / "seed_0")], cwd=REPO,
+                         capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
+  assert empty.returncode == 1 and len(empty.stderr.strip().splitlines()) == 1
+  assert "holds no evaluated runs" in empty.stderr
 
 
 @pytest.mark.slow

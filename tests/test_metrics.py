@@ -227,3 +227,32 @@ _FEATS = np.random.default_rng(10).normal(size=(6, 2))
 def test_bad_input_raises_naming_the_argument(call, argument):
   with pytest.raises(ValueError, match=rf"\b{argument}\b"):
     call()
+
+
+def brute_force_distances(points):
+  return np.linalg.norm(points[:, None, :] - points[None, :, :], axis=-1)
+
+
+def test_distinct_count_and_spreads_match_brute_force(monkeypatch):
+  monkeypatch.setattr(metrics, "_ROWS_PER_CHUNK", 7)  # several blocks
+  rng = np.random.default_rng(0)
+  centres = rng.normal(0, 10, (6, 5))
+  # Each centre drawn several times with tiny jitter: 6 distinct points among 30 rows.
+  points = np.repeat(centres, 5, axis=0) + rng.normal(0, 1e-3, (30, 5))
+  distances = brute_force_distances(points)
+  np.fill_diagonal(distances, np.inf)
+  np.testing.assert_allclose(metrics.nearest_neighbour_distances(points), distances.min(axis=1),
+                             atol=1e-9)
+  assert metrics.distinct_count(points, 0.1) == 6
+  assert metrics.distinct_count(points, 0.0) == 30
+  assert metrics.distinct_count(points, 1e6) == 1
+  np.fill_diagonal(distances, 0.0)
+  assert metrics.mean_pairwise_distance(points) == pytest.approx(distances.sum() / (30 * 29))
+  assert metrics.mean_pairwise_distance(np.repeat(centres[:1], 4, axis=0)) == 0.0
+
+
+def test_distinct_count_chains_close_pairs():
+  # 0-1 and 1-2 are closer than the threshold, 0-2 is not: one group, whatever the order.
+  line = np.array([[0.0], [0.9], [1.8], [5.0]])
+  assert metrics.distinct_count(line, 1.0) == 2
+  assert metrics.distinct_count(line[::-1], 1.0) == 2

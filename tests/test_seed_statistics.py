@@ -1,0 +1,53 @@
+"""Mean ± std over seeds and the bootstrap interval of a difference, on inputs whose answer is known."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from deligan_jax import seed_statistics
+
+
+def exact_bootstrap_percentiles(a, b, q):
+  """Percentiles of the full bootstrap distribution, every resample enumerated."""
+  means_a = [np.mean(r) for r in itertools.product(a, repeat=len(a))]
+  means_b = [np.mean(r) for r in itertools.product(b, repeat=len(b))]
+  differences = np.subtract.outer(means_a, means_b).ravel()
+  return np.percentile(differences, q)
+
+
+def test_interval_matches_the_enumerated_bootstrap_distribution():
+  a, b = [2.0, 3.0, 7.0], [1.0, 1.5, 2.0, 4.0]
+  exact_low, exact_high = exact_bootstrap_percentiles(a, b, [2.5, 97.5])
+  found = seed_statistics.bootstrap_difference(a, b, resamples=40_000)
+  assert found.estimate == pytest.approx(4.0 - 2.125)
+  # 40000 resamples: the Monte Carlo percentile is within a step of the discrete distribution.
+  assert found.low == pytest.approx(exact_low, abs=0.15)
+  assert found.high == pytest.approx(exact_high, abs=0.15)
+
+
+def test_interval_of_many_normal_seeds_is_the_normal_interval():
+  rng = np.random.default_rng(1)
+  a, b = rng.normal(1.0, 1.0, 400), rng.normal(0.0, 2.0, 400)
+  found = seed_statistics.bootstrap_difference(a, b)
+  half_width = 1.96 * np.sqrt(a.var() / a.size + b.var() / b.size)
+  assert found.estimate == pytest.approx(a.mean() - b.mean())
+  assert (found.high - found.low) / 2 == pytest.approx(half_width, rel=0.05)
+  assert (found.low + found.high) / 2 == pytest.approx(found.estimate, abs=0.03)
+  assert found.excludes_zero  # true difference 1, interval about +-0.22
+
+
+def test_identical_groups_give_an_interval_around_zero_and_constants_a_point():
+  same = seed_statistics.bootstrap_difference([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+  assert same.estimate == 0 and same.low < 0 < same.high and not same.excludes_zero
+  point = seed_statistics.bootstrap_difference([5.0, 5.0], [2.0, 2.0, 2.0])
+  assert (point.estimate, point.low, point.high) == (3.0, 3.0, 3.0)
+  assert point.cell() == "+3.000 [+3.000, +3.000] *"
+
+
+def test_non_finite_seeds_are_left_out_and_reproducible():
+  with_nan = seed_statistics.bootstrap_difference([1.0, np.nan, 2.0], [0.0, 1.0])
+  without = seed_statistics.bootstrap_difference([1.0, 2.0], [0.0, 1.0])
+  assert with_nan == without
+  assert np.isnan(seed_statistics.bootstrap_difference([np.inf], [1.0]).estimate)
+  assert seed_statistics.mean_std([1.0, 3.0, np.nan]) == (2.0, 1.0)
