@@ -28,6 +28,8 @@ flags.DEFINE_integer("num_samples", None, "Samples to score (default 50000 with 
 flags.DEFINE_string("cache_dir", None, "Where the evaluation classifier is cached.")
 flags.DEFINE_integer("seed", 0, "PRNG seed of the evaluated samples.")
 flags.DEFINE_integer("classifier_steps", 2000, "Training steps of the evaluation classifier.")
+flags.DEFINE_integer("step", None, "Score this checkpoint (default: the latest); outputs go "
+                     "to WORKDIR/eval_steps/<step>/.", lower_bound=0)
 flags.DEFINE_bool("paper_protocol", True, "CIFAR-10, sketches: also the paper's Inception-based "
                   "scores.")
 flags.mark_flags_as_required(["workdir"])
@@ -37,10 +39,12 @@ def main(argv):
   del argv
   try:
     evaluation.evaluate(FLAGS.workdir, FLAGS.num_samples, FLAGS.cache_dir, FLAGS.seed,
-                        FLAGS.classifier_steps, FLAGS.paper_protocol)
+                        FLAGS.classifier_steps, FLAGS.paper_protocol, FLAGS.step)
   except inception.WeightsError as e:
     raise cli.RequestError(f"{e} (or pass --nopaper_protocol)") from e
-  with open(f"{FLAGS.workdir}/{evaluation.REPORT}") as f:
+  out_dir = (FLAGS.workdir if FLAGS.step is None else
+             evaluation.step_dir(FLAGS.workdir, FLAGS.step))
+  with open(f"{out_dir}/{evaluation.REPORT}") as f:
     print(f.read())
 
 

@@ -58,6 +58,9 @@ class Checkpointer:
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=False,
                                              enable_async_checkpointing=False))
 
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
@@ -154,8 +157,9 @@ def run_workdirs(config, workdir: str) -> list[str]:
   return [os.path.join(workdir, f"seed_{config.seed + k}") for k in range(config.num_seeds)]
 
 
-def load_run(workdir: str) -> tuple[object, models.GanModel, train_state.TrainState]:
-  """The config, model and latest train state of a finished or running run."""
+def load_run(workdir: str,
+             step: int | None = None) -> tuple[object, models.GanModel, train_state.TrainState]:
+  """The config, model and train state (at ``step``, default the latest) of a run."""
   config_path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(config_path):
     raise FileNotFoundError(f"{workdir} holds no {CONFIG_FILE}: is it a training workdir?")
@@ -173,7 +177,10 @@ def load_run(workdir: str) -> tuple[object, models.GanModel, train_state.TrainSt
   try:
     if checkpointer.latest_step() is None:
       raise FileNotFoundError(f"{workdir} holds no checkpoint yet")
-    state = checkpointer.restore(like)
+    if step is not None and step not in checkpointer.all_steps():
+      raise CheckpointError(f"{workdir} holds no checkpoint of batch {step}; it holds "
+                            f"{checkpointer.all_steps()}")
+    state = checkpointer.restore(like, step)
   finally:
     checkpointer.close()
   return config, model, state

@@ -115,16 +115,19 @@ def compare(config, models: list[str], seeds: int, workdir: str,
   return tabulate(workdir, models)
 
 
+def seed_dirs(arm_dir: str) -> list[str]:
+  """The runs of one arm: its ``seed_<k>`` folders in seed order, else the arm itself if a run."""
+  seeds = sorted((d for d in os.listdir(arm_dir) if d.startswith("seed_")),
+                 key=lambda d: int(d.removeprefix("seed_")))
+  if seeds:
+    return [os.path.join(arm_dir, d) for d in seeds]
+  return [arm_dir] if os.path.isfile(os.path.join(arm_dir, checkpoints.CONFIG_FILE)) else []
+
+
 def evaluated_seeds(arm_dir: str) -> list[dict]:
-  """The eval.json of each seed of one arm: ``arm_dir`` itself, or its ``seed_<k>`` folders."""
-  own = os.path.join(arm_dir, evaluation.RESULTS)
-  if os.path.isfile(own):
-    paths = [own]
-  else:
-    seeds = sorted((d for d in os.listdir(arm_dir) if d.startswith("seed_")),
-                   key=lambda d: int(d.removeprefix("seed_")))
-    paths = [os.path.join(arm_dir, d, evaluation.RESULTS) for d in seeds]
-    paths = [p for p in paths if os.path.isfile(p)]
+  """The eval.json of each run of one arm (:func:`seed_dirs`) that has been evaluated."""
+  paths = [os.path.join(d, evaluation.RESULTS) for d in seed_dirs(arm_dir)]
+  paths = [p for p in paths if os.path.isfile(p)]
   if not paths:
     raise cli.RequestError(f"{arm_dir} holds no evaluated run ({evaluation.RESULTS}); run "
                            "eval.py on its seeds first")
@@ -171,9 +174,7 @@ def tabulate(workdir: str, arms: list[str] | None = None) -> dict:
 
 
 def _holds_evaluations(path: str) -> bool:
-  return (os.path.isfile(os.path.join(path, evaluation.RESULTS)) or any(
-      os.path.isfile(os.path.join(path, d, evaluation.RESULTS))
-      for d in os.listdir(path) if d.startswith("seed_")))
+  return any(os.path.isfile(os.path.join(d, evaluation.RESULTS)) for d in seed_dirs(path))
 
 
 def report(scores: dict, columns, header: str) -> str:

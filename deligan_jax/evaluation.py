@@ -223,13 +223,18 @@ def _toy_scores(config, samples, train_x, out_dir) -> dict:
 
 
 def evaluate(workdir: str, num_samples: int | None = None, cache: str | None = None,
-             seed: int = 0, classifier_steps: int = 2000, paper_protocol: bool = True) -> dict:
+             seed: int = 0, classifier_steps: int = 2000, paper_protocol: bool = True,
+             step: int | None = None) -> dict:
   """Scores the latest checkpoint of ``workdir``; writes eval.json and eval_report.md there.
 
   ``paper_protocol``: CIFAR-10 and sketch runs are also scored as the paper
   does (:mod:`deligan_jax.paper_scores`), on 50000 samples unless ``num_samples``.
+  ``step``: score that checkpoint instead; its outputs go to
+  :func:`step_dir` so that the run's own eval.json stays the latest one's.
   """
-  config, model, state = checkpoints.load_run(workdir)
+  config, model, state = checkpoints.load_run(workdir, step)
+  out_dir = workdir if step is None else step_dir(workdir, step)
+  os.makedirs(out_dir, exist_ok=True)
   image_data = config.network.name != "toy"
   paper_protocol = paper_protocol and config.data.name in paper_scores.DATASETS
   num_samples = num_samples or (50000 if paper_protocol else 5000 if image_data else 2000)
@@ -239,14 +244,19 @@ def evaluate(workdir: str, num_samples: int | None = None, cache: str | None = N
              "step": int(state.step), "num_samples": num_samples}
   if image_data:
     results.update(_image_outputs(config, model, state, samples, train_x, cache,
-                                  classifier_steps, workdir, paper_protocol))
+                                  classifier_steps, out_dir, paper_protocol))
   else:
-    results.update(_toy_scores(config, samples, train_x, workdir))
-  with open(os.path.join(workdir, RESULTS), "w") as f:
+    results.update(_toy_scores(config, samples, train_x, out_dir))
+  with open(os.path.join(out_dir, RESULTS), "w") as f:
     json.dump(run_log.json_safe(results), f, indent=2)
-  with open(os.path.join(workdir, REPORT), "w") as f:
+  with open(os.path.join(out_dir, REPORT), "w") as f:
     f.write(report(results))
   return results
+
+
+def step_dir(workdir: str, step: int) -> str:
+  """Where the evaluation of one earlier checkpoint of a run goes."""
+  return os.path.join(workdir, "eval_steps", f"{step:07d}")
 
 
 def diversity_lines(spread: dict) -> list[str]:

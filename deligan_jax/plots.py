@@ -113,3 +113,57 @@ def save_comparison(scores: dict[str, list[dict]], columns, path: str) -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
+
+
+def _band(ax, xs, per_seed: np.ndarray, label: str, color) -> None:
+  """Mean over seeds (rows) as a line, ± one std as a shaded band; NaN cells left out."""
+  keep = np.isfinite(per_seed).any(axis=0)
+  per_seed = per_seed[:, keep]
+  if not per_seed.size:
+    return
+  xs, mean, std = np.asarray(xs)[keep], np.nanmean(per_seed, axis=0), np.nanstd(per_seed, axis=0)
+  ax.plot(xs, mean, marker="o" if len(xs) < 20 else None, color=color, label=label)
+  ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.2)
+
+
+def save_trajectory(scores: dict, columns, curves: dict, curve_titles, path: str) -> None:
+  """Scores at each evaluated step and training curves, per arm, mean over seeds ± std.
+
+  ``scores``: ``{arm: {step: [seed scores]}}``; ``curves``: ``{arm: {key:
+  [{batch: value} per seed]}}`` with the titles ``curve_titles`` ((key, title)).
+  """
+  panels = len(columns) + len(curve_titles)
+  width = min(panels, 4)
+  rows = -(-panels // width)
+  fig, axes = plt.subplots(rows, width, figsize=(3.6 * width, 3.0 * rows), squeeze=False)
+  colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  for ax, (key, title, higher) in zip(axes.flat, columns):
+    for (arm, by_step), color in zip(scores.items(), colors):
+      steps = sorted(by_step)
+      seeds = max((len(by_step[s]) for s in steps), default=0)
+      grid = np.full((max(seeds, 1), len(steps)), np.nan)
+      for j, step in enumerate(steps):
+        for i, run in enumerate(by_step[step]):
+          value = run.get(key)
+          grid[i, j] = np.nan if value is None else value
+      _band(ax, steps, grid, arm, color)
+    ax.set_title(f"{title} ({'higher' if higher else 'lower'} is better)", fontsize=9)
+  for ax, (key, title) in zip(list(axes.flat)[len(columns):], curve_titles):
+    for (arm, by_key), color in zip(curves.items(), colors):
+      per_seed = by_key[key]
+      batches = sorted({b for curve in per_seed for b in curve})
+      if not batches:
+        continue
+      grid = np.array([[curve.get(b, np.nan) for b in batches] for curve in per_seed])
+      _band(ax, batches, grid, arm, color)
+    ax.set_title(title, fontsize=9)
+    if key == "sigma_mean":
+      ax.set_yscale("log")
+  for ax in axes.flat[:panels]:
+    ax.set_xlabel("batch", fontsize=8)
+  for ax in axes.flat[panels:]:
+    ax.axis("off")
+  axes.flat[0].legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

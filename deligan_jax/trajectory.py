@@ -1,0 +1,152 @@
+r"""Scores over training: each arm's seeds evaluated at chosen checkpoints, with a band over seeds.
+
+  python -m deligan_jax.trajectory --workdir runs/mnist500 \
+      --models gan,deligan,deligan_forced --steps 1000,5000,10000,20000,40000
+
+``WORKDIR`` holds one folder per arm, each with ``seed_<k>`` run folders (or one
+run), as :mod:`deligan_jax.compare` lays them out. Every seed's checkpoint of
+each step is scored by :func:`evaluation.evaluate` (outputs under the run's
+``eval_steps/<step>/``; an evaluation already there is reused, so an interrupted
+trajectory resumes). Written into ``WORKDIR``: ``trajectory.json`` (every
+value), ``trajectory.md`` (mean ± std per arm and step) and ``trajectory.png``:
+the scores at each step, next to D's share of updates and the mixture's mean
+sigma over the whole run from ``metrics.jsonl``, each a mean over seeds with a
+band of ± one std.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+from absl import flags
+from absl import logging
+
+from deligan_jax import checkpoints
+from deligan_jax import cli
+from deligan_jax import compare
+from deligan_jax import evaluation
+from deligan_jax import plots
+from deligan_jax import run_log
+from deligan_jax import seed_statistics
+
+FLAGS = flags.FLAGS
+
+# Training curves read from metrics.jsonl, averaged over bins of this many batches.
+CURVES = (("d_fraction", "D's share of updates"), ("sigma_mean", "mixture mean |sigma|"))
+CURVE_BIN = 1000
+
+
+def define_flags() -> None:
+  flags.DEFINE_string("workdir", None, "A folder of arms (see the module docstring).")
+  flags.DEFINE_list("models", None, "Arms (folders of --workdir) in order; default all.")
+  flags.DEFINE_list("steps", ["1000", "5000", "10000", "20000", "40000"],
+                    "Checkpoints (batches) to score.")
+  flags.DEFINE_integer("num_samples", None, "Samples scored per checkpoint (eval.py's default).")
+  flags.DEFINE_string("cache_dir", None, "Where the evaluation classifier is cached.")
+  flags.mark_flags_as_required(["workdir"])
+
+
+def scores_at(run_dir: str, step: int, num_samples: int | None, cache: str | None) -> dict | None:
+  """:func:`compare.seed_scores` of one run at ``step``; None if it has no such checkpoint yet."""
+  path = os.path.join(evaluation.step_dir(run_dir, step), evaluation.RESULTS)
+  if not os.path.isfile(path):
+    checkpointer = checkpoints.Checkpointer(run_dir)
+    try:
+      present = step in checkpointer.all_steps()
+    finally:
+      checkpointer.close()
+    if not present:
+      return None
+    evaluation.evaluate(run_dir, num_samples, cache, paper_protocol=False, step=step)
+  with open(path) as f:
+    return compare.seed_scores(json.load(f))
+
+
+def binned_curve(records: list[dict], key: str, bin_size: int = CURVE_BIN) -> dict[int, float]:
+  """``{end batch of a bin: mean of key over the bin's log records}``."""
+  bins: dict[int, list[float]] = {}
+  for record in records:
+    if key in record and record[key] is not None:
+      end = -(-record["step"] // bin_size) * bin_size
+      bins.setdefault(end, []).append(record[key])
+  return {end: float(np.mean(values)) for end, values in sorted(bins.items())}
+
+
+def trajectory(workdir: str, arms: list[str] | None, steps: list[int],
+               num_samples: int | None = None, cache: str | None = None) -> dict:
+  """Scores every arm's seeds at ``steps``; writes trajectory.json/.md/.png; returns the data.
+
+  Returns ``{'scores': {arm: {step: [seed scores]}}, 'curves': {arm: {key:
+  [{batch: value} per seed]}}}``; a seed without a step's checkpoint is left out
+  of that step.
+  """
+  if arms is None:
+    arms = sorted(d for d in os.listdir(workdir) if os.path.isdir(os.path.join(workdir, d))
+                  and compare.seed_dirs(os.path.join(workdir, d)))
+  if not arms:
+    raise cli.RequestError(f"{workdir} holds no run folders")
+  scores, curves = {}, {}
+  for arm in arms:
+    runs = compare.seed_dirs(os.path.join(workdir, arm))
+    if not runs:
+      raise cli.RequestError(f"{os.path.join(workdir, arm)} holds no runs")
+    scores[arm] = {}
+    for step in steps:
+      found = [scores_at(run, step, num_samples, cache) for run in runs]
+      scores[arm][step] = [s for s in found if s is not None]
+      if len(scores[arm][step]) < len(runs):
+        logging.warning("%s: %d of %d seeds have no checkpoint of batch %d yet", arm,
+                        len(runs) - len(scores[arm][step]), len(runs), step)
+    records = [run_log.read_metrics(run) for run in runs]
+    curves[arm] = {key: [binned_curve(r, key) for r in records] for key, _ in CURVES}
+  columns = _columns(scores)
+  data = {"scores": scores, "curves": curves}
+  with open(os.path.join(workdir, "trajectory.json"), "w") as f:
+    json.dump(run_log.json_safe(data), f, indent=2)
+  with open(os.path.join(workdir, "trajectory.md"), "w") as f:
+    f.write(table(scores, columns))
+  plots.save_trajectory(scores, columns, curves, CURVES,
+                        os.path.join(workdir, "trajectory.png"))
+  return data
+
+
+def _columns(scores: dict) -> list[tuple[str, str, bool]]:
+  seen = {key for by_step in scores.values() for runs in by_step.values() for run in runs
+          for key, value in run.items() if value is not None and np.isfinite(value)}
+  return [c for c in compare.TOY_COLUMNS + compare.IMAGE_COLUMNS if c[0] in seen]
+
+
+def table(scores: dict, columns) -> str:
+  """Markdown: one row per arm and step, mean ± std over the seeds scored there."""
+  titles = [f"{title} {'↑' if higher else '↓'}" for _, title, higher in columns]
+  lines = ["Mean ± std over seeds at each checkpoint (seeds scored in brackets).", "",
+           f"| model | batch | {' | '.join(titles)} |", "|" + " --- |" * (len(columns) + 2)]
+  for arm, by_step in scores.items():
+    for step, runs in by_step.items():
+      if not runs:
+        continue
+      cells = []
+      for key, _, _ in columns:
+        mean, std = seed_statistics.mean_std([run.get(key, np.nan) for run in runs])
+        cells.append(f"{mean:.3f} ± {std:.3f}" if np.isfinite(mean) else "n/a")
+      lines.append(f"| {arm} ({len(runs)}) | {step} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def main(argv):
+  del argv
+  try:
+    steps = [int(step) for step in FLAGS.steps]
+  except ValueError as e:
+    raise cli.RequestError(f"--steps must be batch numbers, got {FLAGS.steps}") from e
+  trajectory(FLAGS.workdir, FLAGS.models, steps, FLAGS.num_samples, FLAGS.cache_dir)
+  with open(os.path.join(FLAGS.workdir, "trajectory.md")) as f:
+    print(f.read())
+  print(f"wrote {os.path.join(FLAGS.workdir, 'trajectory.png')}")
+
+
+if __name__ == "__main__":
+  define_flags()
+  cli.run(main)

@@ -1,0 +1,70 @@
+"""Scores over training from kept checkpoints, with a band over seeds."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from deligan_jax import checkpoints
+from deligan_jax import evaluation
+from deligan_jax import trajectory
+from deligan_jax import training
+from tests.conftest import REPO, small_config
+
+
+@pytest.fixture(scope="module")
+def two_arms(tmp_path_factory):
+  """Toy GAN and DeLiGAN, 2 seeds each, checkpoints at batches 4 and 8 kept."""
+  root = tmp_path_factory.mktemp("arms")
+  for model in ("gan", "deligan"):
+    config = small_config("toy", f"bimodal,{model}")
+    config.num_seeds = 2
+    training.train_and_evaluate(config, str(root / model))
+  return root
+
+
+def test_trajectory_scores_each_kept_checkpoint_of_each_seed(two_arms):
+  data = trajectory.trajectory(str(two_arms), ["gan", "deligan"], [4, 8, 12], num_samples=200)
+  scores = data["scores"]
+  assert [len(scores["deligan"][step]) for step in (4, 8, 12)] == [2, 2, 0]  # no batch 12
+  # The last step's scores are those of the run's own (latest) evaluation.
+  latest = evaluation.evaluate(str(two_arms / "deligan" / "seed_1"), num_samples=200)
+  assert scores["deligan"][8][1]["high_quality"] == pytest.approx(
+      100 * latest["modes"]["high_quality_fraction"])
+  assert (two_arms / "deligan" / "seed_0" / "eval_steps" / "0000004" / "eval.json").is_file()
+  early = json.loads((two_arms / "deligan" / "seed_0" / "eval_steps" / "0000004" /
+                      "eval.json").read_text())
+  assert early["step"] == 4  # that checkpoint, not the latest
+  _, _, state = checkpoints.load_run(str(two_arms / "deligan" / "seed_0"), 4)
+  assert int(state.step) == 4
+  # D's share per 1000-batch bin from metrics.jsonl: both seeds' 8 batches in bin 1000.
+  records = [json.loads(l) for l in
+             (two_arms / "gan" / "seed_0" / "metrics.jsonl").read_text().splitlines()]
+  assert data["curves"]["gan"]["d_fraction"][0] == {
+      1000: pytest.approx(np.mean([r["d_fraction"] for r in records]))}
+  assert data["curves"]["deligan"]["sigma_mean"][0][1000] > 0
+  saved = json.loads((two_arms / "trajectory.json").read_text())
+  assert set(saved["scores"]["gan"]) == {"4", "8", "12"}
+  assert "| deligan (2) | 8 |" in (two_arms / "trajectory.md").read_text()
+  assert (two_arms / "trajectory.png").stat().st_size > 10_000
+
+
+def test_trajectory_reuses_evaluations_and_refuses_a_bad_step_in_one_line(two_arms):
+  report = two_arms / "gan" / "seed_0" / "eval_steps" / "0000004" / "eval.json"
+  if not report.is_file():
+    evaluation.evaluate(str(two_arms / "gan" / "seed_0"), num_samples=200, step=4)
+  before = report.stat().st_mtime_ns
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  run = subprocess.run([sys.executable, "-m", "deligan_jax.trajectory", "--workdir",
+                        str(two_arms), "--models", "gan", "--steps", "4", "--num_samples", "200"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert run.returncode == 0, run.stderr[-2000:]
+  assert report.stat().st_mtime_ns == before  # reused, not recomputed
+  bad = subprocess.run([sys.executable, "eval.py", "--workdir", str(two_arms / "gan" / "seed_0"),
+                        "--step", "6"], cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=600)
+  assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
+  assert "holds no checkpoint of batch 6; it holds [4, 8]" in bad.stderr
