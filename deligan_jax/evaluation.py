@@ -27,6 +27,7 @@ from deligan_jax import checkpoints
 from deligan_jax import classifier as classifier_lib
 from deligan_jax.data import datasets, points
 from deligan_jax import metrics
+from deligan_jax import models
 from deligan_jax import paper_scores
 from deligan_jax import plots
 from deligan_jax import run_log
@@ -183,7 +184,7 @@ def evaluate(workdir: str, num_samples: int | None = None, cache: str | None = N
   image_data = config.network.name != "toy"
   paper_protocol = paper_protocol and config.data.name in paper_scores.DATASETS
   num_samples = num_samples or (50000 if paper_protocol else 5000 if image_data else 2000)
-  samples = generate_samples(model, state, num_samples, seed)
+  samples = generate_samples(models.for_sampling(model, config), state, num_samples, seed)
   train_x = datasets.load(config.data).x
   results = {"workdir": workdir, "model": config.model, "step": int(state.step),
              "num_samples": num_samples}

@@ -1,19 +1,22 @@
 """Reference port of the official toy script (val-iisc/deligan, src/Toy/dg_toy.py, MIT
 licence, TensorFlow 0.10) to TensorFlow 2's ``tf.compat.v1`` graph mode. Test code only.
 
-Kept as written: G (2 -> 32 tanh -> 2 tanh, ``linear`` with TF's default Glorot-uniform
-weights), D (2 -> 32 tanh -> 1), the mixture (mu ~ U(-1, 1), sigma 0.02, ``0.1 *
-mean((sigma - 1)^2)``), the losses, Adam(1e-4, beta1=0.5) on the 'd_' and 'g_' variables,
-and the count rule (``count > 10``: thres += 0.01, at most 1; ``count < -150`` and thres > t1:
-thres -= 0.001, not below t1; per epoch ``count < -1000``: t1 = max(t1 - 0.005, 0.70)).
+Kept as written: G (2 -> 32 tanh -> 2 tanh), D (2 -> 32 tanh -> 1), the mixture (mu ~ U(-1,
+1), sigma 0.02, ``0.1 * mean((sigma - 1)^2)``), the losses, Adam(1e-4, beta1=0.5) on the
+'d_' and 'g_' variables, and the training loop (:class:`ScriptLoop`): per epoch a permutation
+of the data from RandomState(1), per batch one z ~ U(-1, 1) reused by all 5 probed updates,
+and the count rule (:class:`CountRule`).
 
 Changed, because it no longer exists: ``tf.mul`` -> ``tf.multiply``; the positional
 arguments of ``sigmoid_cross_entropy_with_logits`` -> ``logits=, labels=``; ``xrange`` ->
-``range``; ``tf.initialize_all_variables`` -> ``global_variables_initializer``. Plotting
-and checkpoints are left out. ``model='gan'`` is the script's ``G = generator(z, 0)`` line.
+``range``; ``tf.initialize_all_variables`` -> ``global_variables_initializer``; ``linear``'s
+weights get TF 0.10's default initialiser, ``uniform_unit_scaling``, explicitly (TF 2's
+default is Glorot-uniform). Plotting and checkpoints are left out. ``model='gan'`` is the
+script's ``G = generator(z, 0)`` line.
 
 Tests drive one update at a time (:meth:`ToyReference.probe`, ``update_generator``,
-``update_discriminator``) with injected parameters, real batches and z.
+``update_discriminator``) with injected parameters, real batches and z, or whole batches
+(:meth:`ScriptLoop.run_batch`).
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ import tensorflow as tf
 from tests.reference import hooks
 
 tf1 = tf.compat.v1
+# get_variable's default initialiser in TensorFlow 0.10 (Glorot-uniform from 0.12 on).
+TF010_DEFAULT_INIT = tf1.uniform_unit_scaling_initializer
 
 
 def _linear(x, output_dim, name):
-  w = tf1.get_variable(name + "/w", [x.get_shape()[1], output_dim])
+  w = tf1.get_variable(name + "/w", [x.get_shape()[1], output_dim],
+                       initializer=TF010_DEFAULT_INIT())
   b = tf1.get_variable(name + "/b", [output_dim], initializer=tf1.constant_initializer(0.0))
   return tf.matmul(x, w) + b
 
@@ -100,3 +106,76 @@ class ToyReference(hooks.VariableHooks):
     loss, _ = self.sess.run([self.dloss, self.d_optim],
                             {self.images: images, self.z: z, self.lr1: lr})
     return float(loss)
+
+
+class CountRule:
+  """The script's threshold rule: thres, the signed count of G (+1) and D (-1) updates, t1.
+
+  ``number`` is the type of thres and t1: the script's Python float, or e.g. ``np.float32``
+  to follow the project's float32 arithmetic step for step.
+  """
+
+  def __init__(self, number=float):
+    self.n = number
+    self.thres, self.count, self.t1 = number(1.0), 0, number(0.73)
+
+  def start_epoch(self):
+    n = self.n
+    if self.count < -1000:
+      self.t1 = max(self.t1 - n(0.005), n(0.70))
+
+  def start_batch(self):
+    n = self.n
+    if self.count > 10:
+      self.thres = min(self.thres + n(0.01), n(1.0))
+      self.count = 0
+    if self.count < -150 and self.thres > self.t1:
+      self.thres = max(self.thres - n(0.001), self.t1)
+      self.count = 0
+
+  def record(self, updated_generator: bool):
+    self.count += 1 if updated_generator else -1
+
+
+class ScriptLoop:
+  """The script's training loop over ``data`` (N, 2); z from ``np.random.RandomState(noise_seed)``.
+
+  The script draws a normal batch_z and overwrites it with a uniform one: both are drawn.
+  """
+
+  def __init__(self, reference: ToyReference, data: np.ndarray, seed: int = 1,
+               noise_seed: int = 0):
+    self.reference, self.data = reference, data
+    self.rng, self.noise = np.random.RandomState(seed), np.random.RandomState(noise_seed)
+    self.rule = CountRule()
+
+  def run_epoch(self) -> list[dict]:
+    """One epoch: the rule's epoch start, then every batch of a fresh permutation."""
+    bs, zd = self.reference.batchsize, self.reference.z_dim
+    self.rule.start_epoch()
+    batch = self.data[self.rng.permutation(len(self.data))]
+    records = []
+    for idx in range(len(self.data) // bs):
+      self.noise.normal(0, 1.0, [bs, zd])
+      batch_z = self.noise.uniform(-1.0, 1.0, [bs, zd]).astype(np.float32)
+      records.append(self.run_batch(batch[idx * bs:(idx + 1) * bs], batch_z,
+                                    self.reference.learningrate))
+    return records
+
+  def run_batch(self, batch_images: np.ndarray, batch_z: np.ndarray, lr: float) -> dict:
+    """One batch: the rule's batch start, then 5 probed updates, all on ``batch_z``."""
+    reference, rule = self.reference, self.rule
+    rule.start_batch()
+    decisions, probes = [], []
+    for _ in range(5):
+      g = reference.probe(batch_z)
+      probes.append(g)
+      update_g = g > rule.thres
+      if update_g:
+        reference.update_generator(batch_z, lr)
+      else:
+        reference.update_discriminator(batch_images, batch_z, lr)
+      rule.record(update_g)
+      decisions.append(bool(update_g))
+    return {"decisions": decisions, "probes": probes, "thres": rule.thres,
+            "count": rule.count, "t1": rule.t1}
