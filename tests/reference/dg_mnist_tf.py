@@ -252,9 +252,9 @@ class MnistReference(hooks.VariableHooks):
     self.sigma_loss = tf.reduce_mean(tf.square(self.zsig - 1)) / 3
     gloss = tf.reduce_mean(bce(logits=g_fake_logit, labels=tf.ones_like(g_fake_logit)))
     self.g_total_loss = gloss + (0.0 if model == "gan" else self.sigma_loss)
-    self._mixture_gradients = {name: tf.gradients(loss, [self.zin, self.zsig])
-                               for name, loss in (("adversarial", gloss),
-                                                  ("regulariser", self.sigma_loss))}
+    self._mixture_gradients = {
+        name: tf.gradients(loss, [self.zin, self.zsig], unconnected_gradients="zero")
+        for name, loss in (("adversarial", gloss), ("regulariser", self.sigma_loss))}
 
     # D's update: D(real) and D(G(z)), two calls (or one joint batch-norm call).
     self._last_update = []

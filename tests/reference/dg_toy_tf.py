@@ -77,6 +77,9 @@ class ToyReference(hooks.VariableHooks):
     d_loss_fake = tf.reduce_mean(bce(logits=d_fake_logit, labels=tf.zeros_like(d_fake_logit)))
     self.gloss = tf.reduce_mean(bce(logits=d_fake_logit, labels=tf.ones_like(d_fake_logit)))
     self.gloss1 = self.gloss + (0.0 if model == "gan" else sig_loss)
+    self._mixture_gradients = {
+        name: tf.gradients(loss, [zin, zsig], unconnected_gradients="zero")
+        for name, loss in (("adversarial", self.gloss), ("regulariser", sig_loss))}
     self.dloss = d_loss_real + d_loss_fake
     t_vars = tf1.trainable_variables()
     d_vars = [var for var in t_vars if "d_" in var.name]
@@ -101,6 +104,13 @@ class ToyReference(hooks.VariableHooks):
     del images
     loss, _ = self.sess.run([self.gloss1, self.g_optim], {self.z: z, self.lr1: lr})
     return float(loss)
+
+  def mixture_gradients(self, z: np.ndarray, images: np.ndarray | None = None
+                        ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """d/d(g_z, g_sig) of G's loss ('adversarial') and of the sigma term ('regulariser')."""
+    del images
+    return {name: tuple(value) for name, value in
+            self.sess.run(self._mixture_gradients, {self.z: z}).items()}
 
   def update_discriminator(self, images: np.ndarray, z: np.ndarray, lr: float) -> float:
     loss, _ = self.sess.run([self.dloss, self.d_optim],
@@ -166,7 +176,7 @@ class ScriptLoop:
     """One batch: the rule's batch start, then 5 probed updates, all on ``batch_z``."""
     reference, rule = self.reference, self.rule
     rule.start_batch()
-    decisions, probes = [], []
+    g_updates, probes = 0, []
     for _ in range(5):
       g = reference.probe(batch_z)
       probes.append(g)
@@ -176,6 +186,6 @@ class ScriptLoop:
       else:
         reference.update_discriminator(batch_images, batch_z, lr)
       rule.record(update_g)
-      decisions.append(bool(update_g))
-    return {"decisions": decisions, "probes": probes, "thres": rule.thres,
-            "count": rule.count, "t1": rule.t1}
+      g_updates += update_g
+    return {"g_updates": int(g_updates), "d_updates": 5 - int(g_updates), "thres": rule.thres,
+            "probe": float(np.mean(probes))}
