@@ -400,42 +400,50 @@ def test_mnist_training_images_are_the_ones_the_script_selects_index_for_index(t
 
 # --- the learning-rate schedule ---------------------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
+def _trainer(make_setup, batches_per_epoch):
+  """A Trainer of the DeLiGAN model of ``make_setup`` (``_toy``, ``_mnist``) on
+  ``batches_per_epoch`` batches of random real samples."""
+  config, project, _, _, shape, _ = make_setup("deligan")
+  train_x = _real_batches(shape, batches_per_epoch, config.batch_size).reshape(-1, *shape)
+  return train_step.Trainer(project.model, project.rule,
+                            train_state.StepConfig.from_config(config), train_x,
+                            train_step.make_mesh(jax.devices()[:1]))
+
+
+# Batches of a dispatch in the tests below: one compiled step serves them all.
+FUSED_BATCHES = 2
+
+
 def test_mnist_learning_rate_at_chosen_batches_is_the_scripts_formula():
   """10 batches an epoch, as MNIST-500 in batches of 50; the step's lr against the script's."""
   config = _mnist("deligan")[0]
-  model = build(config)
-  trainer = train_step.Trainer(model, balancing.BalanceRule.from_config(config.balance),
-                               train_state.StepConfig.from_config(config),
-                               _real_batches((28, 28, 1), 10, config.batch_size).reshape(
-                                   -1, 28, 28, 1),
-                               train_step.make_mesh(jax.devices()[:1]))
+  trainer = _trainer(_mnist, 10)
   fresh = trainer.init_state(0)
-  for batch in (0, 9_999, 10_000, 10_010, 25_000, 39_990, 39_999):
-    state, metrics = trainer.train(jax.tree.map(jnp.copy, fresh).replace(step=jnp.int32(batch)),
-                                   1)
-    want = dg_mnist_tf.learning_rate(config.optim.lr, batch // 10)
-    np.testing.assert_allclose(metrics["lr"][0], want, rtol=1e-6, atol=1e-12, err_msg=batch)
-    for name in ("generator", "discriminator", "mixture"):
+  for start in (0, 9_998, 10_000, 10_010, 24_999, 39_990, 39_998):
+    state = jax.tree.map(jnp.copy, fresh).replace(step=jnp.int32(start))
+    state, metrics = trainer.train(state, FUSED_BATCHES)
+    for k, batch in enumerate(range(start, start + FUSED_BATCHES)):
+      want = dg_mnist_tf.learning_rate(config.optim.lr, batch // 10)
+      np.testing.assert_allclose(metrics["lr"][k], want, rtol=1e-6, atol=1e-12, err_msg=batch)
+    for name in ("generator", "discriminator", "mixture"):  # the last batch's
       np.testing.assert_allclose(state.opt_state[name].hyperparams["learning_rate"], want,
                                  rtol=1e-6, atol=1e-12, err_msg=f"{name} at {batch}")
 
 
 # --- the fused K-batch loop -------------------------------------------------------------------
 
-def _fused_against_script(setup, loop, run_batch, lr_of, start_batch, num_batches):
-  """``Trainer.train`` over ``num_batches`` batches (one dispatch) against the port's loop.
+def _fused_against_script(make_setup, batches_per_epoch, loop, run_batch, lr_of, start_batch):
+  """``Trainer.train`` over ``FUSED_BATCHES`` batches (one dispatch) against the port's loop.
 
-  Two batches an epoch. The port's loop (``loop.rule``; ``run_batch(loop, real, eps, lr)``
-  runs one batch) gets the batches and eps the step draws, and the project's thres, set just
+  ``batches_per_epoch`` batches an epoch. The port's loop (``loop.rule``;
+  ``run_batch(loop, real, eps, lr)`` runs one batch) gets the batches and eps the step draws, and the project's thres, set just
   below the first probe so that both networks get updates; ``lr_of(epoch)`` is the script's
   learning rate. Returns the G updates of each batch.
   """
-  config, project, reference, layout, shape, flat_real = setup
+  config, project, reference, layout, shape, flat_real = make_setup("deligan")
   has_mixture = config.model == "deligan"
-  train_x = _real_batches(shape, 2, config.batch_size).reshape(-1, *shape)
-  trainer = train_step.Trainer(project.model, project.rule,
-                               train_state.StepConfig.from_config(config), train_x,
-                               train_step.make_mesh(jax.devices()[:1]))
+  trainer = _trainer(make_setup, batches_per_epoch)
   state = trainer.init_state(config.seed).replace(step=jnp.int32(start_batch))
   base = jax.random.wrap_key_data(state.key)
   per_update = config.latent.eps_draw == "per_update"
@@ -450,15 +458,15 @@ def _fused_against_script(setup, loop, run_batch, lr_of, start_batch, num_batche
   loop.rule.thres = reference.probe(eps_of(start_batch)[0]) - 0.001
   state = state.replace(balance=state.balance.replace(thres=jnp.float32(loop.rule.thres)))
   records = []
-  for batch in range(start_batch, start_batch + num_batches):
+  for batch in range(start_batch, start_batch + FUSED_BATCHES):
     epoch, position = divmod(batch, trainer.batches_per_epoch)
     if position == 0 and hasattr(loop.rule, "start_epoch"):
       loop.rule.start_epoch()
     real = np.asarray(trainer._batch_data(trainer.train_set, base, epoch, position)["real"])
     records.append(run_batch(loop, real.reshape(len(real), -1) if flat_real else real,
                              eps_of(batch), lr_of(epoch)))
-  state, metrics = trainer.train(state, num_batches)
-  updates = num_batches * project.rule.inner_updates
+  state, metrics = trainer.train(state, FUSED_BATCHES)
+  updates = FUSED_BATCHES * project.rule.inner_updates
   fused = types.SimpleNamespace(carry=(state.params, state.batch_stats), config=config)
   _assert_same_state(fused, reference, layout, has_mixture, updates, "the fused batches")
   g_updates = [r["g_updates"] for r in records]
@@ -473,25 +481,24 @@ def _toy_run_batch(loop, real, eps, lr):
 
 
 def test_toy_fused_batches_match_the_scripts_loop_with_one_z_per_batch():
-  setup = _toy("deligan")
-  config, _, reference = setup[:3]
+  config, _, reference = _toy("deligan")[:3]
   assert config.latent.eps_draw == "per_batch"
   loop = dg_toy_tf.ScriptLoop(reference, data=np.zeros((0, 2)))
-  g_updates = _fused_against_script(setup, loop, _toy_run_batch,
-                                    lambda epoch: reference.learningrate, 0, 3)
-  assert 0 < sum(g_updates) < 15, g_updates
+  # One batch an epoch: the count rule's epoch start runs before each batch.
+  g_updates = _fused_against_script(_toy, 1, loop, _toy_run_batch,
+                                    lambda epoch: reference.learningrate, 0)
+  assert 0 < sum(g_updates) < 5 * FUSED_BATCHES, g_updates
 
 
 def test_mnist_fused_batches_match_the_scripts_loop_at_a_decayed_learning_rate():
-  """From batch 5000 (epoch 2500 at 2 batches an epoch), where the script's lr is half."""
-  setup = _mnist("deligan")
-  config, _, reference = setup[:3]
+  """From batch 25000 (epoch 2500 at 10 batches an epoch), where the script's lr is half."""
+  config, _, reference = _mnist("deligan")[:3]
   assert dg_mnist_tf.learning_rate(config.optim.lr, 2500) == pytest.approx(0.5 * config.optim.lr)
   loop = dg_mnist_tf.ScriptLoop(reference, data=np.zeros((0, 784)))
   g_updates = _fused_against_script(
-      setup, loop, lambda loop, real, eps, lr: loop.run_batch(real, eps, lr),
-      lambda epoch: dg_mnist_tf.learning_rate(config.optim.lr, epoch), 5000, 2)
-  assert 0 < sum(g_updates) < 10, g_updates
+      _mnist, 10, loop, lambda loop, real, eps, lr: loop.run_batch(real, eps, lr),
+      lambda epoch: dg_mnist_tf.learning_rate(config.optim.lr, epoch), 25_000)
+  assert 0 < sum(g_updates) < 5 * FUSED_BATCHES, g_updates
 
 
 # --- the mixture's gradients: adversarial part and sigma term apart ----------------------------
@@ -507,13 +514,16 @@ def test_mixture_gradients_match_the_script_part_by_part(setup):
   real = _real_batches(shape, 1, config.batch_size)[0]
   trainable = {"generator": params["generator"], "mixture": params["mixture"]}
 
-  def part(index):
-    def loss(trainable):
-      return project.trainer.generator_objective(trainable, params, batch_stats, latent_key,
-                                                 {"real": jnp.asarray(real)})[0][index]
-    return jax.grad(loss)(trainable)["mixture"]
+  @jax.jit
+  def parts(trainable):
+    def part(index):
+      def loss(trainable):
+        return project.trainer.generator_objective(trainable, params, batch_stats, latent_key,
+                                                   {"real": jnp.asarray(real)})[0][index]
+      return jax.grad(loss)(trainable)["mixture"]
+    return {"adversarial": part(0), "regulariser": part(1)}
 
-  ours = {"adversarial": part(0), "regulariser": part(1)}
+  ours = parts(trainable)
   theirs = reference.mixture_gradients(eps, real.reshape(len(real), -1) if flat_real else real)
   np.testing.assert_array_equal(ours["regulariser"]["mu"], 0)  # the sigma term has no mu
   np.testing.assert_array_equal(theirs["regulariser"][0], 0)
