@@ -389,7 +389,7 @@ class ScriptLoop:
     while self.counter < num_batches:
       if self.idx == 0:
         self.order = self.rng.permutation(self.data.shape[0])
-      lr = learning_rate(reference.learningrate, self.epoch)
+      lr = learning_rate(self.reference.learningrate, self.epoch)
       batch_images = self.data[self.order[self.idx * bs:(self.idx + 1) * bs]]
       eps = [self.noise.normal(0, 1.0, [bs, zd]).astype(np.float32) for _ in range(5)]
       record = self.run_batch(batch_images, eps, lr)
