@@ -483,7 +483,7 @@ def _toy_run_batch(loop, real, eps, lr):
 def test_toy_fused_batches_match_the_scripts_loop_with_one_z_per_batch():
   config, _, reference = _toy("deligan")[:3]
   assert config.latent.eps_draw == "per_batch"
-  loop = dg_toy_tf.ScriptLoop(reference, data=np.zeros((0, 2)))
+  loop = dg_toy_tf.ScriptLoop(reference)
   # One batch an epoch: the count rule's epoch start runs before each batch.
   g_updates = _fused_against_script(_toy, 1, loop, _toy_run_batch,
                                     lambda epoch: reference.learningrate, 0)

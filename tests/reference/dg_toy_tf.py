@@ -3,9 +3,8 @@ licence, TensorFlow 0.10) to TensorFlow 2's ``tf.compat.v1`` graph mode. Test co
 
 Kept as written: G (2 -> 32 tanh -> 2 tanh), D (2 -> 32 tanh -> 1), the mixture (mu ~ U(-1,
 1), sigma 0.02, ``0.1 * mean((sigma - 1)^2)``), the losses, Adam(1e-4, beta1=0.5) on the
-'d_' and 'g_' variables, and the training loop (:class:`ScriptLoop`): per epoch a permutation
-of the data from RandomState(1), per batch one z ~ U(-1, 1) reused by all 5 probed updates,
-and the count rule (:class:`CountRule`).
+'d_' and 'g_' variables, and the training loop's batches (:class:`ScriptLoop`): one
+z ~ U(-1, 1) per batch, reused by all 5 probed updates, and the count rule (:class:`CountRule`).
 
 Changed, because it no longer exists: ``tf.mul`` -> ``tf.multiply``; the positional
 arguments of ``sigmoid_cross_entropy_with_logits`` -> ``logits=, labels=``; ``xrange`` ->
@@ -126,16 +125,16 @@ class CountRule:
   """
 
   def __init__(self, number=float):
-    self.n = number
+    self.number = number
     self.thres, self.count, self.t1 = number(1.0), 0, number(0.73)
 
   def start_epoch(self):
-    n = self.n
+    n = self.number
     if self.count < -1000:
       self.t1 = max(self.t1 - n(0.005), n(0.70))
 
   def start_batch(self):
-    n = self.n
+    n = self.number
     if self.count > 10:
       self.thres = min(self.thres + n(0.01), n(1.0))
       self.count = 0
@@ -148,29 +147,16 @@ class CountRule:
 
 
 class ScriptLoop:
-  """The script's training loop over ``data`` (N, 2); z from ``np.random.RandomState(noise_seed)``.
+  """The script's loop over batches: :class:`CountRule` and one z per batch for all 5 updates.
 
-  The script draws a normal batch_z and overwrites it with a uniform one: both are drawn.
+  The caller supplies each batch's images and z and calls ``rule.start_epoch()`` before an
+  epoch's first batch (the script: a RandomState(1) permutation per epoch; z drawn by
+  ``np.random``, a normal batch overwritten by a uniform one).
   """
 
-  def __init__(self, reference: ToyReference, data: np.ndarray, seed: int = 1,
-               noise_seed: int = 0):
-    self.reference, self.data = reference, data
-    self.rng, self.noise = np.random.RandomState(seed), np.random.RandomState(noise_seed)
+  def __init__(self, reference: ToyReference):
+    self.reference = reference
     self.rule = CountRule()
-
-  def run_epoch(self) -> list[dict]:
-    """One epoch: the rule's epoch start, then every batch of a fresh permutation."""
-    bs, zd = self.reference.batchsize, self.reference.z_dim
-    self.rule.start_epoch()
-    batch = self.data[self.rng.permutation(len(self.data))]
-    records = []
-    for idx in range(len(self.data) // bs):
-      self.noise.normal(0, 1.0, [bs, zd])
-      batch_z = self.noise.uniform(-1.0, 1.0, [bs, zd]).astype(np.float32)
-      records.append(self.run_batch(batch[idx * bs:(idx + 1) * bs], batch_z,
-                                    self.reference.learningrate))
-    return records
 
   def run_batch(self, batch_images: np.ndarray, batch_z: np.ndarray, lr: float) -> dict:
     """One batch: the rule's batch start, then 5 probed updates, all on ``batch_z``."""
