@@ -437,9 +437,9 @@ def _fused_against_script(make_setup, batches_per_epoch, loop, run_batch, lr_of,
   """``Trainer.train`` over ``FUSED_BATCHES`` batches (one dispatch) against the port's loop.
 
   ``batches_per_epoch`` batches an epoch. The port's loop (``loop.rule``;
-  ``run_batch(loop, real, eps, lr)`` runs one batch) gets the batches and eps the step draws, and the project's thres, set just
-  below the first probe so that both networks get updates; ``lr_of(epoch)`` is the script's
-  learning rate. Returns the G updates of each batch.
+  ``run_batch(loop, real, eps, lr)`` runs one batch) gets the batches and eps the step
+  draws, and the project's thres, set just below the first probe so that both networks get
+  updates; ``lr_of(epoch)`` is the script's learning rate. Returns the G updates per batch.
   """
   config, project, reference, layout, shape, flat_real = make_setup("deligan")
   has_mixture = config.model == "deligan"
