@@ -34,11 +34,14 @@ def get_config(arg: str | None = None):
   config.network.generator_width = 32
   config.network.discriminator_width = 32
   config.network.expand_activation = "tanh"
+  config.network.linear_init = "uniform_unit_scaling"  # TensorFlow 0.10's default
 
   config.latent.dim = 2
   config.latent.num_components = 50
   # The official toy script trains with eps ~ U(-1, 1).
   config.latent.noise = "uniform"
+  # ... one eps per batch, reused by its 5 updates.
+  config.latent.eps_draw = "per_batch"
   config.latent.sigma_init_range = (0.02, 0.02)
   config.latent.sigma_reg = 0.1
 

@@ -36,6 +36,8 @@ ON_NON_FINITE = ("stop", "reseed")
 # D's batch norm over real and generated samples: 'separate' D calls (the official code)
 # or one 'joint' batch (README: "Where this differs from the official code").
 D_BATCH_NORM = ("separate", "joint")
+EPS_DRAWS = ("per_update", "per_batch")
+SAMPLE_NOISES = ("official", "training")
 # Fields that may be None besides the placeholders (whose default is None).
 _NULLABLE = ("optim.decay_start_epoch", "optim.decay_end_epoch")
 
@@ -92,6 +94,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.network.expand_activation = "relu"        # GAN++'s extra layer
   c.network.toy_hidden_layers = 1             # toy MLPs: hidden layers of *_width units ...
   c.network.toy_activation = "tanh"           # ... with this activation (the paper: 1, tanh)
+  # Toy MLPs' and the MNIST generator's first layer's kernels: 'uniform_unit_scaling' is the
+  # official code's (TensorFlow 0.10's default); MNIST keeps Glorot (docs/fidelity.md).
+  c.network.linear_init = "glorot_uniform"
   c.network.conv_impl = "auto"                # im2col on CPU, XLA's conv elsewhere
   c.network.dtype = "float32"                 # compute dtype: float32 or bfloat16 (mixed)
   c.network.init_examples = 500               # real examples for data-dependent init
@@ -102,6 +107,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.latent.num_components = 50
   c.latent.assignment = "batch"
   c.latent.noise = "normal"
+  # 'per_update': a new eps for each of a batch's updates (official MNIST); 'per_batch': one
+  # eps per batch, reused by its probes and updates (official toy).
+  c.latent.eps_draw = "per_update"
+  # eps of evaluation samples and training pictures: 'official' (MNIST U(-1, 1), toy N(0, 1),
+  # otherwise latent.noise; models.SAMPLING_NOISE) or 'training' (latent.noise).
+  c.latent.sample_noise = "official"
   c.latent.mu_init_range = (-1.0, 1.0)        # U(low, high); constant when equal
   c.latent.sigma_init_range = (0.2, 0.2)
   c.latent.sigma_reg = 1 / 3
@@ -225,6 +236,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
            f"must be 'auto' or one of {conv.IMPLEMENTATIONS}, got {n.conv_impl!r}")
   _require(n.dtype in ("float32", "bfloat16"), "network.dtype",
            f"must be 'float32' or 'bfloat16', got {n.dtype!r}")
+  _require(n.linear_init in networks.LINEAR_INITS, "network.linear_init",
+           f"must be one of {sorted(networks.LINEAR_INITS)}, got {n.linear_init!r}")
   _require(n.d_batch_norm in D_BATCH_NORM, "network.d_batch_norm",
            f"must be one of {D_BATCH_NORM}, got {n.d_batch_norm!r}")
 
@@ -247,6 +260,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
            f"must be one of {mixture.ASSIGNMENTS}, got {z.assignment!r}")
   _require(z.noise in mixture.NOISES, "latent.noise",
            f"must be one of {mixture.NOISES}, got {z.noise!r}")
+  _require(z.eps_draw in EPS_DRAWS, "latent.eps_draw",
+           f"must be one of {EPS_DRAWS}, got {z.eps_draw!r}")
+  _require(z.sample_noise in SAMPLE_NOISES, "latent.sample_noise",
+           f"must be one of {SAMPLE_NOISES}, got {z.sample_noise!r}")
   uses_components = c.model in ("deligan", "moe", "ensemble")
   _require(not (uses_components and z.assignment == "batch")
            or z.num_components == c.batch_size, "latent.num_components",

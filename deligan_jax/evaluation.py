@@ -27,12 +27,14 @@ from deligan_jax import checkpoints
 from deligan_jax import classifier as classifier_lib
 from deligan_jax.data import datasets, points
 from deligan_jax import metrics
+from deligan_jax import models
 from deligan_jax import paper_scores
 from deligan_jax import plots
 from deligan_jax import run_log
 
 REPORT = "eval_report.md"
 RESULTS = "eval.json"
+NOISE_NAMES = {"normal": "N(0, 1)", "uniform": "U(-1, 1)"}
 
 
 def generate_samples(model, state, num: int, seed: int = 0,
@@ -238,12 +240,13 @@ def evaluate(workdir: str, num_samples: int | None = None, cache: str | None = N
   image_data = config.network.name != "toy"
   paper_protocol = paper_protocol and config.data.name in paper_scores.DATASETS
   num_samples = num_samples or (50000 if paper_protocol else 5000 if image_data else 2000)
-  samples = generate_samples(model, state, num_samples, seed)
+  sampler = models.for_sampling(model, config)
+  samples = generate_samples(sampler, state, num_samples, seed)
   train_x = datasets.load(config.data).x
   results = {"workdir": workdir, "model": config.model, "dataset": config.data.name,
-             "step": int(state.step), "num_samples": num_samples}
+             "step": int(state.step), "num_samples": num_samples, "sample_noise": sampler.noise}
   if image_data:
-    results.update(_image_outputs(config, model, state, samples, train_x, cache,
+    results.update(_image_outputs(config, sampler, state, samples, train_x, cache,
                                   classifier_steps, out_dir, paper_protocol))
   else:
     results.update(_toy_scores(config, samples, train_x, out_dir))
@@ -283,7 +286,8 @@ def report(results: dict) -> str:
   """A readable markdown report of :func:`evaluate`'s results."""
   lines = [f"# Evaluation of {results['workdir']}", "",
            f"Model `{results['model']}` at batch {results['step']}, "
-           f"{results['num_samples']} samples.", ""]
+           f"{results['num_samples']} samples of eps ~ "
+           f"{NOISE_NAMES[results.get('sample_noise', 'normal')]}.", ""]
   if "modes" in results:
     modes = results["modes"]
     lines += ["| metric | value |", "| --- | --- |"]
@@ -307,9 +311,12 @@ def report(results: dict) -> str:
             f"| recall (k=3) | {results['recall']:.3f} | |", "",
             *(paper_scores.report_lines(results["paper_protocol"])
               if "paper_protocol" in results else []),
-            "## m-IS per predicted class (classifier-based)", "", "| class | samples | m-IS |", "| --- | --- | --- |"]
+            "## m-IS per predicted class (classifier-based)", "",
+            *([note, ""] if (note := metrics.m_is_edge_note(results["m_is_per_class"])) else []),
+            "| class | samples | m-IS |", "| --- | --- | --- |"]
   for label, entry in results["m_is_per_class"].items():
-    score = "too few samples" if entry["score"] is None else f"{entry['score']:.3f}"
+    score = (f"{entry['score']:.3f}" if entry["score"] is not None else
+             "left out (official: 1)" if entry["count"] == 1 else "left out (official: NaN)")
     lines.append(f"| {results['class_names'][int(label)]} | {entry['count']} | {score} |")
   copies = results["memorisation"]
   lines += diversity_lines(results["diversity"])

@@ -19,6 +19,7 @@ raises ``ValueError`` naming the offending argument.
 from __future__ import annotations
 
 from collections.abc import Iterator
+import math
 
 import numpy as np
 
@@ -91,6 +92,34 @@ def modified_inception_score(
   if not scores:
     raise ValueError("probs has no predicted class with at least 2 samples")
   return float(np.mean(scores)), float(np.std(scores)), per_class
+
+
+def modified_inception_score_official_edges(
+    per_class: dict[int, dict[str, object]]) -> tuple[float, float]:
+  """m-IS as the official code averages it: over every class, however few its samples.
+
+  From :func:`modified_inception_score`'s ``per_class``. The official code's KL mean
+  over one sample is 0, so a class predicted once scores exp(0) = 1; over no sample it
+  is NaN, so an empty class scores NaN and so do the mean and the std.
+  """
+  scores = [math.nan if entry["count"] == 0 else 1.0 if entry["count"] == 1 else entry["score"]
+            for entry in per_class.values()]
+  return float(np.mean(scores)), float(np.std(scores))
+
+
+def m_is_edge_note(per_class: dict[int, dict[str, object]]) -> str | None:
+  """A report's sentence on the classes with fewer than 2 samples, or None when there are none.
+
+  Reports use :func:`modified_inception_score` (those classes left out); the sentence
+  gives the official code's value beside it.
+  """
+  few = [entry["count"] for entry in per_class.values() if entry["count"] < 2]
+  if not few:
+    return None
+  mean, std = modified_inception_score_official_edges(per_class)
+  return (f"m-IS leaves out the {len(few)} predicted classes with fewer than 2 samples "
+          f"({few.count(1)} with one, {few.count(0)} empty); the official code scores a "
+          f"one-sample class 1 and an empty class NaN, which gives {mean:.3f} ± {std:.3f}.")
 
 
 def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:

@@ -29,6 +29,10 @@ from deligan_jax import mixture
 from deligan_jax import networks
 
 MODELS = ("gan", "gan++", "ensemble", "nx", "moe", "deligan")
+# The eps each official script draws for the samples it scores or plots, by network; others
+# use their training noise. MNIST scores 5000 samples of U(-1, 1) (trained on N(0, 1)); the
+# toy plots a fixed N(0, 1) batch, display_z (trained on U(-1, 1)).
+SAMPLING_NOISE = {"mnist": "uniform", "toy": "normal"}
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": nn.relu}
 Pytree = Any
 
@@ -203,7 +207,8 @@ def build(config) -> GanModel:
   generator_kwargs = {"width": width, "dtype": dtype}
   discriminator_kwargs = {"width": net.discriminator_width, "dtype": dtype}
   if net.name == "toy":
-    toy_kwargs = {"depth": net.toy_hidden_layers, "activation": net.toy_activation}
+    toy_kwargs = {"depth": net.toy_hidden_layers, "activation": net.toy_activation,
+                  "linear_init": net.linear_init}
     generator_kwargs.update(toy_kwargs)
     discriminator_kwargs.update(toy_kwargs)
   else:
@@ -211,6 +216,8 @@ def build(config) -> GanModel:
     generator_kwargs.update(conv_impl=impl)
     discriminator_kwargs.update(mbd_kernels=net.mbd_kernels, mbd_dims=net.mbd_dims,
                                 conv_impl=impl)
+  if net.name == "mnist":
+    generator_kwargs.update(linear_init=net.linear_init)
   if net.name in ("cifar10", "sketches"):
     generator_kwargs.update(channels=networks.SAMPLE_SHAPES[net.name][-1])
   if net.name == "cifar10":
@@ -232,3 +239,10 @@ def build(config) -> GanModel:
       noise=latent.noise,
       mu_init=_initializer(tuple(latent.mu_init_range)),
       sigma_init=_initializer(tuple(latent.sigma_init_range)))
+
+
+def for_sampling(model: GanModel, config) -> GanModel:
+  """``model`` drawing the eps of ``config.latent.sample_noise``: evaluation and pictures."""
+  if config.latent.sample_noise == "training":
+    return model
+  return dataclasses.replace(model, noise=SAMPLING_NOISE.get(config.network.name, model.noise))

@@ -26,8 +26,11 @@ from deligan_jax import layers
 # norm scales with N(1, 0.02); its batch norm keeps running averages with decay 0.9.
 CONV_INIT = nn.initializers.truncated_normal(0.02)
 DENSE_INIT = nn.initializers.normal(0.02)
-# Its plain linear layers use TensorFlow's default, Glorot-uniform.
-LINEAR_INIT = nn.initializers.glorot_uniform()
+# Kernel initialisers of the plain linear layers (the toy MLPs and the MNIST generator's
+# first layer), which the official code leaves to get_variable's default. TensorFlow 0.10's
+# default is 'uniform_unit_scaling', U(+-sqrt(3 / fan_in)); later versions' is Glorot-uniform.
+LINEAR_INITS = {"uniform_unit_scaling": nn.initializers.variance_scaling(1.0, "fan_in", "uniform"),
+                "glorot_uniform": nn.initializers.glorot_uniform()}
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 # The official MNIST D uses tf.contrib.layers.batch_norm: epsilon 0.001, scale initialised to 1.
@@ -127,7 +130,8 @@ TOY_ACTIVATIONS = {"tanh": jnp.tanh, "relu": nn.relu, "leaky_relu": nn.leaky_rel
 def _toy_hidden(module: nn.Module, h: jax.Array) -> jax.Array:
   """``module.depth`` dense layers of ``module.width`` units, each followed by its activation."""
   for _ in range(module.depth):
-    h = nn.Dense(module.width, kernel_init=LINEAR_INIT, dtype=module.dtype)(h)
+    h = nn.Dense(module.width, kernel_init=LINEAR_INITS[module.linear_init],
+                 dtype=module.dtype)(h)
     h = TOY_ACTIVATIONS[module.activation](h)
   return h
 
@@ -141,13 +145,15 @@ class ToyGenerator(nn.Module):
   width: int = 32
   depth: int = 1
   activation: str = "tanh"
+  linear_init: str = "uniform_unit_scaling"  # see LINEAR_INITS
   bn_axis_name: str | None = None  # no batch norm; accepted for a uniform interface
   dtype: jnp.dtype = jnp.float32   # compute dtype; parameters stay float32
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool) -> jax.Array:
     h = _toy_hidden(self, z)
-    return jnp.tanh(nn.Dense(2, kernel_init=LINEAR_INIT, dtype=self.dtype)(h)).astype(jnp.float32)
+    out = nn.Dense(2, kernel_init=LINEAR_INITS[self.linear_init], dtype=self.dtype)(h)
+    return jnp.tanh(out).astype(jnp.float32)
 
 
 class ToyDiscriminator(nn.Module):
@@ -155,18 +161,21 @@ class ToyDiscriminator(nn.Module):
   width: int = 32
   depth: int = 1
   activation: str = "tanh"
+  linear_init: str = "uniform_unit_scaling"  # see LINEAR_INITS
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool, groups: int = 1) -> jax.Array:
     del train, groups  # per-sample network: no batch norm, nothing across the batch
     h = _toy_hidden(self, x)
-    return nn.Dense(1, kernel_init=LINEAR_INIT, dtype=self.dtype)(h)[:, 0].astype(jnp.float32)
+    logit = nn.Dense(1, kernel_init=LINEAR_INITS[self.linear_init], dtype=self.dtype)(h)
+    return logit[:, 0].astype(jnp.float32)
 
 
 class MnistGenerator(nn.Module):
   """MNIST generator (spec §3): dense -> 4x4x4w -> 7x7x2w -> 14x14xw -> 28x28x1, w = 16."""
   width: int = 16
+  linear_init: str = "glorot_uniform"  # of the first layer; see LINEAR_INITS
   bn_axis_name: str | None = None
   conv_impl: str = "im2col"
   dtype: jnp.dtype = jnp.float32
@@ -174,7 +183,7 @@ class MnistGenerator(nn.Module):
   @nn.compact
   def __call__(self, z: jax.Array, train: bool) -> jax.Array:
     w, dtype, impl = self.width, self.dtype, self.conv_impl
-    h = nn.Dense(4 * 4 * 4 * w, kernel_init=LINEAR_INIT, dtype=dtype)(z)
+    h = nn.Dense(4 * 4 * 4 * w, kernel_init=LINEAR_INITS[self.linear_init], dtype=dtype)(z)
     h = nn.relu(batch_norm(train, self.bn_axis_name, "bn0", dtype)(h))
     h = h.reshape(z.shape[0], 4, 4, 4 * w)
     # 4 -> 7 needs explicit padding: 'SAME' would give 8.

@@ -252,4 +252,5 @@ def report_lines(results: dict) -> list[str]:
                f"{results['class_names'][int(label)]} "
                + ("-" if entry["score"] is None else f"{entry['score']:.3f}")
                + f" ({entry['count']})" for label, entry in results["m_is_per_class"].items()), ""]
-  return lines
+  note = metrics.m_is_edge_note(results["m_is_per_class"])
+  return lines + ([note, ""] if note else [])

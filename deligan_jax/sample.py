@@ -19,6 +19,7 @@ from absl import flags
 
 from deligan_jax import checkpoints
 from deligan_jax import cli
+from deligan_jax import models
 from deligan_jax import plots
 
 FLAGS = flags.FLAGS
@@ -35,12 +36,16 @@ def define_flags() -> None:
 
 
 def generate(workdir: str, num: int, seed: int = 0, component: int | None = None) -> np.ndarray:
-  """``num`` samples from the latest checkpoint of ``workdir`` (batch norm in inference mode)."""
+  """``num`` samples from the latest checkpoint of ``workdir`` (batch norm in inference mode).
+
+  eps as the run's ``latent.sample_noise`` says (:func:`models.for_sampling`).
+  """
   config, model, state = checkpoints.load_run(workdir)
   if component is not None and not 0 <= component < model.num_components:
     raise cli.RequestError(f"--component must be in [0, {model.num_components}), got {component}")
-  samples, _ = model.generate(state.params, state.batch_stats, jax.random.key(seed), num,
-                              train=False, component=component)
+  samples, _ = models.for_sampling(model, config).generate(
+      state.params, state.batch_stats, jax.random.key(seed), num, train=False,
+      component=component)
   return np.asarray(samples)
 
 

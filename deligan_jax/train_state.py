@@ -48,6 +48,7 @@ class StepConfig:
   init_examples: int = 500        # real examples of the data-dependent init pass
   d_batch_norm: str = "separate"  # see config.D_BATCH_NORM
   adam_epsilon: str = "sqrt_v_hat"  # see optim.ADAM_EPSILONS
+  eps_draw: str = "per_update"    # see config.EPS_DRAWS
 
   @classmethod
   def from_config(cls, config) -> StepConfig:
@@ -65,7 +66,8 @@ class StepConfig:
         augment=config.augment,
         init_examples=config.network.init_examples,
         d_batch_norm=config.network.d_batch_norm,
-        adam_epsilon=o.adam_epsilon)
+        adam_epsilon=o.adam_epsilon,
+        eps_draw=config.latent.eps_draw)
 
 
 def init_state(model: GanModel, rule: balancing.BalanceRule, seed: int,

@@ -179,7 +179,9 @@ class Trainer:
           jax.random.fold_in(batch_key, rule.inner_updates), data)
 
     def inner(carry, update_index):
-      return self.balanced_update(carry, jax.random.fold_in(batch_key, update_index), data,
+      # 'per_batch': every update of the batch reuses the first one's key, hence its eps.
+      key_index = update_index if cfg.eps_draw == "per_update" else 0
+      return self.balanced_update(carry, jax.random.fold_in(batch_key, key_index), data,
                                   update_index)
 
     carry = (params, batch_stats, opt_state, balance)
@@ -327,22 +329,10 @@ class Trainer:
     (as the official code) unless its batch norm is 'joint' (then with the real
     batch, whose statistics it shares).
     """
-    d_key = jax.random.fold_in(latent_key, 4)  # 0 and 1 are split(latent_key)'s halves
-    with_real = bool(batch_stats["discriminator"]) and self.config.d_batch_norm == "joint"
-
     def loss_fn(trainable):
-      p = {**params, **trainable}
-      fake, g_stats = self.model.generate(p, batch_stats, latent_key, self.config.batch_size,
-                                          train=True)
-      sets = (data["real"], fake) if with_real else (fake,)
-      logits, d_stats = self._discriminate_sets(p, batch_stats, sets, d_key)
-      if self.config.objective == "semi_supervised":
-        loss = losses.semi_supervised_generator_loss(logits[-1])
-      else:
-        loss = losses.generator_loss(logits[-1])
-      if self.model.has_mixture:
-        loss = loss + self.config.sigma_reg * mixture.sigma_regularizer(trainable["mixture"])
-      return loss, {"generator": g_stats, "discriminator": d_stats}
+      (adversarial, regulariser), new_stats = self.generator_objective(
+          trainable, params, batch_stats, latent_key, data)
+      return adversarial + regulariser, new_stats
 
     trainable = {"generator": params["generator"], "mixture": params["mixture"]}
     (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
@@ -350,6 +340,27 @@ class Trainer:
     for name in trainable:
       new_params[name], new_opt_state[name] = self._apply(name, grads[name], opt_state, params)
     return new_params, new_stats, new_opt_state, loss
+
+  def generator_objective(self, trainable, params, batch_stats, latent_key, data):
+    """G's loss on ``trainable = {'generator', 'mixture'}`` in two parts, and the new stats.
+
+    Returns ``((adversarial, regulariser), stats)``: G's loss on D's logits and the
+    weighted sigma term (0 without a mixture); :meth:`_generator_update` steps their sum.
+    """
+    d_key = jax.random.fold_in(latent_key, 4)  # 0 and 1 are split(latent_key)'s halves
+    with_real = bool(batch_stats["discriminator"]) and self.config.d_batch_norm == "joint"
+    p = {**params, **trainable}
+    fake, g_stats = self.model.generate(p, batch_stats, latent_key, self.config.batch_size,
+                                        train=True)
+    sets = (data["real"], fake) if with_real else (fake,)
+    logits, d_stats = self._discriminate_sets(p, batch_stats, sets, d_key)
+    if self.config.objective == "semi_supervised":
+      adversarial = losses.semi_supervised_generator_loss(logits[-1])
+    else:
+      adversarial = losses.generator_loss(logits[-1])
+    regulariser = (self.config.sigma_reg * mixture.sigma_regularizer(trainable["mixture"])
+                   if self.model.has_mixture else jnp.float32(0.0))
+    return (adversarial, regulariser), {"generator": g_stats, "discriminator": d_stats}
 
   def _discriminator_update(self, params, batch_stats, opt_state, latent_key, data):
     """One Adam step of D on real (label 1) and generated (label 0) samples.

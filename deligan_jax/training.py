@@ -46,7 +46,7 @@ RESUMABLE_CHANGES = ("num_steps", "log_every", "sample_every", "checkpoint_every
                      "keep_checkpoints", "num_plot_samples", "steps_per_dispatch",
                      "distributed", "data.dir", "data.source", "data.tfds_data_dir",
                      "on_non_finite", "max_reseeds", "stall.windows", "stall.probe_tolerance",
-                     "stall.action")
+                     "stall.action", "latent.sample_noise")
 
 
 class WorkdirError(Exception):
@@ -109,8 +109,8 @@ def plot_samples(model: models.GanModel, state: train_state.TrainState, config,
                  real: np.ndarray, path: str) -> None:
   """A 7x7-style grid of generated images, or generated beside real points (toy)."""
   key = jax.random.key(config.seed)  # the same latents at every step, for comparison
-  samples, _ = model.generate(state.params, state.batch_stats, key, config.num_plot_samples,
-                              train=False)
+  samples, _ = models.for_sampling(model, config).generate(
+      state.params, state.batch_stats, key, config.num_plot_samples, train=False)
   samples = np.asarray(jax.device_get(samples))
   title = f"{config.model}, batch {int(state.step)}"
   if samples.ndim == 2:

@@ -1,5 +1,7 @@
 """The config contract: defaults validate, bad values are refused with the field named."""
 
+import json
+
 import pytest
 
 from deligan_jax import config as config_lib
@@ -75,6 +77,9 @@ BAD = [
     ("objective", "semi_supervised", "objective"),  # needs the CIFAR-10 discriminator
     ("augment", "color,rotate", "augment"),
     ("network.init_examples", 0, "network.init_examples"),
+    ("network.linear_init", "he_normal", "network.linear_init"),
+    ("latent.eps_draw", "per_epoch", "latent.eps_draw"),
+    ("latent.sample_noise", "uniform", "latent.sample_noise"),
 ]
 
 
@@ -107,3 +112,18 @@ def test_json_round_trip():
   config.optim.mixture_lr = 3e-4
   back = config_lib.from_json(config_lib.to_json(config))
   assert back.to_dict() == config.to_dict()
+
+
+def test_config_json_of_earlier_versions_loads_with_the_behaviour_it_was_trained_with():
+  """A config.json written before linear_init, eps_draw and sample_noise existed."""
+  for name in ("mnist", "toy"):
+    saved = json.loads(config_lib.to_json(load_config(name)))
+    del saved["network"]["linear_init"], saved["latent"]["eps_draw"]
+    del saved["latent"]["sample_noise"]
+    loaded = config_lib.from_json(json.dumps(saved))
+    # Earlier versions trained every config with Glorot-uniform and one eps per update;
+    # sampling for scores and pictures takes the official eps.
+    assert loaded.network.linear_init == "glorot_uniform", name
+    assert loaded.latent.eps_draw == "per_update", name
+    assert loaded.latent.sample_noise == "official", name
+  assert config_lib.from_json(json.dumps(saved)).to_dict() != load_config("toy").to_dict()

@@ -73,6 +73,15 @@ def test_eval_on_a_toy_run(tmp_path):
   assert (tmp_path / "eval_samples.png").is_file()
   assert json.loads((tmp_path / "eval.json").read_text())["modes"] == results["modes"]
   assert "modes_covered" in (tmp_path / "eval_report.md").read_text()
+  # The official toy plots eps ~ N(0, 1) (display_z); it trains on U(-1, 1).
+  assert results["sample_noise"] == "normal"
+  assert "samples of eps ~ N(0, 1)" in (tmp_path / "eval_report.md").read_text()
+  config_path = tmp_path / "config.json"
+  saved = json.loads(config_path.read_text())
+  saved["latent"]["sample_noise"] = "training"
+  config_path.write_text(json.dumps(saved))
+  training_noise = evaluation.evaluate(str(tmp_path), num_samples=200)
+  assert training_noise["sample_noise"] == "uniform"
 
 
 def test_eval_on_an_mnist_run_writes_every_output(tmp_path, mnist_dir):

@@ -1,5 +1,7 @@
 """Scores against direct computations and known answers."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -256,3 +258,58 @@ def test_distinct_count_chains_close_pairs():
   line = np.array([[0.0], [0.9], [1.8], [5.0]])
   assert metrics.distinct_count(line, 1.0) == 2
   assert metrics.distinct_count(line[::-1], 1.0) == 2
+
+
+def official_m_is(preds, splits=10):
+  """The official m-IS (src/modified_inception_scores/.../transfer_cifar10_softmax_b1.py)."""
+  argmax = preds.argmax(axis=1)
+  scores = []
+  with np.errstate(invalid="ignore"), warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)  # the mean over an empty class
+    for i in range(splits):
+      part = preds[argmax == i]
+      logp = np.log(part)
+      self = np.sum(part * logp, axis=1)
+      cross = np.mean(np.dot(part, np.transpose(logp)), axis=1)
+      kl = np.mean(self - cross)
+      scores.append(np.exp(kl))
+  return np.mean(scores), np.std(scores), scores
+
+
+def _probs_with_classes(counts, seed=0):
+  """Softmax rows whose argmax is class c for counts[c] rows."""
+  rng = np.random.default_rng(seed)
+  rows = []
+  for label, count in enumerate(counts):
+    logits = rng.normal(size=(count, len(counts)))
+    logits[:, label] += 6.0
+    rows.append(logits)
+  logits = np.concatenate(rows)
+  return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("counts", [(5, 1, 7, 3, 4, 2, 6, 1, 3, 8),    # two one-sample classes
+                                    (5, 0, 7, 3, 4, 2, 6, 9, 3, 8)])   # an empty class
+def test_m_is_edge_cases_left_out_here_and_scored_as_the_official_code(counts):
+  probs = _probs_with_classes(counts)
+  want_mean, want_std, want_per_class = official_m_is(probs)
+  mean, std, per_class = metrics.modified_inception_score(probs)
+  for label, count in enumerate(counts):
+    if count >= 2:
+      assert per_class[label]["score"] == pytest.approx(want_per_class[label], rel=1e-6)
+    else:
+      assert per_class[label]["score"] is None
+      assert (want_per_class[label] == 1.0) if count == 1 else np.isnan(want_per_class[label])
+  kept = [want_per_class[label] for label, count in enumerate(counts) if count >= 2]
+  assert (mean, std) == pytest.approx((np.mean(kept), np.std(kept)), rel=1e-6)
+  official = metrics.modified_inception_score_official_edges(per_class)
+  np.testing.assert_allclose(official, (want_mean, want_std), rtol=1e-6)  # NaN == NaN here
+  assert official[0] != pytest.approx(mean)  # the two conventions differ here
+  note = metrics.m_is_edge_note(per_class)
+  assert note.startswith(f"m-IS leaves out the {sum(c < 2 for c in counts)} predicted classes")
+  assert f"gives {official[0]:.3f} ± {official[1]:.3f}" in note
+
+
+def test_m_is_edge_note_is_absent_when_every_class_has_two_samples():
+  _, _, per_class = metrics.modified_inception_score(_probs_with_classes((2,) * 10))
+  assert metrics.m_is_edge_note(per_class) is None

@@ -125,3 +125,22 @@ def test_minibatch_discrimination_groups_equal_separate_calls():
   apart = jnp.concatenate([layer.apply(variables, real), layer.apply(variables, fake)])
   np.testing.assert_allclose(together, apart, rtol=1e-6)
   assert not np.allclose(together, layer.apply(variables, jnp.concatenate([real, fake])))
+
+
+@pytest.mark.parametrize("experiment, official, training", [
+    ("mnist", "uniform", "normal"),    # scores 5000 samples of U(-1, 1); trains on N(0, 1)
+    ("toy", "normal", "uniform"),      # plots display_z ~ N(0, 1); trains on U(-1, 1)
+    ("cifar10", "normal", "normal"),   # scores with its training noise
+])
+def test_samples_for_scores_and_pictures_draw_the_official_eps_or_the_training_eps(
+    experiment, official, training):
+  config = small_config(experiment, "gan", batch_size=4)
+  model = models.build(config)
+  assert config.latent.sample_noise == "official"
+  for setting, kind in (("official", official), ("training", training)):
+    config.latent.sample_noise = setting
+    eps, _ = models.for_sampling(model, config).latent({}, jax.random.key(0), 4000)
+    assert (float(np.abs(eps).max()) <= 1.0) == (kind == "uniform"), setting
+    np.testing.assert_allclose(np.std(eps), 1.0 if kind == "normal" else 1 / np.sqrt(3),
+                               rtol=0.05, err_msg=setting)
+  assert model.noise == training  # training itself is unchanged

@@ -34,6 +34,30 @@ def test_default_toy_networks_are_the_papers():
   np.testing.assert_allclose(got, expected, rtol=1e-6)
 
 
+@pytest.mark.parametrize("linear_init, bound", [
+    ("uniform_unit_scaling", lambda fan_in, fan_out: math.sqrt(3 / fan_in)),  # TF 0.10's
+    ("glorot_uniform", lambda fan_in, fan_out: math.sqrt(6 / (fan_in + fan_out))),
+])
+def test_toy_kernels_start_uniform_within_the_initialisers_bound(linear_init, bound):
+  """The official toy's layers use get_variable's default, TF 0.10's uniform_unit_scaling:
+  U(+-1.22) for the 2-input layers, where Glorot gives U(+-0.42)."""
+  config = small_config("toy", "deligan")
+  config.network.linear_init = linear_init
+  params, _ = models.build(config).init(jax.random.key(0), examples((2,)))
+  for network in (params["generator"]["network"], params["discriminator"]):
+    for layer in network.values():
+      kernel = np.asarray(layer["kernel"])
+      limit = bound(*kernel.shape)
+      assert np.abs(kernel).max() <= limit
+      assert np.abs(kernel).max() > 0.8 * limit  # not a narrower distribution
+      np.testing.assert_array_equal(layer["bias"], 0)
+
+
+def test_the_toy_config_starts_as_the_official_code_and_mnist_keeps_glorot():
+  assert small_config("toy", "deligan").network.linear_init == "uniform_unit_scaling"
+  assert small_config("mnist", "deligan").network.linear_init == "glorot_uniform"
+
+
 def test_deeper_wider_relu_toy_networks():
   """Four hidden layers of 400 ReLU units, as in mode-collapse benchmarks."""
   config = small_config("toy", "deligan")
@@ -61,6 +85,7 @@ def test_deeper_wider_relu_toy_networks():
 @pytest.mark.parametrize("field, value, match", [
     ("toy_hidden_layers", 0, "network.toy_hidden_layers: must be positive"),
     ("toy_activation", "sigmoid", "network.toy_activation: must be one of"),
+    ("linear_init", "he_normal", "network.linear_init: must be one of"),
 ])
 def test_bad_toy_network_fields_are_refused(field, value, match):
   config = small_config("toy", "gan")

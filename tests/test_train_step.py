@@ -88,6 +88,27 @@ def test_two_dispatches_equal_one():
                                    jax.device_get(twice)))
 
 
+@pytest.mark.parametrize("eps_draw, distinct_keys_per_batch", [("per_batch", 1),
+                                                                ("per_update", 5)])
+def test_eps_is_drawn_once_per_batch_or_once_per_update(eps_draw, distinct_keys_per_batch):
+  """The official toy loop reuses one z for a batch's 5 updates; MNIST draws one per update."""
+  trainer = make_trainer("toy", n=16)
+  trainer.config = dataclasses.replace(trainer.config, eps_draw=eps_draw)
+  seen = []
+  update = trainer.balanced_update
+
+  def recording_update(carry, latent_key, data, update_index):
+    jax.debug.callback(lambda key: seen.append(bytes(np.asarray(key))),
+                       jax.random.key_data(latent_key))
+    return update(carry, latent_key, data, update_index)
+
+  trainer.balanced_update = recording_update
+  jax.block_until_ready(trainer.train(trainer.init_state(0), 2))
+  assert len(seen) == 10
+  assert [len(set(seen[5 * b:5 * b + 5])) for b in range(2)] == [distinct_keys_per_batch] * 2
+  assert set(seen[:5]).isdisjoint(seen[5:])  # a new draw every batch either way
+
+
 def test_learning_rate_schedule_matches_the_paper():
   # MNIST: 5e-4 * min(4 - epoch/1000, 3) / 3.
   for epoch in (0, 500, 1000, 1500, 2500, 3999, 4000, 4500):

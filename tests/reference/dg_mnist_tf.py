@@ -6,7 +6,8 @@ D with tf.contrib batch norm, two separate D calls sharing variables), minibatch
 discrimination (its j = i term included: the script masks the distance, not exp(-distance)),
 the losses, the sigma term /3, Adam(lr, beta1=0.5) for D on 'd_' variables and for G on 'g_'
 variables, the inference-mode probe, the threshold rule (count1 > 3 / count2 < -1, steps
-0.003, floor t1 = 0.70), the learning-rate schedule and the per-epoch permutation.
+0.003, floor t1 = 0.70), the learning-rate schedule (:func:`learning_rate`), the per-epoch
+permutation and the selection of the 500 training images (:func:`select_training_images`).
 
 Changed, because it no longer exists or cannot be re-created otherwise:
 
@@ -26,6 +27,8 @@ Changed, because it no longer exists or cannot be re-created otherwise:
   building each network twice with a Python ``phase_train``: the training-mode graph (which
   updates the averages) for the optimisers, the inference-mode graph for the probe and
   sampling. The script feeds ``phase_train`` explicitly to every run, so this is the same.
+* ``linear``'s weights (``g_h0``) get TF 0.10's default initialiser, ``uniform_unit_scaling``,
+  explicitly: TF 2's default is Glorot-uniform.
 * ``tf.initialize_all_variables`` -> ``global_variables_initializer``; resource variables,
   so that a read placed after an update sees it.
 * Plotting, t-SNE, cv2 and the script's checkpoints are left out; :class:`ScriptLoop` logs
@@ -50,6 +53,8 @@ from tests.reference import hooks
 
 tf1 = tf.compat.v1
 BN_DECAY = 0.9
+# get_variable's default initialiser in TensorFlow 0.10 (Glorot-uniform from 0.12 on).
+TF010_DEFAULT_INIT = tf1.uniform_unit_scaling_initializer
 
 
 def _lrelu(x, leak=0.2):
@@ -171,7 +176,8 @@ class MnistReference(hooks.VariableHooks):
 
   @staticmethod
   def _linear(x, output_dim, name):
-    w = tf1.get_variable(name + "/w", [x.get_shape()[1], output_dim])
+    w = tf1.get_variable(name + "/w", [x.get_shape()[1], output_dim],
+                         initializer=TF010_DEFAULT_INIT())
     b = tf1.get_variable(name + "/b", [output_dim], initializer=tf1.constant_initializer(0.0))
     return tf.matmul(x, w) + b
 
@@ -246,6 +252,9 @@ class MnistReference(hooks.VariableHooks):
     self.sigma_loss = tf.reduce_mean(tf.square(self.zsig - 1)) / 3
     gloss = tf.reduce_mean(bce(logits=g_fake_logit, labels=tf.ones_like(g_fake_logit)))
     self.g_total_loss = gloss + (0.0 if model == "gan" else self.sigma_loss)
+    self._mixture_gradients = {
+        name: tf.gradients(loss, [self.zin, self.zsig], unconnected_gradients="zero")
+        for name, loss in (("adversarial", gloss), ("regulariser", self.sigma_loss))}
 
     # D's update: D(real) and D(G(z)), two calls (or one joint batch-norm call).
     self._last_update = []
@@ -298,6 +307,39 @@ class MnistReference(hooks.VariableHooks):
   def sample(self, eps: np.ndarray) -> np.ndarray:
     return self.sess.run(self.samples, {self.z: eps})
 
+  def mixture_gradients(self, eps: np.ndarray, images: np.ndarray | None = None
+                        ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """d/d(g_z, g_sig) of G's loss ('adversarial') and of the sigma term ('regulariser').
+
+    Runs G and D in training mode, so their batch-norm averages move as in ``g_optim``.
+    """
+    feed = {self.z: eps}
+    if self.joint:
+      feed[self.images] = images
+    return {name: tuple(value) for name, value in
+            self.sess.run(self._mixture_gradients, feed).items()}
+
+
+def learning_rate(learningrate: float, epoch: int) -> float:
+  """The script's ``learningrate * (np.minimum((4 - epoch/1000.), 3.)/3)``."""
+  return learningrate * (np.minimum((4 - epoch / 1000.), 3.) / 3)
+
+
+def select_training_images(trainx: np.ndarray, trainy: np.ndarray) -> np.ndarray:
+  """The script's data selection: the last 50 images of each digit, digit by digit.
+
+  ``trainx`` (N, 784) as stored, ``trainy`` (N, 10) one-hot (the script's ``mnist.npz``);
+  scaled to [-1, 1] as the script does.
+  """
+  trainx = 2 * trainx / 255. - 1
+  data = []
+  # Uniformly sampling 50 images per category from the dataset
+  for i in range(10):
+    train = trainx[np.argmax(trainy, 1) == i]
+    data.append(train[-50:])
+  data = np.array(data)
+  return np.reshape(data, [-1, 28 * 28])
+
 
 class StreakRule:
   """The script's threshold rule: thres, count1 (G streak), count2 (minus the D streak)."""
@@ -342,35 +384,40 @@ class ScriptLoop:
 
   def run(self, num_batches: int, log, stop=lambda: False) -> None:
     """Batches until ``num_batches`` (or ``stop()`` after a batch); ``log(counter, record)``."""
-    reference, rule = self.reference, self.rule
-    bs, zd = reference.batchsize, reference.z_dim
+    bs, zd = self.reference.batchsize, self.reference.z_dim
     batch_idx = self.data.shape[0] // bs
     while self.counter < num_batches:
       if self.idx == 0:
         self.order = self.rng.permutation(self.data.shape[0])
-      lr = reference.learningrate * (np.minimum((4 - self.epoch / 1000.), 3.) / 3)
+      lr = learning_rate(self.reference.learningrate, self.epoch)
       batch_images = self.data[self.order[self.idx * bs:(self.idx + 1) * bs]]
-      rule.start_batch()
-      g_updates, probes = 0, []
-      for _ in range(5):
-        batch_z = self.noise.normal(0, 1.0, [bs, zd]).astype(np.float32)
-        g = reference.probe(batch_z)
-        probes.append(g)
-        update_g = g > rule.thres
-        if update_g:
-          reference.update_generator(batch_z, lr, batch_images)
-        else:
-          reference.update_discriminator(batch_images, batch_z, lr)
-        rule.record(update_g)
-        g_updates += update_g
+      eps = [self.noise.normal(0, 1.0, [bs, zd]).astype(np.float32) for _ in range(5)]
+      record = self.run_batch(batch_images, eps, lr)
       self.counter += 1
       self.idx += 1
       if self.idx == batch_idx:
         self.idx, self.epoch = 0, self.epoch + 1
-      log(self.counter, {"g_updates": int(g_updates), "d_updates": 5 - int(g_updates),
-                         "thres": rule.thres, "probe": float(np.mean(probes))})
+      log(self.counter, record)
       if stop():
         return
+
+  def run_batch(self, batch_images: np.ndarray, eps: list[np.ndarray], lr: float) -> dict:
+    """One batch of the script: the rule's batch start, then 5 probed updates (eps[k] each)."""
+    reference, rule = self.reference, self.rule
+    rule.start_batch()
+    g_updates, probes = 0, []
+    for batch_z in eps:
+      g = reference.probe(batch_z)
+      probes.append(g)
+      update_g = g > rule.thres
+      if update_g:
+        reference.update_generator(batch_z, lr, batch_images)
+      else:
+        reference.update_discriminator(batch_images, batch_z, lr)
+      rule.record(update_g)
+      g_updates += update_g
+    return {"g_updates": int(g_updates), "d_updates": len(eps) - int(g_updates),
+            "thres": rule.thres, "probe": float(np.mean(probes))}
 
   def state(self) -> dict:
     """JSON-ready; floats are Python floats, so they round-trip exactly."""

@@ -19,9 +19,20 @@ class VariableHooks:
     self._placeholders = {name: tf1.placeholder(v.dtype.base_dtype, v.shape)
                           for name, v in self._variables.items()}
     self._assign = {name: v.assign(self._placeholders[name]) for name, v in self._variables.items()}
+    self._initialise = tf1.global_variables_initializer()
     self.sess = tf1.Session(graph=self.graph)
-    self.sess.run(tf1.global_variables_initializer())
+    self.sess.run(self._initialise)
     self.initial = self.get()
+
+  def draw_initial(self) -> dict[str, np.ndarray]:
+    """A fresh draw of the script's initialisers (unseeded: a new one each call).
+
+    Leaves every variable at :attr:`initial`.
+    """
+    self.sess.run(self._initialise)
+    values = self.get()
+    self.reset()
+    return values
 
   def get(self) -> dict[str, np.ndarray]:
     """Every variable (parameters, batch-norm averages, Adam slots) by name."""
