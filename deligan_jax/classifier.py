@@ -148,13 +148,18 @@ def _mnist_without_training_images(cache: str | None, steps: int, seed: int,
   cached = os.path.join(cache_dir(cache), f"mnist_cnn_steps{steps}_seed{seed}")
   if _stored(cached):
     return _load(cached, (28, 28, 1), mnist.MNIST_CLASSES, "mnist", seed)
-  shipped = _load(SHIPPED_MNIST, (28, 28, 1), mnist.MNIST_CLASSES, "mnist", 0)
+  shipped = shipped_mnist()
   logging.warning("the MNIST training images are missing, so the scores use the classifier "
                   "shipped with the package (%s, test accuracy %.4f) rather than one of %d "
                   "steps trained here", os.path.basename(SHIPPED_MNIST),
                   shipped.test_accuracy, steps)
   logging.debug("why the training images are missing: %s", error)
   return shipped
+
+
+def shipped_mnist() -> Classifier:
+  """The MNIST classifier shipped with the package, with its recorded test accuracy."""
+  return _load(SHIPPED_MNIST, (28, 28, 1), mnist.MNIST_CLASSES, "mnist", 0)
 
 
 def _stored(path: str) -> bool:

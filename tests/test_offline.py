@@ -1,14 +1,17 @@
 """Offline use: the shipped MNIST subset stands in when there is no data folder and no internet."""
 
+import json
+import logging
 import socket
 
 import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
+from deligan_jax import classifier, evaluation, training
 from deligan_jax.data import datasets, embedded
 from deligan_jax.data.common import DataError
-from tests.conftest import REPO
+from tests.conftest import REPO, small_config
 from tests.test_cli import TINY
 from tests.test_training import run_cli
 
@@ -82,3 +85,38 @@ def test_mission_command_trains_from_an_empty_folder_without_data_or_home(tmp_pa
   workdir = cwd / "runs" / "mnist_deligan"
   assert (workdir / "samples.png").is_file()
   assert (workdir / "samples" / "step_0000008.png").is_file()
+
+
+def test_shipped_classifier_scores_the_test_images_at_its_recorded_accuracy(mnist_dir):
+  shipped = classifier.shipped_mnist()
+  with open(classifier.SHIPPED_MNIST + ".json") as f:
+    recorded = json.load(f)
+  assert shipped.test_accuracy == recorded["test_accuracy"] > 0.97
+  test = datasets.load_split(ConfigDict({"name": "mnist", "dir": mnist_dir}), "test")
+  accuracy = np.mean(shipped.predict(test.x)[0].argmax(-1) == test.labels)
+  assert abs(accuracy - recorded["test_accuracy"]) <= 2e-4  # 2 of 10000 images: float rounding
+
+
+@offline_only
+def test_eval_without_any_data_scores_what_it_can(tmp_path, monkeypatch, caplog):
+  """A run on the shipped images, evaluated offline: the shipped classifier, test scores skipped."""
+  monkeypatch.delenv("DELIGAN_DATA_DIR", raising=False)
+  config = small_config("mnist")
+  config.data.per_class = 50
+  config.data.tfds_data_dir = str(tmp_path / "tfds")
+  training.train_and_evaluate(config, str(tmp_path / "run"))
+  caplog.set_level(logging.WARNING)
+  results = evaluation.evaluate(str(tmp_path / "run"), num_samples=100,
+                                cache=str(tmp_path / "cache"))
+  assert results["classifier_test_accuracy"] == classifier.shipped_mnist().test_accuracy
+  assert np.isfinite(results["modified_inception_score"][0]) and results["m_is_per_class"]
+  assert np.isnan(results["fid"]) and np.isnan(results["precision"])
+  assert np.isnan(results["memorisation"]["test_to_train_median"])
+  assert np.isfinite(results["memorisation"]["sample_to_train_median"])
+  skipped = [r.getMessage() for r in caplog.records if "real test images are missing" in r.getMessage()]
+  assert len(skipped) == len(evaluation.NEEDS_TEST_IMAGES)
+  shipped_notes = [r.getMessage() for r in caplog.records if "shipped with the package" in r.getMessage()]
+  assert len(shipped_notes) == 1
+  report = (tmp_path / "run" / evaluation.REPORT).read_text()
+  assert "Skipped, the real test images being missing" in report
+  assert "Without the real test images there is no reference here." in report
