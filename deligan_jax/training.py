@@ -233,9 +233,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
                                  train_labels=dataset.labels if semi_supervised else None)
     if trainer.idle_note:
       logging.warning(trainer.idle_note)
-    # From here on this run writes: another one on the same workdir is refused.
-    cleanup.enter_context(workdir_lock.owned(workdir))
+    # From here on this run may write: another one on the same workdir is refused.
+    claim = cleanup.enter_context(workdir_lock.owned(workdir))
     state = _restore(runs, trainer.init_state(config.seed))
+    claim()
     for path, run_config in configs.items():
       _record_config(run_config, path)
     state = _train(config, trainer, runs, state, dataset.x, workdir, test_set)

@@ -15,7 +15,7 @@ import fcntl
 import json
 import os
 import socket
-from typing import Iterator
+from typing import Callable, Iterator
 
 from absl import logging
 
@@ -37,18 +37,22 @@ def _owner(f) -> dict:
   try:
     return json.loads(text) if text else {}
   except json.JSONDecodeError:
-    return {"host": "?", "pid": "?", "since": f"? (unreadable lock file: {text[:40]!r})"}
+    return {"since": f"? (unreadable lock file: {text[:40]!r})"}
 
 
 @contextlib.contextmanager
-def owned(workdir: str) -> Iterator[None]:
+def owned(workdir: str) -> Iterator[Callable[[], None]]:
   """Holds ``workdir``'s lock for the block; raises WorkdirBusy when a live run holds it.
 
+  Yields ``claim``, which writes this process into the lock file: a run calls
+  it once its checks have passed, so that a run refused after taking the lock
+  (a checkpoint of another config) leaves the workdir's files as they were.
   Creates ``workdir`` if needed (the lock lives there).
   """
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, LOCK_FILE)
   f = open(path, "a+")  # pylint: disable=consider-using-with  # held for the whole block
+  claimed = []
   try:
     try:
       fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -56,22 +60,24 @@ def owned(workdir: str) -> Iterator[None]:
       raise WorkdirBusy(
           f"workdir {workdir} is in use by the run of {_describe(_owner(f))} ({path}); "
           "wait for it to end, or use another --workdir") from None
-    stale = _owner(f)
-    if stale:
-      logging.warning("took over the lock of workdir %s left by %s, which ended without "
-                      "releasing it", workdir, _describe(stale))
-    f.seek(0)
-    f.truncate()
-    f.write(json.dumps({
-        "host": socket.gethostname(), "pid": os.getpid(),
-        "since": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}))
-    f.flush()
-    os.fsync(f.fileno())
-    try:
-      yield
-    finally:
+
+    def claim() -> None:
+      stale = _owner(f)
+      if stale:
+        logging.warning("took over the lock of workdir %s left by %s, which ended without "
+                        "releasing it", workdir, _describe(stale))
       f.seek(0)
       f.truncate()
+      f.write(json.dumps({
+          "host": socket.gethostname(), "pid": os.getpid(),
+          "since": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}))
       f.flush()
+      os.fsync(f.fileno())
+      claimed.append(True)
+
+    yield claim
+    if claimed:
+      f.seek(0)
+      f.truncate()
   finally:
     f.close()  # drops the flock

@@ -11,11 +11,12 @@ import pytest
 from deligan_jax import training, workdir_lock
 from tests.conftest import REPO, small_config
 from tests.test_cli import TINY, one_line_refusal
+from tests.test_faults import snapshot
 from tests.test_training import run_cli
 
 HOLD = ("import sys, time; from deligan_jax import workdir_lock\n"
-        "with workdir_lock.owned(sys.argv[1]):\n"
-        "  print('held', flush=True); time.sleep(600)")
+        "with workdir_lock.owned(sys.argv[1]) as claim:\n"
+        "  claim(); print('held', flush=True); time.sleep(600)")
 
 
 def hold_lock(workdir) -> subprocess.Popen:
@@ -27,23 +28,17 @@ def hold_lock(workdir) -> subprocess.Popen:
   return holder
 
 
-def snapshot(workdir) -> dict:
-  """Every file under ``workdir`` with its size and modification time."""
-  return {os.path.join(root, name): (os.stat(os.path.join(root, name)).st_size,
-                                     os.stat(os.path.join(root, name)).st_mtime_ns)
-          for root, _, names in os.walk(workdir) for name in names}
-
-
 def test_a_held_workdir_is_refused_naming_its_owner(tmp_path):
-  with workdir_lock.owned(str(tmp_path)):
+  with workdir_lock.owned(str(tmp_path)) as claim:
+    claim()
     with pytest.raises(workdir_lock.WorkdirBusy) as refused:
       with workdir_lock.owned(str(tmp_path)):
         pass
   message = str(refused.value)
   assert f"pid {os.getpid()} on {socket.gethostname()} since " in message
   assert "\n" not in message
-  with workdir_lock.owned(str(tmp_path)):  # released at the end of the block
-    pass
+  with workdir_lock.owned(str(tmp_path)) as claim:  # released at the end of the block
+    claim()
   assert (tmp_path / workdir_lock.LOCK_FILE).read_text() == ""
 
 
