@@ -115,7 +115,7 @@ def test_eval_without_any_data_scores_what_it_can(tmp_path, monkeypatch, caplog)
   assert np.isfinite(results["memorisation"]["sample_to_train_median"])
   skipped = [r.getMessage() for r in caplog.records if "real test images are missing" in r.getMessage()]
   assert len(skipped) == len(evaluation.NEEDS_TEST_IMAGES)
-  shipped_notes = [r.getMessage() for r in caplog.records if "shipped with the package" in r.getMessage()]
+  shipped_notes = [r.getMessage() for r in caplog.records if "classifier shipped" in r.getMessage()]
   assert len(shipped_notes) == 1
   report = (tmp_path / "run" / evaluation.REPORT).read_text()
   assert "Skipped, the real test images being missing" in report
