@@ -47,7 +47,7 @@ def get_config(arg: str | None = None):
   config.latent.sigma_reg = 0.05
 
   config.optim.lr = 1e-4
-  config.optim.adam_epsilon = "sqrt_v_hat"  # Lasagne's Adam (Improved-GAN)
+  config.optim.adam_epsilon = "inside_sqrt_v_hat"  # the official nn.py's adam_updates
   # D has no batch norm: one call on all sets gives the same logits in fewer dispatches.
   config.network.d_batch_norm = "joint"
   config.optim.decay_start_epoch = 2600.0
