@@ -28,6 +28,8 @@ def get_config(arg: str | None = None):
   config.sample_every = 2_000
   config.checkpoint_every = 2_000
   config.num_plot_samples = 100
+  config.batch_order = "fixed"         # one permutation before training, as the official loop
+  config.sample_batch_norm = "batch"   # the official samplefun: G with batch statistics
 
   config.data.name = "cifar10"
 

@@ -30,6 +30,8 @@ def get_config(arg: str | None = None):
   config.sample_every = 6_400
   config.checkpoint_every = 6_400
   config.num_plot_samples = 100
+  config.batch_order = "fixed"         # one permutation before training, as the official loop
+  config.sample_batch_norm = "batch"   # the official samplefun: G with batch statistics
 
   config.data.name = "sketches"
 
@@ -63,4 +65,6 @@ def get_config(arg: str | None = None):
   config.balance.forced_d_lr_factor = 0.5
   # The official sketch script probes with D's noise and dropout on (training mode).
   config.balance.probe_train_mode = True
+  # ... once per batch, before the forced D update; a G update's loss stands in for the next.
+  config.balance.probe_reuse = True
   return config

@@ -264,6 +264,8 @@ class _ImprovedGanDiscriminator(nn.Module):
   mbd_dims: int = 5
   conv_impl: str = "im2col"
   dtype: jnp.dtype = jnp.float32
+  input_noise: float = 0.2   # the stddev of the input noise
+  dropout_rate: float = 0.5
 
   def _trunk(self, h: jax.Array, train: bool) -> jax.Array:
     raise NotImplementedError
@@ -278,7 +280,7 @@ class _ImprovedGanDiscriminator(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool, groups: int = 1) -> jax.Array:
-    h = self._trunk(layers.GaussianNoise(0.2)(x, train), train)
+    h = self._trunk(layers.GaussianNoise(self.input_noise)(x, train), train)
     h = layers.global_mean_pool(h)
     h = MinibatchDiscrimination(self.mbd_kernels, self.mbd_dims, data_init=True)(h, groups)
     logits = layers.WeightNormDense(self.num_classes, init_scale=0.1, train_scale=True,
@@ -301,7 +303,7 @@ class CifarDiscriminator(_ImprovedGanDiscriminator):
       h = self._conv(h, features, 3)
       h = self._conv(h, features, 3)
       h = self._conv(h, features, 3, strides=(2, 2))
-      h = layers.dropout(0.5, train)(h)
+      h = layers.dropout(self.dropout_rate, train)(h)
     h = self._conv(h, 2 * self.width, 3, padding="VALID")
     return self._nin(self._nin(h, 2 * self.width), 2 * self.width)
 
@@ -318,9 +320,9 @@ class SketchDiscriminator(_ImprovedGanDiscriminator):
   def _trunk(self, h, train):
     w = self.width
     h = self._conv(self._conv(h, w, 5), w, 5, strides=(2, 2))
-    h = layers.dropout(0.5, train)(h)
+    h = layers.dropout(self.dropout_rate, train)(h)
     h = self._conv(h, 2 * w, 5, strides=(2, 2))
-    h = layers.dropout(0.5, train)(h)
+    h = layers.dropout(self.dropout_rate, train)(h)
     h = self._conv(h, 4 * w, 3, strides=(2, 2), padding="VALID")
     return self._nin(h, 4 * w)
 

@@ -48,6 +48,7 @@ class StepConfig:
   init_examples: int = 500        # real examples of the data-dependent init pass
   d_batch_norm: str = "separate"  # see config.D_BATCH_NORM
   adam_epsilon: str = "sqrt_v_hat"  # see optim.ADAM_EPSILONS
+  batch_order: str = "reshuffle"  # see config.BATCH_ORDERS
 
   @classmethod
   def from_config(cls, config) -> StepConfig:
@@ -65,7 +66,8 @@ class StepConfig:
         augment=config.augment,
         init_examples=config.network.init_examples,
         d_batch_norm=config.network.d_batch_norm,
-        adam_epsilon=o.adam_epsilon)
+        adam_epsilon=o.adam_epsilon,
+        batch_order=config.batch_order)
 
 
 def init_state(model: GanModel, rule: balancing.BalanceRule, seed: int,
