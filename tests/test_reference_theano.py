@@ -6,15 +6,24 @@ Tolerances (float32) are stated where they are used, with their reason.
 
 from __future__ import annotations
 
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
+from deligan_jax import config as config_lib
 from deligan_jax import conv
+from deligan_jax import evaluation
 from deligan_jax import networks
 from deligan_jax import optim
+from deligan_jax import train_state
+from deligan_jax import train_step
+from deligan_jax.data import common as data_common
+from deligan_jax.models import build
+from tests.conftest import small_config
 
 pytensor = pytest.importorskip("pytensor")
 from tests.reference import improved_gan_nn_pytensor as nn_ref  # noqa: E402
@@ -79,3 +88,57 @@ def test_adam_matches_the_official_adam_updates():
       jnp.asarray(targets), optim.with_learning_rate(adam.init(jnp.asarray(start)), 0.1),
       jnp.asarray(start))[0])
   assert abs(float(plain[0] - first[0])) > 0.01  # at |g| = 5e-6 the two forms differ
+
+
+def test_cifar_subset_is_the_official_selection_index_for_index():
+  """The project's subset against the script's own lines, on images whose pixels are their index."""
+  from tests.reference import dg_cifar_pytensor
+  n = 5000
+  index = np.arange(n)
+  images = np.zeros((n, 32, 32, 3), np.uint8)
+  images[..., 0], images[..., 1] = (index % 256)[:, None, None], (index // 256)[:, None, None]
+  labels = (index % 10).astype(np.int32)
+  official_x = (-127.5 + images.transpose(0, 3, 1, 2).astype(np.float32)) / 128.  # cifar10_data
+  theirs, their_labels, _, _ = dg_cifar_pytensor.select_training_subset(official_x, labels)
+  ours, our_labels = data_common.random_subset(images, labels, 2000, 1)
+  ours = data_common.to_model_scale(ours, "cifar10")
+  decode = lambda x: np.rint(x[:, 0, 0, :2] * 128 + 127.5).astype(int) @ np.array([1, 256])
+  np.testing.assert_array_equal(decode(ours), decode(theirs.transpose(0, 2, 3, 1)))
+  np.testing.assert_array_equal(our_labels, their_labels)
+  np.testing.assert_array_equal(ours, theirs.transpose(0, 2, 3, 1))  # the scale, exactly
+
+
+def test_fixed_batch_order_repeats_epoch_zero_and_reshuffle_does_not():
+  key = jax.random.key(3)
+  orders = {}
+  for batch_order in config_lib.BATCH_ORDERS:
+    step_config = train_state.StepConfig(batch_size=5, learning_rate=1e-3,
+                                         mixture_learning_rate=1e-3, sigma_reg=0.0,
+                                         batch_order=batch_order)
+    trainer = types.SimpleNamespace(config=step_config, num_samples=20)
+    orders[batch_order] = [np.concatenate([
+        np.asarray(train_step.Trainer._batch_indices(trainer, key, epoch, position))
+        for position in range(4)]) for epoch in range(3)]
+  for epoch_order in orders["fixed"] + orders["reshuffle"]:
+    assert sorted(epoch_order) == list(range(20))  # every sample once per epoch
+  assert all((order == orders["fixed"][0]).all() for order in orders["fixed"])
+  np.testing.assert_array_equal(orders["fixed"][0], orders["reshuffle"][0])
+  assert (orders["reshuffle"][1] != orders["reshuffle"][0]).any()
+
+
+def test_samples_for_scoring_use_batch_statistics_when_asked():
+  """'batch': each batch of batch_size from G in training mode, as the official samplefun."""
+  config = small_config("sketches", "deligan", batch_size=4)
+  model = build(config)
+  params, batch_stats = model.init(jax.random.key(0), np.zeros((4, 32, 32, 1), np.float32))
+  # Running averages away from their initial values, so that the two modes differ.
+  batch_stats = jax.tree.map(lambda leaf: leaf + 0.5, batch_stats)
+  state = types.SimpleNamespace(params=params, batch_stats=batch_stats)
+  samples = evaluation.generate_samples(model, state, 10, seed=2, batch_norm="batch",
+                                        batch_size=4)
+  key = jax.random.key(2)
+  expected = np.concatenate([np.asarray(model.generate(
+      params, batch_stats, jax.random.fold_in(key, i), 4, train=True)[0]) for i in range(3)])
+  np.testing.assert_allclose(samples, expected[:10], atol=1e-6)
+  running = evaluation.generate_samples(model, state, 10, seed=2)
+  assert np.abs(running - samples).max() > 0.01
