@@ -17,6 +17,7 @@ Changed, because it no longer exists or cannot be shared otherwise:
   ``self.noise`` that the caller sets before each call, so that both sides see one eps.
 * ``input_noise`` and ``dropout_p`` (the script's 0.2 and 0.5) are arguments: random
   streams cannot be shared with JAX, so the step-level tests set them to 0 on both sides.
+* ``th.function`` compiles when first called (:func:`_function`).
 * Hooks for the tests: :meth:`disc_grads`, :meth:`gen_grads`, :meth:`get`, :meth:`set`.
 """
 
@@ -46,6 +47,18 @@ def select_training_subset(trainx, trainy, seed=1):
   trainy = trainy[:2000]
   trainx_unl = trainx.copy()
   return trainx, trainy, trainx_unl, rng
+
+
+def _function(*args, **kwargs):
+  """th.function, compiled on first call: a test compiles only the functions it calls."""
+  compiled = []
+
+  def call(*inputs):
+    if not compiled:
+      compiled.append(th.function(*args, **kwargs))
+    return compiled[0](*inputs)
+
+  return call
 
 
 class CifarReference:
@@ -118,21 +131,21 @@ class CifarReference:
     disc_param_avg = [th.shared(np.asarray(0.*p.get_value(), np.float32)) for p in disc_params]
     disc_avg_updates = [(a,a+0.0001*(p-a)) for p,a in zip(disc_params,disc_param_avg)]
     mode = nn.MODE
-    self.init_param = th.function(inputs=[x_lab], outputs=None, updates=init_updates, mode=mode)
-    self.train_batch_disc = th.function(inputs=[x_lab,labels,x_unl,lr], outputs=[loss_lab, loss_unl, train_err], updates=disc_param_updates+disc_avg_updates, mode=mode)
-    self.samplefun = th.function(inputs=[],outputs=gen_dat, mode=mode)
+    self.init_param = _function(inputs=[x_lab], outputs=None, updates=init_updates, mode=mode)
+    self.train_batch_disc = _function(inputs=[x_lab,labels,x_unl,lr], outputs=[loss_lab, loss_unl, train_err], updates=disc_param_updates+disc_avg_updates, mode=mode)
+    self.samplefun = _function(inputs=[],outputs=gen_dat, mode=mode)
 
     # Theano functions for training the gen net
     loss_gen = -T.mean(T.softplus(l_gen))
     gen_params = ll.get_all_params(gen_layers[-1], trainable=True)
     gen_param_updates = nn.adam_updates(gen_params, loss_gen, lr=lr, mom1=0.5)
-    self.train_batch_gen = th.function(inputs=[lr], outputs=[sig1,sigloss,loss_gen], updates=gen_param_updates, mode=mode)
+    self.train_batch_gen = _function(inputs=[lr], outputs=[sig1,sigloss,loss_gen], updates=gen_param_updates, mode=mode)
 
     # --- hooks for tests -----------------------------------------------------
     self.disc_params, self.gen_params = disc_params, gen_params
-    self.disc_grads = th.function([x_lab, labels, x_unl], T.grad(disc_cost, disc_params), mode=mode)
+    self.disc_grads = _function([x_lab, labels, x_unl], T.grad(disc_cost, disc_params), mode=mode)
     z_sig = [gen_layers[1].z, sig1]
-    self.gen_grads = th.function([], T.grad(loss_gen, gen_params) + T.grad(sigloss, z_sig),
+    self.gen_grads = _function([], T.grad(loss_gen, gen_params) + T.grad(sigloss, z_sig),
                                  mode=mode)
     self.named = named_params(gen_layers, disc_layers)
 

@@ -189,14 +189,11 @@ def conv2d(x, W, filter_size, pad, stride):
   x = T.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))) if pad else x
   height = (x.shape[2] - kh) // stride + 1
   width = (x.shape[3] - kw) // stride + 1
-  out = 0
-  for dy in range(kh):
-    for dx in range(kw):
-      window = x[:, :, dy:dy + stride * (height - 1) + 1:stride,
-                 dx:dx + stride * (width - 1) + 1:stride]
-      out = out + T.tensordot(window, flipped[:, :, dy, dx], axes=[[1], [1]]).dimshuffle(
-          0, 3, 1, 2)
-  return out
+  taps = [x[:, :, dy:dy + stride * (height - 1) + 1:stride, dx:dx + stride * (width - 1) + 1:stride]
+          for dy in range(kh) for dx in range(kw)]
+  patches = T.stack(taps, axis=2)  # (B, in, kh * kw, H', W')
+  kernel = flipped.reshape((flipped.shape[0], flipped.shape[1], kh * kw))
+  return T.tensordot(patches, kernel, axes=[[1, 2], [1, 2]]).dimshuffle(0, 3, 1, 2)
 
 
 class Conv2DDNNLayer(Layer):
