@@ -6,6 +6,8 @@ Tolerances (float32) are stated where they are used, with their reason.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import types
 
 import jax
@@ -14,9 +16,11 @@ import numpy as np
 import optax
 import pytest
 
+from deligan_jax import balancing
 from deligan_jax import config as config_lib
 from deligan_jax import conv
 from deligan_jax import evaluation
+from deligan_jax import mixture
 from deligan_jax import networks
 from deligan_jax import optim
 from deligan_jax import train_state
@@ -26,6 +30,7 @@ from deligan_jax.models import build
 from tests.conftest import small_config
 
 pytensor = pytest.importorskip("pytensor")
+from tests.reference import dg_cifar_pytensor  # noqa: E402
 from tests.reference import improved_gan_nn_pytensor as nn_ref  # noqa: E402
 
 pytestmark = pytest.mark.reference
@@ -92,7 +97,6 @@ def test_adam_matches_the_official_adam_updates():
 
 def test_cifar_subset_is_the_official_selection_index_for_index():
   """The project's subset against the script's own lines, on images whose pixels are their index."""
-  from tests.reference import dg_cifar_pytensor
   n = 5000
   index = np.arange(n)
   images = np.zeros((n, 32, 32, 3), np.uint8)
@@ -142,3 +146,198 @@ def test_samples_for_scoring_use_batch_statistics_when_asked():
   np.testing.assert_allclose(samples, expected[:10], atol=1e-6)
   running = evaluation.generate_samples(model, state, 10, seed=2)
   assert np.abs(running - samples).max() > 0.01
+
+
+# --- step-level equivalence: CIFAR-10 ---------------------------------------------------------
+
+def _conv_to_port(direction):
+  """HWIO correlation kernel -> Lasagne's (out, in, h, w) convolution (flipped) filter."""
+  return np.ascontiguousarray(np.asarray(direction).transpose(3, 2, 0, 1)[:, :, ::-1, ::-1])
+
+
+def _dense_nhwc_to_port(kernel, channels):
+  """G's dense kernel: columns in (h, w, c) order -> the script's reshape order (c, h, w)."""
+  kernel = np.asarray(kernel)
+  return kernel.reshape(len(kernel), 4, 4, channels).transpose(0, 3, 1, 2).reshape(len(kernel), -1)
+
+
+def _improved_gan_layout(conv_layers, nin_layers, mbd_layer, out_layer, width):
+  """(project path, port name, to_port) for every trained parameter of G, D and the mixture."""
+  g = ("generator", "network")
+  rows = [(("mixture", "mu"), "gen1.z", np.asarray), (("mixture", "sigma"), "gen1.sig", np.asarray),
+          (g + ("Dense_0", "kernel"), "gen2.W", lambda k: _dense_nhwc_to_port(k, 4 * width)),
+          (g + ("bn0", "bias"), "gen2.b",
+           lambda b: np.asarray(b).reshape(4, 4, 4 * width).transpose(2, 0, 1).reshape(-1))]
+  for i, port in ((0, "gen4"), (1, "gen5")):
+    rows += [(g + (f"ConvTranspose_{i}", "kernel"), f"{port}.W",
+              lambda k: np.asarray(k).transpose(2, 3, 0, 1)),
+             (g + (f"bn{i + 1}", "bias"), f"{port}.b", np.asarray)]
+  out = g + ("WeightNormConvTranspose_0",)
+  rows += [(out + ("direction",), "gen6.W", lambda k: np.asarray(k).transpose(2, 3, 0, 1)),
+           (out + ("bias",), "gen6.b", np.asarray), (out + ("scale",), "gen6.g", np.asarray)]
+  d = ("discriminator",)
+  for i, index in enumerate(conv_layers):
+    rows += [(d + (f"WeightNormConv_{i}", "direction"), f"disc{index}.W", _conv_to_port)]
+    rows += [(d + (f"WeightNormConv_{i}", p), f"disc{index}.{q}", np.asarray)
+             for p, q in (("bias", "b"), ("scale", "g"))]
+  for i, index in enumerate((*nin_layers, out_layer)):
+    rows += [(d + (f"WeightNormDense_{i}", p), f"disc{index}.{q}", np.asarray)
+             for p, q in (("direction", "W"), ("bias", "b"), ("scale", "g"))]
+  rows += [(d + ("MinibatchDiscrimination_0", p), f"disc{mbd_layer}.{q}", np.asarray)
+           for p, q in (("theta", "theta"), ("log_scale", "log_weight_scale"), ("bias", "b"))]
+  return rows
+
+
+CIFAR_LAYOUT = functools.partial(_improved_gan_layout, (2, 3, 4, 6, 7, 8, 10), (11, 12), 14, 15)
+
+
+def _leaf(tree, path):
+  for key in path:
+    tree = tree[key]
+  return tree
+
+
+def _to_port(params, layout):
+  return {name: to_port(_leaf(params, path)) for path, name, to_port in layout}
+
+
+def _nchw(x):
+  return np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2))
+
+
+def _eps(key, shape):
+  """The eps that model.latent / mixture.sample draw from ``key``."""
+  return np.asarray(mixture.noise(jax.random.split(key)[1], shape, "normal"))
+
+
+@functools.lru_cache(maxsize=None)
+def _cifar():
+  config = small_config("cifar10", "deligan", batch_size=8)
+  config.network.conv_impl = "im2col"
+  model = build(config)
+  # Random streams cannot be shared: no input noise and no dropout on either side.
+  model = dataclasses.replace(model, discriminator=model.discriminator.clone(
+      input_noise=0.0, dropout_rate=0.0))
+  rule = balancing.BalanceRule.from_config(config.balance)
+  trainer = train_step.Trainer(model, rule, train_state.StepConfig.from_config(config),
+                               np.zeros((8, 32, 32, 3), np.float32),
+                               train_step.make_mesh(jax.devices()[:1]),
+                               train_labels=np.zeros(8, np.int32))
+  reference = dg_cifar_pytensor.CifarReference(
+      batch_size=8, z_dim=config.latent.dim, gen_dim=config.network.generator_width,
+      disc_dim=config.network.discriminator_width, mbd_kernels=config.network.mbd_kernels,
+      mbd_dims=config.network.mbd_dims, input_noise=0.0, dropout_p=0.0)
+  layout = CIFAR_LAYOUT(config.network.generator_width)
+  return config, model, trainer, reference, layout
+
+
+# Tolerances (float32). Data-dependent init: both normalise the same pre-activations by their
+# batch moments, summed in another order: 1e-4 relative. Gradients of the first update: the
+# same sums through ~12 layers, 1e-3 relative plus 1e-6 absolute for entries that cancel to
+# ~0. Parameters: one official Adam step moves each entry by at most lr * |g| / sqrt(g^2 +
+# 1e-8) <= lr, and equal gradients give equal steps up to that 1e-3 relative: RTOL 1e-4 on
+# the parameter plus ATOL_PER_UPDATE = lr / 10 per update.
+INIT_RTOL = 1e-4
+GRAD_RTOL, GRAD_ATOL = 1e-3, 1e-6
+
+
+def _assert_params(ours, theirs, atol, where):
+  for name, value in ours.items():
+    np.testing.assert_allclose(value, theirs[name], rtol=1e-4, atol=atol,
+                               err_msg=f"{name} {where}")
+
+
+def test_cifar_data_dependent_init_matches_the_script():
+  config, model, _, reference, layout = _cifar()
+  examples = np.random.default_rng(0).uniform(-1, 1, (16, 32, 32, 3)).astype(np.float32)
+  key = jax.random.key(5)
+  params, _ = model.init(key, examples)
+  before = _to_port(params, layout)
+  # The script's initial values of what its init pass sets.
+  for name in before:
+    if name.endswith(".g"):
+      before[name] = np.ones_like(before[name])
+    elif name.endswith(".b") and name.startswith("disc") or name == "gen6.b":
+      before[name] = np.zeros_like(before[name])
+  before["disc14.log_weight_scale"] = np.zeros_like(before["disc14.log_weight_scale"])
+  before["disc14.b"] = -np.ones_like(before["disc14.b"])
+  reference.set(before)
+  reference.noise.set_value(_eps(jax.random.fold_in(key, 3), (8, config.latent.dim)))
+  reference.init_param(_nchw(examples))
+  _assert_params(_to_port(params, layout), reference.get(), 1e-6, "after the init pass")
+
+
+def _cifar_start(seed=1):
+  """Both sides at the project's initial state; the port's Adam state fresh."""
+  config, model, trainer, reference, layout = _cifar()
+  state = trainer.init_state(seed)
+  opt_state = trainer._with_learning_rates(state.opt_state, 1.0)
+  reference.reset_optimiser()
+  reference.set(_to_port(state.params, layout))
+  return config, trainer, reference, layout, (state.params, state.batch_stats, opt_state,
+                                              state.balance)
+
+
+def _cifar_batch(seed):
+  rng = np.random.default_rng(seed)
+  return {"labelled": rng.uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32),
+          "real": rng.uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32),
+          "labels": rng.integers(0, 10, 8).astype(np.int32)}
+
+
+def _assert_grads(ours, theirs, what):
+  """Every parameter the script trains; the project's untrained scales get zero gradient."""
+  assert set(theirs) <= set(ours), set(theirs) - set(ours)
+  for name, value in ours.items():
+    expected = theirs.get(name, np.zeros_like(value))
+    np.testing.assert_allclose(value, expected, rtol=GRAD_RTOL, atol=GRAD_ATOL,
+                               err_msg=f"{what} {name}")
+
+
+def test_cifar_first_update_gradients_match_the_script():
+  config, trainer, reference, layout, carry = _cifar_start()
+  params, batch_stats = carry[:2]
+  data = _cifar_batch(0)
+  key = jax.random.key(11)
+  reference.noise.set_value(_eps(key, (8, config.latent.dim)))
+  (_, _), d_grads = jax.jit(trainer.discriminator_grads)(params, batch_stats, key, data)
+  theirs = dict(zip(reference.param_names(reference.disc_params), reference.disc_grads(
+      _nchw(data["labelled"]), data["labels"], _nchw(data["real"]))))
+  ours = _to_port({"discriminator": d_grads, **{k: params[k] for k in ("generator", "mixture")}},
+                  [row for row in layout if row[0][0] == "discriminator"])
+  _assert_grads(ours, theirs, "D gradient")
+  (_, (_, g_loss)), g_grads = jax.jit(trainer.generator_grads)(params, batch_stats, key, data)
+  their_list = reference.gen_grads()
+  theirs = dict(zip(reference.param_names(reference.gen_params), their_list[:-1]))
+  ours = _to_port({**g_grads, "discriminator": params["discriminator"]},
+                  [row for row in layout if row[0][0] != "discriminator"])
+  _assert_grads(ours, theirs, "G gradient (adversarial part)")
+  # The script computes the sigma term but never adds it; so does the config (weight 0).
+  assert config.latent.sigma_reg == 0.0
+  regulariser = jax.grad(mixture.sigma_regularizer)(params["mixture"])["sigma"]
+  np.testing.assert_allclose(0.05 * np.asarray(regulariser), their_list[-1], rtol=1e-5,
+                             err_msg="the sigma term's gradient")
+
+
+def test_cifar_updates_match_the_script_one_d_then_three_g():
+  """Two batches of the 'fixed' rule: D, G, G, G, each compared after its step."""
+  config, trainer, reference, layout, carry = _cifar_start()
+  update = jax.jit(trainer.balanced_update)
+  lr = np.float32(config.optim.lr)
+  for batch in range(2):
+    data = _cifar_batch(batch)
+    for index in range(4):
+      k = 4 * batch + index
+      key = jax.random.fold_in(jax.random.key(7), k)
+      reference.noise.set_value(_eps(key, (8, config.latent.dim)))
+      carry, (_, update_g, loss) = update(carry, key, data, index)
+      if index == 0:
+        loss_lab, loss_unl, _ = reference.train_batch_disc(
+            _nchw(data["labelled"]), data["labels"], _nchw(data["real"]), lr)
+        their_loss = loss_lab + loss_unl
+      else:
+        their_loss = reference.train_batch_gen(lr)[2]
+      where = f"after update {k + 1} ({'G' if update_g else 'D'})"
+      assert bool(update_g) == (index > 0), where
+      np.testing.assert_allclose(float(loss), their_loss, rtol=1e-5, err_msg=f"loss {where}")
+      _assert_params(_to_port(carry[0], layout), reference.get(), lr / 10 * (k + 1), where)

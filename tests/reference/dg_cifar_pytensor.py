@@ -18,7 +18,8 @@ Changed, because it no longer exists or cannot be shared otherwise:
 * ``input_noise`` and ``dropout_p`` (the script's 0.2 and 0.5) are arguments: random
   streams cannot be shared with JAX, so the step-level tests set them to 0 on both sides.
 * ``th.function`` compiles when first called (:func:`_function`).
-* Hooks for the tests: :meth:`disc_grads`, :meth:`gen_grads`, :meth:`get`, :meth:`set`.
+* Hooks for the tests: :meth:`disc_grads`, :meth:`gen_grads` (G's, then the sigma term's
+  for sig), :meth:`get`, :meth:`set`, :meth:`reset_optimiser`, :meth:`param_names`.
 """
 
 from __future__ import annotations
@@ -144,10 +145,21 @@ class CifarReference:
     # --- hooks for tests -----------------------------------------------------
     self.disc_params, self.gen_params = disc_params, gen_params
     self.disc_grads = _function([x_lab, labels, x_unl], T.grad(disc_cost, disc_params), mode=mode)
-    z_sig = [gen_layers[1].z, sig1]
-    self.gen_grads = _function([], T.grad(loss_gen, gen_params) + T.grad(sigloss, z_sig),
-                                 mode=mode)
+    self.gen_grads = _function([], T.grad(loss_gen, gen_params) + T.grad(sigloss, [sig1]),
+                               mode=mode)
     self.named = named_params(gen_layers, disc_layers)
+    trained = disc_params + gen_params
+    self._adam_state = [(var, var.get_value()) for var, _ in
+                        disc_param_updates + gen_param_updates
+                        if all(var is not p for p in trained)]
+
+  def reset_optimiser(self):
+    """Both adam_updates' moments and step counts back to their initial values."""
+    for var, initial in self._adam_state:
+      var.set_value(initial)
+
+  def param_names(self, params):
+    return [next(name for name, p in self.named.items() if p is var) for var in params]
 
   def get(self):
     return {name: p.get_value() for name, p in self.named.items()}

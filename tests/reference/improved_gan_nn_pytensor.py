@@ -182,13 +182,20 @@ class NINLayer(Layer):
     return self.nonlinearity(activation)
 
 
-def conv2d(x, W, filter_size, pad, stride):
-  """Lasagne's convolution (flip_filters=True): NCHW input, W (out, in, kh, kw)."""
+def conv2d(x, W, filter_size, pad, stride, image_size):
+  """Lasagne's convolution (flip_filters=True): NCHW input, W (out, in, kh, kw).
+
+  ``image_size``: (height, width) of ``x``, as Python ints (the layers' output shapes).
+  """
   kh, kw = filter_size
   flipped = W[:, :, ::-1, ::-1]
-  x = T.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))) if pad else x
-  height = (x.shape[2] - kh) // stride + 1
-  width = (x.shape[3] - kw) // stride + 1
+  if pad:  # zero rows and columns around x (T.pad's graph is slow to build)
+    rows = T.zeros_like(x[:, :, :pad, :])
+    x = T.concatenate([rows, x, rows], axis=2)
+    columns = T.zeros_like(x[:, :, :, :pad])
+    x = T.concatenate([columns, x, columns], axis=3)
+  height = (image_size[0] + 2 * pad - kh) // stride + 1
+  width = (image_size[1] + 2 * pad - kw) // stride + 1
   taps = [x[:, :, dy:dy + stride * (height - 1) + 1:stride, dx:dx + stride * (width - 1) + 1:stride]
           for dy in range(kh) for dx in range(kw)]
   patches = T.stack(taps, axis=2)  # (B, in, kh * kw, H', W')
@@ -212,7 +219,8 @@ class Conv2DDNNLayer(Layer):
     return (input_shape[0], self.num_filters, *size)
 
   def get_output_for(self, input, **kwargs):
-    activation = conv2d(input, self.W, self.filter_size, self.pad, self.stride)
+    activation = conv2d(input, self.W, self.filter_size, self.pad, self.stride,
+                        self.input_shape[2:])
     if self.b is not None:
       activation = activation + self.b.dimshuffle("x", 0, "x", "x")
     return self.nonlinearity(activation)
@@ -373,7 +381,8 @@ class Deconv2DLayer(Layer):
     # border_mode='half'): the gradient of conv2d(image, W) with respect to its image.
     assert self.stride[0] == self.stride[1] and self.filter_size[0] == self.filter_size[1]
     image = T.zeros(self.target_shape, dtype=FLOATX)
-    forward = conv2d(image, self.W, self.filter_size, self.filter_size[0] // 2, self.stride[0])
+    forward = conv2d(image, self.W, self.filter_size, self.filter_size[0] // 2, self.stride[0],
+                     self.target_shape[2:])
     activation = pullback(forward, image, input)
 
     if self.b is not None:
