@@ -31,6 +31,7 @@ from tests.conftest import small_config
 
 pytensor = pytest.importorskip("pytensor")
 from tests.reference import dg_cifar_pytensor  # noqa: E402
+from tests.reference import dg_sketches_pytensor  # noqa: E402
 from tests.reference import improved_gan_nn_pytensor as nn_ref  # noqa: E402
 
 pytestmark = pytest.mark.reference
@@ -341,3 +342,71 @@ def test_cifar_updates_match_the_script_one_d_then_three_g():
       assert bool(update_g) == (index > 0), where
       np.testing.assert_allclose(float(loss), their_loss, rtol=1e-5, err_msg=f"loss {where}")
       _assert_params(_to_port(carry[0], layout), reference.get(), lr / 10 * (k + 1), where)
+
+
+# --- step-level equivalence: sketches ---------------------------------------------------------
+
+SKETCH_LAYOUT = functools.partial(_improved_gan_layout, (2, 3, 5, 7), (8,), 10, 11)
+
+
+def test_sketch_probe_schedule_and_forced_update_match_the_script_over_two_batches():
+  """Natural decisions over two batches of the sketch rule, the first opening with a forced
+  half-lr D update (a G streak of 6 carried in). After each batch: every parameter (tolerance
+  as for CIFAR-10 per update), thres, the streak counters, how many G and D updates, and the
+  mean of the deciding g's (1e-5 relative: whole-batch means).
+  """
+  config = small_config("sketches", "deligan", batch_size=8)
+  config.network.conv_impl = "im2col"
+  model = build(config)
+  model = dataclasses.replace(model, discriminator=model.discriminator.clone(
+      input_noise=0.0, dropout_rate=0.0))
+  rule = balancing.BalanceRule.from_config(config.balance)
+  assert rule.probe_reuse and rule.probe_train_mode and rule.forced_d_lr_factor == 0.5
+  batch = np.random.default_rng(0).uniform(-1, 1, (8, 32, 32, 1)).astype(np.float32)
+  trainer = train_step.Trainer(model, rule, train_state.StepConfig.from_config(config), batch,
+                               train_step.make_mesh(jax.devices()[:1]))
+  reference = dg_sketches_pytensor.SketchReference(
+      batch_size=8, z_dim=config.latent.dim, gen_dim=config.network.generator_width,
+      disc_dim=config.network.discriminator_width, mbd_kernels=config.network.mbd_kernels,
+      mbd_dims=config.network.mbd_dims, input_noise=0.0, dropout_p=0.0)
+  layout = SKETCH_LAYOUT(config.network.generator_width)
+  state = trainer.init_state(1)
+  reference.set(_to_port(state.params, layout))
+  train_batch = jax.jit(trainer._train_batch)
+  lr = np.float32(config.optim.lr)
+  base = jax.random.wrap_key_data(state.key)
+  for number in range(2):
+    batch_key = jax.random.fold_in(jax.random.fold_in(base, train_state.LATENTS_TAG), number)
+    if number == 0:  # a G streak of 6 carried in; thres at the batch's first probe
+      first = _eps(jax.random.fold_in(batch_key, rule.inner_updates + 1), (8, config.latent.dim))
+      reference.noise.set_value(first)
+      g0 = float(reference.batch_gen()[2])
+      reference.count1, reference.thres = 6, g0 - 0.004
+      state = state.replace(balance=state.balance.replace(count=jnp.int32(6),
+                                                          thres=jnp.float32(g0 - 0.004)))
+    order = np.asarray(trainer._batch_indices(
+        jax.random.fold_in(base, train_state.SHUFFLE_TAG), 0, 0))
+
+    def noise(call, k, batch_key=batch_key):
+      key = {"first": jax.random.fold_in(batch_key, rule.inner_updates + 1),
+             "forced": jax.random.fold_in(batch_key, rule.inner_updates),
+             "update": jax.random.fold_in(batch_key, k),
+             "probe": jax.random.fold_in(jax.random.fold_in(batch_key, k), 5)}[call]
+      return _eps(key, (8, config.latent.dim))
+
+    events = []
+    reference.run_batch(_nchw(batch[order]), lr, lr / 2, noise,
+                        lambda event, value: events.append((event, float(value))))
+    state, metrics = train_batch(state, trainer.train_set)
+    where = f"after batch {number + 1} ({''.join(e for e, _ in events)})"
+    decisions = [(e, v) for e, v in events if e in "GD"]
+    assert int(metrics["forced_d_updates"]) == sum(e == "forced" for e, _ in events), where
+    assert int(metrics["g_updates"]) == sum(e == "G" for e, _ in decisions), where
+    np.testing.assert_allclose(float(metrics["g_loss"]), np.mean([v for _, v in decisions]),
+                               rtol=1e-5, err_msg=f"mean deciding g {where}")
+    np.testing.assert_allclose(float(state.balance.thres), reference.thres, rtol=1e-6,
+                               err_msg=where)
+    assert (int(state.balance.count), -int(state.balance.d_count)) == (
+        reference.count1, reference.count2), where
+    _assert_params(_to_port(state.params, layout), reference.get(), lr / 10 * 6 * (number + 1),
+                   where)

@@ -11,7 +11,9 @@ GaussianNoiseLayer.
 
 Changed, because it no longer exists:
 
-* ``theano`` -> ``pytensor``; ``T.nnet.softplus`` -> ``pytensor.tensor.softplus``;
+* ``theano`` -> ``pytensor``; ``T.nnet.softplus`` -> ``pytensor.tensor.softplus``,
+  ``T.nnet.sigmoid`` -> ``pytensor.tensor.sigmoid``, ``T.nnet.binary_crossentropy`` (removed)
+  -> :func:`binary_crossentropy`, Theano's formula;
   ``np.cast[floatX](v)`` -> ``np.asarray(v, floatX)``.
 * Lasagne (which needs Theano) -> the minimal layers below with Lasagne 0.2's semantics:
   ``Layer``, ``InputLayer``, ``DenseLayer``, ``NINLayer``, ``Conv2DDNNLayer``,
@@ -43,6 +45,11 @@ MODE = pytensor.compile.mode.Mode(linker="py", optimizer="fast_compile")
 
 def floatx(value):
   return np.asarray(value, FLOATX)
+
+
+def binary_crossentropy(output, target):
+  """Theano's ``T.nnet.binary_crossentropy`` (removed from PyTensor), as Theano defined it."""
+  return -(target * T.log(output) + (1.0 - target) * T.log(1.0 - output))
 
 
 # --- the Lasagne subset ----------------------------------------------------------------------
