@@ -211,15 +211,22 @@ def _eps(key, shape):
   return np.asarray(mixture.noise(jax.random.split(key)[1], shape, "normal"))
 
 
-@functools.lru_cache(maxsize=None)
-def _cifar():
-  config = small_config("cifar10", "deligan", batch_size=8)
+def _small(name):
+  """The small config and its model without D's input noise and dropout.
+
+  Random streams cannot be shared with the port, so neither side has them.
+  """
+  config = small_config(name, "deligan", batch_size=8)
   config.network.conv_impl = "im2col"
   model = build(config)
-  # Random streams cannot be shared: no input noise and no dropout on either side.
   model = dataclasses.replace(model, discriminator=model.discriminator.clone(
       input_noise=0.0, dropout_rate=0.0))
-  rule = balancing.BalanceRule.from_config(config.balance)
+  return config, model, balancing.BalanceRule.from_config(config.balance)
+
+
+@functools.lru_cache(maxsize=None)
+def _cifar():
+  config, model, rule = _small("cifar10")
   trainer = train_step.Trainer(model, rule, train_state.StepConfig.from_config(config),
                                np.zeros((8, 32, 32, 3), np.float32),
                                train_step.make_mesh(jax.devices()[:1]),
@@ -355,12 +362,7 @@ def test_sketch_probe_schedule_and_forced_update_match_the_script_over_two_batch
   as for CIFAR-10 per update), thres, the streak counters, how many G and D updates, and the
   mean of the deciding g's (1e-5 relative: whole-batch means).
   """
-  config = small_config("sketches", "deligan", batch_size=8)
-  config.network.conv_impl = "im2col"
-  model = build(config)
-  model = dataclasses.replace(model, discriminator=model.discriminator.clone(
-      input_noise=0.0, dropout_rate=0.0))
-  rule = balancing.BalanceRule.from_config(config.balance)
+  config, model, rule = _small("sketches")
   assert rule.probe_reuse and rule.probe_train_mode and rule.forced_d_lr_factor == 0.5
   batch = np.random.default_rng(0).uniform(-1, 1, (8, 32, 32, 1)).astype(np.float32)
   trainer = train_step.Trainer(model, rule, train_state.StepConfig.from_config(config), batch,

@@ -62,7 +62,32 @@ def _function(*args, **kwargs):
   return call
 
 
-class CifarReference:
+class ReferenceHooks:
+  """What the tests read and set on a port: parameters by name, Adam's state."""
+
+  def _hooks(self, gen_layers, disc_layers, adam_updates):
+    self.named = named_params(gen_layers, disc_layers)
+    trained = self.disc_params + self.gen_params
+    self._adam_state = [(var, var.get_value()) for var, _ in adam_updates
+                        if all(var is not p for p in trained)]
+
+  def get(self):
+    return {name: p.get_value() for name, p in self.named.items()}
+
+  def set(self, values):
+    for name, value in values.items():
+      self.named[name].set_value(np.asarray(value, np.float32))
+
+  def reset_optimiser(self):
+    """Both adam_updates' moments and step counts back to their initial values."""
+    for var, initial in self._adam_state:
+      var.set_value(initial)
+
+  def param_names(self, params):
+    return [next(name for name, p in self.named.items() if p is var) for var in params]
+
+
+class CifarReference(ReferenceHooks):
 
   def __init__(self, batch_size=100, z_dim=100, gen_dim=128, disc_dim=96, mbd_kernels=100,
                mbd_dims=5, input_noise=0.2, dropout_p=0.5, unlabeled_weight=1.,
@@ -147,26 +172,7 @@ class CifarReference:
     self.disc_grads = _function([x_lab, labels, x_unl], T.grad(disc_cost, disc_params), mode=mode)
     self.gen_grads = _function([], T.grad(loss_gen, gen_params) + T.grad(sigloss, [sig1]),
                                mode=mode)
-    self.named = named_params(gen_layers, disc_layers)
-    trained = disc_params + gen_params
-    self._adam_state = [(var, var.get_value()) for var, _ in
-                        disc_param_updates + gen_param_updates
-                        if all(var is not p for p in trained)]
-
-  def reset_optimiser(self):
-    """Both adam_updates' moments and step counts back to their initial values."""
-    for var, initial in self._adam_state:
-      var.set_value(initial)
-
-  def param_names(self, params):
-    return [next(name for name, p in self.named.items() if p is var) for var in params]
-
-  def get(self):
-    return {name: p.get_value() for name, p in self.named.items()}
-
-  def set(self, values):
-    for name, value in values.items():
-      self.named[name].set_value(np.asarray(value, np.float32))
+    self._hooks(gen_layers, disc_layers, disc_param_updates + gen_param_updates)
 
 
 def named_params(gen_layers, disc_layers):

@@ -22,14 +22,14 @@ import pytensor as th
 import pytensor.tensor as T
 
 from tests.reference import improved_gan_nn_pytensor as nn
-from tests.reference.dg_cifar_pytensor import _function, named_params
+from tests.reference.dg_cifar_pytensor import ReferenceHooks, _function
 from tests.reference.improved_gan_nn_pytensor import Normal
 
 ll = nn  # lasagne.layers
 dnn = nn  # lasagne.layers.dnn
 
 
-class SketchReference:
+class SketchReference(ReferenceHooks):
 
   def __init__(self, batch_size=100, z_dim=100, gen_dim=40, disc_dim=20, mbd_kernels=50,
                mbd_dims=5, input_noise=0.2, dropout_p=0.5, unlabeled_weight=1.):
@@ -102,23 +102,8 @@ class SketchReference:
 
     # --- hooks for tests -----------------------------------------------------
     self.disc_params, self.gen_params = disc_params, gen_params
-    self.named = named_params(gen_layers, disc_layers)
-    trained = disc_params + gen_params
-    self._adam_state = [(var, var.get_value()) for var, _ in
-                        disc_param_updates + gen_param_updates
-                        if all(var is not p for p in trained)]
+    self._hooks(gen_layers, disc_layers, disc_param_updates + gen_param_updates)
     self.count1, self.count2, self.t1, self.thres = 0, 0, 0.70, 1.0
-
-  def get(self):
-    return {name: p.get_value() for name, p in self.named.items()}
-
-  def set(self, values):
-    for name, value in values.items():
-      self.named[name].set_value(np.asarray(value, np.float32))
-
-  def reset_optimiser(self):
-    for var, initial in self._adam_state:
-      var.set_value(initial)
 
   def run_batch(self, batch, lr, lrd, noise, log):
     """One pass of the script's ``for t in range(nr_batches_train)`` body on ``batch`` (NCHW).
