@@ -377,6 +377,7 @@ def test_sketch_probe_schedule_and_forced_update_match_the_script_over_two_batch
   train_batch = jax.jit(trainer._train_batch)
   lr = np.float32(config.optim.lr)
   base = jax.random.wrap_key_data(state.key)
+  seen = set()
   for number in range(2):
     batch_key = jax.random.fold_in(jax.random.fold_in(base, train_state.LATENTS_TAG), number)
     if number == 0:  # a G streak of 6 carried in; thres at the batch's first probe
@@ -412,3 +413,5 @@ def test_sketch_probe_schedule_and_forced_update_match_the_script_over_two_batch
         reference.count1, reference.count2), where
     _assert_params(_to_port(state.params, layout), reference.get(), lr / 10 * 6 * (number + 1),
                    where)
+    seen.update(e for e, _ in events)
+  assert seen == {"forced", "G", "D"}, seen
