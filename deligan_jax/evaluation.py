@@ -40,12 +40,25 @@ RESULTS = "eval.json"
 NOISE_NAMES = {"normal": "N(0, 1)", "uniform": "U(-1, 1)"}
 
 
-def generate_samples(model, state, num: int, seed: int = 0,
-                     component: int | None = None) -> np.ndarray:
-  """``num`` samples (of one ``component`` only, if given), batch norm in inference mode."""
-  samples, _ = model.generate(state.params, state.batch_stats, jax.random.key(seed), num,
-                              train=False, component=component)
-  return np.asarray(samples)
+def generate_samples(model, state, num: int, seed: int = 0, batch_norm: str = "running",
+                     batch_size: int = 100, component: int | None = None) -> np.ndarray:
+  """``num`` samples (of one ``component`` only, if given).
+
+  ``batch_norm='running'``: G's batch norm on its running averages, in one call.
+  ``'batch'`` (the official CIFAR-10 and sketch ``samplefun``): batches of ``batch_size``
+  generated in training mode, each normalised by its own statistics (with the 'batch'
+  assignment, one row per mixture component); the running averages are left as they are.
+  """
+  key = jax.random.key(seed)
+  if batch_norm == "running":
+    samples, _ = model.generate(state.params, state.batch_stats, key, num, train=False,
+                                component=component)
+    return np.asarray(samples)
+  draw = jax.jit(lambda params, stats, batch_key: model.generate(
+      params, stats, batch_key, batch_size, train=True, component=component)[0])
+  batches = [np.asarray(draw(state.params, state.batch_stats, jax.random.fold_in(key, i)))
+             for i in range(-(-num // batch_size))]
+  return np.concatenate(batches)[:num]
 
 
 def nearest_neighbour_distances(queries: np.ndarray, references: np.ndarray,
@@ -267,7 +280,8 @@ def evaluate(workdir: str, num_samples: int | None = None, cache: str | None = N
   paper_protocol = paper_protocol and config.data.name in paper_scores.DATASETS
   num_samples = num_samples or (50000 if paper_protocol else 5000 if image_data else 2000)
   sampler = models.for_sampling(model, config)
-  samples = generate_samples(sampler, state, num_samples, seed)
+  samples = generate_samples(sampler, state, num_samples, seed, config.sample_batch_norm,
+                             config.batch_size)
   train_x = datasets.load(config.data).x
   results = {"workdir": workdir, "model": config.model, "dataset": config.data.name,
              "step": int(state.step), "num_samples": num_samples, "sample_noise": sampler.noise}

@@ -57,7 +57,7 @@ def load(data_config: Any) -> Dataset:
     images, labels = random_subset(
         images, labels, config_field(data_config, "num_train", cifar10.CIFAR10_NUM_TRAIN_DEFAULT),
         config_field(data_config, "subset_seed", cifar10.CIFAR10_SUBSET_SEED_DEFAULT))
-  return Dataset(to_model_scale(images), labels, name, class_names)
+  return Dataset(to_model_scale(images, name), labels, name, class_names)
 
 
 def _takes_mnist500(data_config: Any) -> bool:
@@ -90,7 +90,7 @@ def load_split(data_config: Any, split: str) -> Dataset:
   if split not in SPLITS:
     raise DataError(f"unknown split {split!r}; use one of {list(SPLITS)}")
   images, labels, class_names = _labelled_images(data_config, split)
-  return Dataset(to_model_scale(images), labels, name, class_names)
+  return Dataset(to_model_scale(images, name), labels, name, class_names)
 
 
 def load_test(data_config: Any) -> Dataset:
