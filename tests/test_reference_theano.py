@@ -255,6 +255,8 @@ def _assert_params(ours, theirs, atol, where):
                                err_msg=f"{name} {where}")
 
 
+# Slow: building the PyTensor graphs takes minutes on a 2-core CPU.
+@pytest.mark.slow
 def test_cifar_data_dependent_init_matches_the_script():
   config, model, _, reference, layout = _cifar()
   examples = np.random.default_rng(0).uniform(-1, 1, (16, 32, 32, 3)).astype(np.float32)
@@ -302,6 +304,8 @@ def _assert_grads(ours, theirs, what):
                                err_msg=f"{what} {name}")
 
 
+# Slow: building the PyTensor graphs takes minutes on a 2-core CPU.
+@pytest.mark.slow
 def test_cifar_first_update_gradients_match_the_script():
   config, trainer, reference, layout, carry = _cifar_start()
   params, batch_stats = carry[:2]
@@ -327,6 +331,8 @@ def test_cifar_first_update_gradients_match_the_script():
                              err_msg="the sigma term's gradient")
 
 
+# Slow: building the PyTensor graphs takes minutes on a 2-core CPU.
+@pytest.mark.slow
 def test_cifar_updates_match_the_script_one_d_then_three_g():
   """Two batches of the 'fixed' rule: D, G, G, G, each compared after its step."""
   config, trainer, reference, layout, carry = _cifar_start()
@@ -356,6 +362,8 @@ def test_cifar_updates_match_the_script_one_d_then_three_g():
 SKETCH_LAYOUT = functools.partial(_improved_gan_layout, (2, 3, 5, 7), (8,), 10, 11)
 
 
+# Slow: building the PyTensor graphs takes minutes on a 2-core CPU.
+@pytest.mark.slow
 def test_sketch_probe_schedule_and_forced_update_match_the_script_over_two_batches():
   """Natural decisions over two batches of the sketch rule, the first opening with a forced
   half-lr D update (a G streak of 6 carried in). After each batch: every parameter (tolerance
