@@ -28,6 +28,8 @@ def get_config(arg: str | None = None):
   config.sample_every = 2_000
   config.checkpoint_every = 2_000
   config.num_plot_samples = 100
+  config.batch_order = "fixed"         # one permutation before training, as the official loop
+  config.sample_batch_norm = "batch"   # the official samplefun: G with batch statistics
 
   config.data.name = "cifar10"
 
@@ -46,7 +48,7 @@ def get_config(arg: str | None = None):
   config.latent.sigma_reg = 0.0
 
   config.optim.lr = 3e-4
-  config.optim.adam_epsilon = "sqrt_v_hat"  # Lasagne's Adam (Improved-GAN)
+  config.optim.adam_epsilon = "inside_sqrt_v_hat"  # the official nn.py's adam_updates
   # D has no batch norm: one call on all sets gives the same logits in fewer dispatches.
   config.network.d_batch_norm = "joint"
   config.optim.decay_start_epoch = 800.0

@@ -30,6 +30,8 @@ def get_config(arg: str | None = None):
   config.sample_every = 6_400
   config.checkpoint_every = 6_400
   config.num_plot_samples = 100
+  config.batch_order = "fixed"         # one permutation before training, as the official loop
+  config.sample_batch_norm = "batch"   # the official samplefun: G with batch statistics
 
   config.data.name = "sketches"
 
@@ -47,7 +49,7 @@ def get_config(arg: str | None = None):
   config.latent.sigma_reg = 0.05
 
   config.optim.lr = 1e-4
-  config.optim.adam_epsilon = "sqrt_v_hat"  # Lasagne's Adam (Improved-GAN)
+  config.optim.adam_epsilon = "inside_sqrt_v_hat"  # the official nn.py's adam_updates
   # D has no batch norm: one call on all sets gives the same logits in fewer dispatches.
   config.network.d_batch_norm = "joint"
   config.optim.decay_start_epoch = 2600.0
@@ -63,4 +65,6 @@ def get_config(arg: str | None = None):
   config.balance.forced_d_lr_factor = 0.5
   # The official sketch script probes with D's noise and dropout on (training mode).
   config.balance.probe_train_mode = True
+  # ... once per batch, before the forced D update; a G update's loss stands in for the next.
+  config.balance.probe_reuse = True
   return config

@@ -18,7 +18,9 @@ discriminator. ``thres`` itself moves with the history of decisions:
   update at that fraction of the learning rate before the batch's updates.
   The probe runs the networks in inference mode (MNIST), or in training mode
   with ``probe_train_mode`` (sketches: D's noise and dropout on, G's batch norm
-  on batch statistics), as each official script does.
+  on batch statistics), as each official script does. ``probe_reuse`` (sketches)
+  probes once at the start of a batch; a G update's own loss then stands in for
+  the next probe, and a D update is followed by a fresh one.
 * ``'fixed'`` (CIFAR-10): no probe and no threshold; the first
   ``fixed_d_updates`` of each batch's updates go to D, the rest to G.
 
@@ -58,6 +60,9 @@ class BalanceRule:
   d_streak: int = 2
   forced_d_lr_factor: float = 0.0  # 0: no forced D update
   probe_train_mode: bool = False
+  # One probe per batch, before the forced D update; then a G update's own loss (before its
+  # step) or, after a D update, a fresh probe decides the next update (the sketch script).
+  probe_reuse: bool = False
   # 'fixed' rule only.
   fixed_d_updates: int = 1
 

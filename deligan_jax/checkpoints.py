@@ -157,6 +157,18 @@ def run_workdirs(config, workdir: str) -> list[str]:
   return [os.path.join(workdir, f"seed_{config.seed + k}") for k in range(config.num_seeds)]
 
 
+def on_this_device(abstract_state):
+  """``abstract_state`` placed whole on this process's first device.
+
+  orbax restores each array with the sharding it is given, and without one
+  with the sharding it was saved with, which names devices (a 4-device run's
+  mesh) that another machine may not have.
+  """
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device),
+                      abstract_state)
+
+
 def load_run(workdir: str,
              step: int | None = None) -> tuple[object, models.GanModel, train_state.TrainState]:
   """The config, model and train state (at ``step``, default the latest) of a run."""
@@ -172,7 +184,8 @@ def load_run(workdir: str,
   model = models.build(config)
   rule = balancing.BalanceRule.from_config(config.balance)
   shape = (config.network.init_examples, *networks.SAMPLE_SHAPES[config.network.name])
-  like = jax.eval_shape(lambda: train_state.init_state(model, rule, 0, jnp.zeros(shape)))
+  like = on_this_device(
+      jax.eval_shape(lambda: train_state.init_state(model, rule, 0, jnp.zeros(shape))))
   checkpointer = Checkpointer(workdir)
   try:
     if checkpointer.latest_step() is None:

@@ -16,6 +16,7 @@ from absl import flags
 from absl import logging
 import ml_collections
 
+from deligan_jax import compile_cache
 from deligan_jax import training
 
 
@@ -54,12 +55,13 @@ def _last_line(message: str) -> str:
 
 
 def run(main: Callable[[list[str]], None]) -> None:
-  """``app.run(main)``, with one-line user errors and no INFO logging."""
+  """``app.run(main)``, with one-line user errors, no INFO logging and the compilation cache."""
 
   def quiet_main(argv: list[str]) -> None:
     if len(argv) > 1:
       sys.exit(f"error: unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
+    compile_cache.enable()
     try:
       main(argv)
     except USER_ERRORS as error:

@@ -38,6 +38,12 @@ ON_NON_FINITE = ("stop", "reseed")
 D_BATCH_NORM = ("separate", "joint")
 EPS_DRAWS = ("per_update", "per_batch")
 SAMPLE_NOISES = ("official", "training")
+# The order of batches: a new permutation every epoch (official toy and MNIST code), or
+# one permutation drawn before training and kept (official CIFAR-10 and sketch code).
+BATCH_ORDERS = ("reshuffle", "fixed")
+# Batch norm when samples are drawn for scoring: running averages, or the statistics of
+# each batch of batch_size samples (the official CIFAR-10 and sketch code's samplefun).
+SAMPLE_BATCH_NORMS = ("running", "batch")
 # Fields that may be None besides the placeholders (whose default is None).
 _NULLABLE = ("optim.decay_start_epoch", "optim.decay_end_epoch")
 
@@ -65,6 +71,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.augment = ""                    # DiffAugment policy, e.g. 'color,translation,cutout'
   c.on_non_finite = "stop"          # or 'reseed': back to the last checkpoint, new randomness
   c.max_reseeds = 3                 # then stop after all
+  c.batch_order = "reshuffle"       # see BATCH_ORDERS
+  c.sample_batch_norm = "running"   # see SAMPLE_BATCH_NORMS
 
   # A balance where one network gets no update while the probe is flat (stall.py).
   c.stall = ml_collections.ConfigDict()
@@ -203,6 +211,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
            f"must be >= 0, got {c.stall.probe_tolerance}")
   _require(c.stall.action in stall.ACTIONS, "stall.action",
            f"must be one of {stall.ACTIONS}, got {c.stall.action!r}")
+  _require(c.batch_order in BATCH_ORDERS, "batch_order",
+           f"must be one of {BATCH_ORDERS}, got {c.batch_order!r}")
+  _require(c.sample_batch_norm in SAMPLE_BATCH_NORMS, "sample_batch_norm",
+           f"must be one of {SAMPLE_BATCH_NORMS}, got {c.sample_batch_norm!r}")
 
   d = c.data
   _require(d.name in DATASETS, "data.name", f"must be one of {DATASETS}, got {d.name!r}")

@@ -23,9 +23,12 @@ import jax
 import ml_collections
 import numpy as np
 
+from absl import logging
+
 from deligan_jax import checkpoints
 from deligan_jax import classifier as classifier_lib
 from deligan_jax.data import datasets, points
+from deligan_jax.data.common import DataError
 from deligan_jax import metrics
 from deligan_jax import models
 from deligan_jax import paper_scores
@@ -37,12 +40,25 @@ RESULTS = "eval.json"
 NOISE_NAMES = {"normal": "N(0, 1)", "uniform": "U(-1, 1)"}
 
 
-def generate_samples(model, state, num: int, seed: int = 0,
-                     component: int | None = None) -> np.ndarray:
-  """``num`` samples (of one ``component`` only, if given), batch norm in inference mode."""
-  samples, _ = model.generate(state.params, state.batch_stats, jax.random.key(seed), num,
-                              train=False, component=component)
-  return np.asarray(samples)
+def generate_samples(model, state, num: int, seed: int = 0, batch_norm: str = "running",
+                     batch_size: int = 100, component: int | None = None) -> np.ndarray:
+  """``num`` samples (of one ``component`` only, if given).
+
+  ``batch_norm='running'``: G's batch norm on its running averages, in one call.
+  ``'batch'`` (the official CIFAR-10 and sketch ``samplefun``): batches of ``batch_size``
+  generated in training mode, each normalised by its own statistics (with the 'batch'
+  assignment, one row per mixture component); the running averages are left as they are.
+  """
+  key = jax.random.key(seed)
+  if batch_norm == "running":
+    samples, _ = model.generate(state.params, state.batch_stats, key, num, train=False,
+                                component=component)
+    return np.asarray(samples)
+  draw = jax.jit(lambda params, stats, batch_key: model.generate(
+      params, stats, batch_key, batch_size, train=True, component=component)[0])
+  batches = [np.asarray(draw(state.params, state.batch_stats, jax.random.fold_in(key, i)))
+             for i in range(-(-num // batch_size))]
+  return np.concatenate(batches)[:num]
 
 
 def nearest_neighbour_distances(queries: np.ndarray, references: np.ndarray,
@@ -61,17 +77,17 @@ def nearest_neighbour_distances(queries: np.ndarray, references: np.ndarray,
   return np.concatenate(distances), np.concatenate(indices)
 
 
-def memorisation(samples: np.ndarray, train: np.ndarray, test: np.ndarray) -> dict:
+def memorisation(samples: np.ndarray, train: np.ndarray, test: np.ndarray | None) -> dict:
   """How close samples come to the training set, against how close real test images come.
 
   A model that copies its training images gives samples much nearer to them
   than unseen real images are; ``fraction_closer_than_test_p1`` counts samples
   nearer than 99% of test images. Test images that are in the training set
   (the sketch GANs train on every sketch) are no such reference and are left
-  out; when none is left, the test figures are NaN.
+  out; when none is left (or ``test`` is None: no test images), the test figures are NaN.
   """
   sample_d, sample_index = nearest_neighbour_distances(samples, train)
-  test_d, _ = nearest_neighbour_distances(test, train)
+  test_d = np.zeros(0) if test is None else nearest_neighbour_distances(test, train)[0]
   # Distinct 8-bit images differ by at least one level (2/255) somewhere; below
   # that, a distance is the rounding of the distance formula on a copy.
   unseen = test_d[test_d > 1e-3]
@@ -92,13 +108,22 @@ def memorisation(samples: np.ndarray, train: np.ndarray, test: np.ndarray) -> di
 
 @functools.lru_cache(maxsize=4)
 def _reference(data_config: ml_collections.FrozenConfigDict, cache, classifier_steps):
-  """The classifier and its view of the real test set.
+  """The classifier and its view of the real test set (None, None, None without test images).
 
   Computed once per process: a comparison evaluates many runs against the same test set.
   """
   classifier = classifier_lib.train_classifier(data_config, cache, classifier_steps)
-  test = datasets.load_test(data_config)
+  try:
+    test = datasets.load_test(data_config)
+  except DataError as error:
+    logging.debug("why the test images are missing: %s", error)
+    return classifier, None, None, None
   return (classifier, test, *classifier.predict(test.x))
+
+
+# The scores that compare with the real test images; without them they are NaN.
+NEEDS_TEST_IMAGES = ("FID", "KID", "precision and recall", "the real test images' IS and m-IS",
+                     "the memorisation check's reference (test images' distances)")
 
 
 def image_scores(samples: np.ndarray, data_config, cache: str | None = None,
@@ -112,28 +137,38 @@ def image_scores(samples: np.ndarray, data_config, cache: str | None = None,
   probs, features = classifier.predict(samples)
   is_mean, is_std = metrics.inception_score(probs)
   mis_mean, mis_std, per_class = metrics.modified_inception_score(probs)
-  kid_mean, kid_std = metrics.kernel_inception_distance(features, test_features)
-  precision, recall = metrics.precision_recall(test_features, features)
-  real_is = metrics.inception_score(test_probs)
-  real_mis = metrics.modified_inception_score(test_probs)
   classes = probs.shape[1]
   shares = np.bincount(np.argmax(probs, axis=1), minlength=classes) / len(probs)
-  return {
+  scores = {
       "score_kind": classifier_lib.SCORE_LABEL,
       "classifier_test_accuracy": classifier.test_accuracy,
       "class_names": list(classifier.class_names),
       "inception_score": [is_mean, is_std],
       "modified_inception_score": [mis_mean, mis_std],
       "m_is_per_class": per_class,
+      "predicted_class_shares": shares.tolist(),
+      # A class counts as covered when it holds at least a tenth of its uniform share.
+      "classes_covered": int(np.sum(shares >= 0.1 / classes)),
+  }
+  if test_features is None:
+    for score in NEEDS_TEST_IMAGES:
+      logging.warning("skipped %s: the real test images are missing", score)
+    return {**scores, "fid": math.nan, "kid": [math.nan] * 2, "precision": math.nan,
+            "recall": math.nan, "real_test_inception_score": [math.nan] * 2,
+            "real_test_modified_inception_score": [math.nan] * 2,
+            "skipped_without_test_images": list(NEEDS_TEST_IMAGES)}
+  kid_mean, kid_std = metrics.kernel_inception_distance(features, test_features)
+  precision, recall = metrics.precision_recall(test_features, features)
+  real_is = metrics.inception_score(test_probs)
+  real_mis = metrics.modified_inception_score(test_probs)
+  return {
+      **scores,
       "fid": metrics.frechet_distance(features, test_features),
       "kid": [kid_mean, kid_std],
       "precision": precision,
       "recall": recall,
       "real_test_inception_score": list(real_is),
       "real_test_modified_inception_score": list(real_mis[:2]),
-      "predicted_class_shares": shares.tolist(),
-      # A class counts as covered when it holds at least a tenth of its uniform share.
-      "classes_covered": int(np.sum(shares >= 0.1 / classes)),
   }
 
 
@@ -145,13 +180,17 @@ def _image_outputs(config, model, state, samples, train_x, cache, classifier_ste
     results["paper_protocol"] = paper_scores.image_scores(samples, config.data, cache)
   _, test, _, _ = _reference(ml_collections.FrozenConfigDict(config.data), cache,
                              classifier_steps)
-  copies = memorisation(samples, train_x, test.x)
+  copies = memorisation(samples, train_x, None if test is None else test.x)
   nearest = copies.pop("nearest_train_index")
   plots.save_side_by_side(samples[:49], train_x[nearest[:49]],
                           os.path.join(out_dir, "eval_nearest_neighbours.png"),
                           ("samples", "nearest training image"))
   if model.has_mixture:
     _mixture_tsne(model, state, os.path.join(out_dir, "eval_mixture_tsne.png"))
+  if test is None:
+    logging.warning("skipped the diversity figures: they compare with the real test images, "
+                    "which are missing")
+    return {**results, "memorisation": copies}
   spread = diversity(model, state, samples, test, out_dir)
   return {**results, "memorisation": copies, "diversity": spread}
 
@@ -241,7 +280,8 @@ def evaluate(workdir: str, num_samples: int | None = None, cache: str | None = N
   paper_protocol = paper_protocol and config.data.name in paper_scores.DATASETS
   num_samples = num_samples or (50000 if paper_protocol else 5000 if image_data else 2000)
   sampler = models.for_sampling(model, config)
-  samples = generate_samples(sampler, state, num_samples, seed)
+  samples = generate_samples(sampler, state, num_samples, seed, config.sample_batch_norm,
+                             config.batch_size)
   train_x = datasets.load(config.data).x
   results = {"workdir": workdir, "model": config.model, "dataset": config.data.name,
              "step": int(state.step), "num_samples": num_samples, "sample_noise": sampler.noise}
@@ -297,6 +337,9 @@ def report(results: dict) -> str:
     return "\n".join(lines) + "\n"
   lines += [f"Scores are {results['score_kind']}; classifier test accuracy "
             f"{results['classifier_test_accuracy']:.4f}.", "",
+            *([f"Skipped, the real test images being missing (NaN below): "
+               f"{'; '.join(results['skipped_without_test_images'])}.", ""]
+              if "skipped_without_test_images" in results else []),
             "| score | samples | real test images |", "| --- | --- | --- |",
             "| IS | {:.3f} ± {:.3f} | {:.3f} ± {:.3f} |".format(
                 *results["inception_score"], *results["real_test_inception_score"]),
@@ -319,7 +362,7 @@ def report(results: dict) -> str:
              "left out (official: 1)" if entry["count"] == 1 else "left out (official: NaN)")
     lines.append(f"| {results['class_names'][int(label)]} | {entry['count']} | {score} |")
   copies = results["memorisation"]
-  lines += diversity_lines(results["diversity"])
+  lines += diversity_lines(results["diversity"]) if "diversity" in results else []
   lines += ["", "## Memorisation check (pixel L2 distance to the nearest training image)", "",
             "| | median | mean |", "| --- | --- | --- |",
             f"| samples | {copies['sample_to_train_median']:.3f} | "
@@ -329,6 +372,8 @@ def report(results: dict) -> str:
             (f"Samples nearer to a training image than 99% of test images are: "
              f"{100 * copies['fraction_closer_than_test_p1']:.2f}%. "
              if copies["num_unseen_test_images"] else
+             "Without the real test images there is no reference here. "
+             if "skipped_without_test_images" in results else
              "Every test image is in the training set, so unseen real images give no "
              "reference here. ") + "Pictures: "
             "eval_nearest_neighbours.png" + (", eval_mixture_tsne.png" if results["model"] ==

@@ -28,6 +28,7 @@ from deligan_jax import conv
 # Improved-GAN initialises every weight-normalised direction with N(0, 0.05).
 DIRECTION_INIT = nn.initializers.normal(0.05)
 _EPSILON = 1e-10
+_NORM_EPSILON = 1e-6
 
 
 def data_dependent_param(module: nn.Module, name: str, shape: tuple[int, ...],
@@ -63,7 +64,8 @@ class _WeightNormalized(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     v = self.param("direction", DIRECTION_INIT, self._direction_shape(x.shape[-1]))
     axes = tuple(range(v.ndim - 1))
-    direction = v / jnp.sqrt(jnp.sum(jnp.square(v), axis=axes, keepdims=True))
+    # 1e-6 under the root as in the official nn.py's weight_norm.
+    direction = v / jnp.sqrt(_NORM_EPSILON + jnp.sum(jnp.square(v), axis=axes, keepdims=True))
     t = self._linear(x.astype(self.dtype), direction.astype(self.dtype)).astype(jnp.float32)
     batch_axes = tuple(range(t.ndim - 1))
 

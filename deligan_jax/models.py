@@ -50,6 +50,7 @@ class LatentGenerator(nn.Module):
   network_cls: type[nn.Module]
   network_kwargs: tuple[tuple[str, Any], ...] = ()  # e.g. (('width', 16),), hashable
   expand_activation: str = "tanh"
+  expand_init_std: float | None = None  # GAN++'s dense layer: N(0, std); None: flax's default
 
   def make_network(self, **overrides) -> nn.Module:
     return self.network_cls(**dict(self.network_kwargs), **overrides)
@@ -58,7 +59,9 @@ class LatentGenerator(nn.Module):
   def __call__(self, z: jax.Array, ids: jax.Array, train: bool) -> jax.Array:
     n = self.num_components
     if self.variant == "gan++":
-      z = ACTIVATIONS[self.expand_activation](nn.Dense(n, name="expand")(z))
+      kernel_init = ({} if self.expand_init_std is None
+                     else {"kernel_init": nn.initializers.normal(self.expand_init_std)})
+      z = ACTIVATIONS[self.expand_activation](nn.Dense(n, name="expand", **kernel_init)(z))
     elif self.variant == "moe":
       z = jnp.concatenate([jax.nn.one_hot(ids, n, dtype=z.dtype), z], axis=-1)
     if self.variant != "ensemble":
@@ -107,15 +110,15 @@ class GanModel:
     """Returns ``(params, batch_stats)``, initialised on a batch of real ``examples``.
 
     Weight-normalised layers take their data-dependent initialisation from this
-    pass (D on ``examples``, G on as many latent codes, both in training mode);
+    pass (D on ``examples``; G on one latent code per component, as the official
+    CIFAR-10 and sketch code's one batch of 100 codes; both in training mode);
     other layers only read the examples' shape.
     """
     g_key, d_key, m_key = jax.random.split(key, 3)
     n = self.num_components
     mixture_params = (mixture.init(m_key, n, self.latent_dim, self.mu_init, self.sigma_init)
                       if self.has_mixture else {})
-    rows = n * max(1, len(examples) // n)  # whole rounds of components
-    z, ids = self.latent(mixture_params, jax.random.fold_in(key, 3), rows)
+    z, ids = self.latent(mixture_params, jax.random.fold_in(key, 3), n)
     g_vars = self.generator.init(g_key, z, ids, train=True)
     d_vars = self.discriminator.init(_rngs(d_key, params=True), jnp.asarray(examples, jnp.float32),
                                      train=True)
@@ -228,7 +231,9 @@ def build(config) -> GanModel:
       num_components=latent.num_components,
       network_cls=networks.GENERATORS[net.name],
       network_kwargs=tuple(sorted(generator_kwargs.items())),
-      expand_activation=net.expand_activation)
+      expand_activation=net.expand_activation,
+      # The official CIFAR-10 and sketch code's Lasagne DenseLayer(W=Normal(0.05)).
+      expand_init_std=0.05 if net.name in ("cifar10", "sketches") else None)
   return GanModel(
       variant=config.model,
       generator=generator,

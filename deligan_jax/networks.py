@@ -35,6 +35,12 @@ BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 # The official MNIST D uses tf.contrib.layers.batch_norm: epsilon 0.001, scale initialised to 1.
 CONTRIB_BN_EPSILON = 1e-3
+# The official CIFAR-10 and sketch code's batch norm (its nn.py).
+IMPROVED_GAN_BN_EPSILON = 1e-6
+# Its transposed convolution is the input gradient of a 5x5 stride-2 convolution with
+# Theano's border_mode='half' (pad 2): as a padding of the dilated input, 2 before and
+# 3 after. 'SAME' pads 3 before and 2 after, which moves every output by one pixel.
+_HALF_TRANSPOSE_5X5_STRIDE2 = ((2, 3), (2, 3))
 
 
 def _bn_scale_init(key, shape, dtype=jnp.float32):
@@ -221,8 +227,9 @@ class MnistDiscriminator(nn.Module):
 class ImprovedGanGenerator(nn.Module):
   """CIFAR-10 and sketch generator (spec §3): dense -> 4x4x4w -> 8x8x2w -> 16x16xw -> 32x32xC.
 
-  Batch norm (no scale, as Improved-GAN's) and ReLU after the dense layer and
-  the first two 5x5 stride-2 transposed convolutions; the last one is
+  Batch norm (no scale, epsilon 1e-6, as Improved-GAN's) and ReLU after the dense
+  layer and the first two 5x5 stride-2 transposed convolutions (aligned as Theano's);
+  the last one is
   weight-normalised (initial scale 0.1) and ends in tanh. w = 128, C = 3 for
   CIFAR-10; w = 40, C = 1 for sketches.
   """
@@ -237,15 +244,19 @@ class ImprovedGanGenerator(nn.Module):
     w, dtype, impl = self.width, self.dtype, self.conv_impl
     h = nn.Dense(4 * 4 * 4 * w, use_bias=False, kernel_init=layers.DIRECTION_INIT,
                  dtype=dtype)(z)
-    h = nn.relu(batch_norm(train, self.bn_axis_name, "bn0", dtype, use_scale=False)(h))
+    h = nn.relu(batch_norm(train, self.bn_axis_name, "bn0", dtype, use_scale=False,
+                           epsilon=IMPROVED_GAN_BN_EPSILON)(h))
     h = h.reshape(z.shape[0], 4, 4, 4 * w)
     for i, features in enumerate((2 * w, w), start=1):
-      h = conv.ConvTranspose(features, (5, 5), (2, 2), kernel_init=layers.DIRECTION_INIT,
-                             impl=impl, dtype=dtype, use_bias=False)(h)
-      h = nn.relu(batch_norm(train, self.bn_axis_name, f"bn{i}", dtype, use_scale=False)(h))
+      h = conv.ConvTranspose(features, (5, 5), (2, 2), padding=_HALF_TRANSPOSE_5X5_STRIDE2,
+                             kernel_init=layers.DIRECTION_INIT, impl=impl, dtype=dtype,
+                             use_bias=False)(h)
+      h = nn.relu(batch_norm(train, self.bn_axis_name, f"bn{i}", dtype, use_scale=False,
+                             epsilon=IMPROVED_GAN_BN_EPSILON)(h))
     h = layers.WeightNormConvTranspose(self.channels, init_scale=0.1, train_scale=True,
-                                       kernel_size=(5, 5),
-                                       strides=(2, 2), impl=impl, dtype=dtype)(h)
+                                       kernel_size=(5, 5), strides=(2, 2),
+                                       padding=_HALF_TRANSPOSE_5X5_STRIDE2, impl=impl,
+                                       dtype=dtype)(h)
     return jnp.tanh(h).astype(jnp.float32)
 
 
@@ -262,6 +273,8 @@ class _ImprovedGanDiscriminator(nn.Module):
   mbd_dims: int = 5
   conv_impl: str = "im2col"
   dtype: jnp.dtype = jnp.float32
+  input_noise: float = 0.2   # the stddev of the input noise
+  dropout_rate: float = 0.5
 
   def _trunk(self, h: jax.Array, train: bool) -> jax.Array:
     raise NotImplementedError
@@ -276,7 +289,7 @@ class _ImprovedGanDiscriminator(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool, groups: int = 1) -> jax.Array:
-    h = self._trunk(layers.GaussianNoise(0.2)(x, train), train)
+    h = self._trunk(layers.GaussianNoise(self.input_noise)(x, train), train)
     h = layers.global_mean_pool(h)
     h = MinibatchDiscrimination(self.mbd_kernels, self.mbd_dims, data_init=True)(h, groups)
     logits = layers.WeightNormDense(self.num_classes, init_scale=0.1, train_scale=True,
@@ -299,7 +312,7 @@ class CifarDiscriminator(_ImprovedGanDiscriminator):
       h = self._conv(h, features, 3)
       h = self._conv(h, features, 3)
       h = self._conv(h, features, 3, strides=(2, 2))
-      h = layers.dropout(0.5, train)(h)
+      h = layers.dropout(self.dropout_rate, train)(h)
     h = self._conv(h, 2 * self.width, 3, padding="VALID")
     return self._nin(self._nin(h, 2 * self.width), 2 * self.width)
 
@@ -316,9 +329,9 @@ class SketchDiscriminator(_ImprovedGanDiscriminator):
   def _trunk(self, h, train):
     w = self.width
     h = self._conv(self._conv(h, w, 5), w, 5, strides=(2, 2))
-    h = layers.dropout(0.5, train)(h)
+    h = layers.dropout(self.dropout_rate, train)(h)
     h = self._conv(h, 2 * w, 5, strides=(2, 2))
-    h = layers.dropout(0.5, train)(h)
+    h = layers.dropout(self.dropout_rate, train)(h)
     h = self._conv(h, 4 * w, 3, strides=(2, 2), padding="VALID")
     return self._nin(h, 4 * w)
 

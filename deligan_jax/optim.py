@@ -14,8 +14,9 @@ import optax
 
 OPTIMISED = ("generator", "discriminator", "mixture")
 # Where Adam's epsilon goes: 'sqrt_v' as TensorFlow's AdamOptimizer (the official toy and
-# MNIST code), 'sqrt_v_hat' as Lasagne's Adam (Improved-GAN: CIFAR-10, sketches) and optax.
-ADAM_EPSILONS = ("sqrt_v", "sqrt_v_hat")
+# MNIST code), 'sqrt_v_hat' as optax, 'inside_sqrt_v_hat' as the ``adam_updates`` of the
+# official CIFAR-10 and sketch code (nn.py: ``m_hat / sqrt(v_hat + 1e-8)``).
+ADAM_EPSILONS = ("sqrt_v", "sqrt_v_hat", "inside_sqrt_v_hat")
 
 
 def _scale_by_tf_adam(b1, b2, eps: float = 1e-8) -> optax.GradientTransformation:
@@ -47,9 +48,24 @@ def _tf_adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8,
   return optax.chain(_scale_by_tf_adam(b1, b2, eps), optax.scale_by_learning_rate(learning_rate))
 
 
+def _theano_adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8,
+                 eps_root=0.0) -> optax.GradientTransformation:
+  """The official nn.py's ``adam_updates``: ``m_hat / sqrt(v_hat + eps)``, epsilon under the root.
+
+  That is optax's ``eps_root`` with ``eps = 0``. The step for a small gradient is
+  ``g / sqrt(g^2 + 1e-8)`` at t = 1 instead of ``g / (|g| + 1e-8)``: the two differ
+  where ``|g|`` is not far above 1e-4. Same signature as ``optax.adam``, so the same state.
+  """
+  del eps_root
+  return optax.adam(learning_rate, b1, b2, eps=0.0, eps_root=eps)
+
+
+_ADAMS = {"sqrt_v": _tf_adam, "sqrt_v_hat": optax.adam, "inside_sqrt_v_hat": _theano_adam}
+
+
 def adam(b1: float, b2: float, epsilon_on: str = "sqrt_v_hat") -> optax.GradientTransformation:
   """Adam whose learning rate lives in the optimiser state (set by the step)."""
-  transform = optax.adam if epsilon_on == "sqrt_v_hat" else _tf_adam
+  transform = _ADAMS[epsilon_on]
   return optax.inject_hyperparams(transform)(learning_rate=0.0, b1=b1, b2=b2)
 
 

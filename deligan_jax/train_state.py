@@ -49,6 +49,7 @@ class StepConfig:
   d_batch_norm: str = "separate"  # see config.D_BATCH_NORM
   adam_epsilon: str = "sqrt_v_hat"  # see optim.ADAM_EPSILONS
   eps_draw: str = "per_update"    # see config.EPS_DRAWS
+  batch_order: str = "reshuffle"  # see config.BATCH_ORDERS
 
   @classmethod
   def from_config(cls, config) -> StepConfig:
@@ -67,7 +68,8 @@ class StepConfig:
         init_examples=config.network.init_examples,
         d_batch_norm=config.network.d_batch_norm,
         adam_epsilon=o.adam_epsilon,
-        eps_draw=config.latent.eps_draw)
+        eps_draw=config.latent.eps_draw,
+        batch_order=config.batch_order)
 
 
 def init_state(model: GanModel, rule: balancing.BalanceRule, seed: int,

@@ -173,6 +173,10 @@ class Trainer:
     factor = optim.learning_rate_factor(epoch, cfg.decay_start_epoch, cfg.decay_end_epoch)
     opt_state = self._with_learning_rates(state.opt_state, factor)
     params, batch_stats = state.params, state.batch_stats
+    # With probe_reuse (sketches), one probe opens the batch, before the forced D update.
+    first_g = (self._probe(params, batch_stats, jax.random.fold_in(batch_key,
+                                                                   rule.inner_updates + 1))
+               if rule.probe_reuse else None)
     if rule.forced_d_lr_factor > 0:
       params, batch_stats, opt_state = self._forced_discriminator_update(
           forced_d, params, batch_stats, opt_state, factor,
@@ -180,13 +184,17 @@ class Trainer:
 
     def inner(carry, update_index):
       # 'per_batch': every update of the batch reuses the first one's key, hence its eps.
-      key_index = update_index if cfg.eps_draw == "per_update" else 0
-      return self.balanced_update(carry, jax.random.fold_in(batch_key, key_index), data,
-                                  update_index)
+      latent_key = jax.random.fold_in(batch_key, update_index if cfg.eps_draw == "per_update"
+                                      else 0)
+      if not rule.probe_reuse:
+        return self.balanced_update(carry, latent_key, data, update_index)
+      return self.reusing_update(carry, latent_key, data, update_index)
 
     carry = (params, batch_stats, opt_state, balance)
-    (params, batch_stats, opt_state, balance), (g, update_g, loss) = jax.lax.scan(
-        inner, carry, jnp.arange(rule.inner_updates))
+    if rule.probe_reuse:
+      carry = (*carry, first_g)
+    carry, (g, update_g, loss) = jax.lax.scan(inner, carry, jnp.arange(rule.inner_updates))
+    params, batch_stats, opt_state, balance = carry[:4]
 
     g_updates = jnp.sum(update_g.astype(jnp.int32))
     d_updates = rule.inner_updates - g_updates
@@ -221,16 +229,39 @@ class Trainer:
     equivalence tests against the reference port of the official code.
     """
     params, batch_stats, opt_state, balance = carry
+    g = None if self.rule.kind == "fixed" else self._probe(params, batch_stats, latent_key)
+    carry, (g, update_g, loss, _) = self._decide_and_update(carry, g, latent_key, data,
+                                                            update_index)
+    return carry, (g, update_g, loss)
+
+  def reusing_update(self, carry, latent_key, data, update_index):
+    """One update under the official sketch schedule: decide on the g carried in.
+
+    ``carry = (params, batch_stats, opt_state, balance, g)``. The next g is this update's
+    own generator loss before the step (adversarial part) after a G update, a fresh
+    probe after a D update. Returns the new carry and ``(g, updated_generator, loss)``.
+    """
+    carry, g = carry[:4], carry[4]
+    carry, (g, update_g, loss, g_loss) = self._decide_and_update(carry, g, latent_key, data,
+                                                                 update_index)
+    params, batch_stats = carry[:2]
+    next_g = jax.lax.cond(update_g, lambda: g_loss,
+                          lambda: self._probe(params, batch_stats,
+                                              jax.random.fold_in(latent_key, 5)))
+    return (*carry, next_g), (g, update_g, loss)
+
+  def _decide_and_update(self, carry, g, latent_key, data, update_index):
+    """G (``g > thres``, or by position under 'fixed') or D takes one step; the rule records it."""
+    params, batch_stats, opt_state, balance = carry
     rule = self.rule
-    g = None if rule.kind == "fixed" else self._probe(params, batch_stats, latent_key)
     update_g = balancing.update_generator(rule, balance, g, update_index)
-    params, batch_stats, opt_state, loss = jax.lax.cond(
+    params, batch_stats, opt_state, loss, g_loss = jax.lax.cond(
         update_g, self._generator_update, self._discriminator_update,
         params, batch_stats, opt_state, latent_key, data)
     balance = balancing.record(rule, balance, update_g)
     # Without a probe, g is the loss of the G updates themselves.
     g = jnp.where(update_g, loss, jnp.nan) if g is None else g
-    return (params, batch_stats, opt_state, balance), (g, update_g, loss)
+    return (params, batch_stats, opt_state, balance), (g, update_g, loss, g_loss)
 
   def _with_learning_rates(self, opt_state, factor):
     cfg = self.config
@@ -246,7 +277,7 @@ class Trainer:
       d_opt = optim.with_learning_rate(
           opt_state["discriminator"],
           factor * self.config.learning_rate * self.rule.forced_d_lr_factor)
-      params, batch_stats, new_opt_state, _ = self._discriminator_update(
+      params, batch_stats, new_opt_state, _, _ = self._discriminator_update(
           params, batch_stats, {**opt_state, "discriminator": d_opt}, key, data)
       new_opt_state["discriminator"] = optim.with_learning_rate(
           new_opt_state["discriminator"], factor * self.config.learning_rate)
@@ -268,9 +299,14 @@ class Trainer:
     return data
 
   def _batch_indices(self, shuffle_key, epoch, position):
-    """Entries ``position * B .. + B`` of this epoch's order, at a cost independent of its size."""
+    """Entries ``position * B .. + B`` of this epoch's order, at a cost independent of its size.
+
+    ``batch_order='fixed'``: every epoch takes epoch 0's order (the official CIFAR-10 and
+    sketch loops draw one permutation before training).
+    """
     size = self.config.batch_size
-    return shuffle.permute(jax.random.fold_in(shuffle_key, epoch), self.num_samples,
+    order = 0 if self.config.batch_order == "fixed" else epoch
+    return shuffle.permute(jax.random.fold_in(shuffle_key, order), self.num_samples,
                            position * size + jnp.arange(size))
 
   def _shard(self, x):
@@ -323,6 +359,19 @@ class Trainer:
   def _generator_update(self, params, batch_stats, opt_state, latent_key, data):
     """One Adam step of G and the mixture on G's loss (plus the sigma term).
 
+    Returns the new params, batch stats and optimiser state, the loss and its
+    adversarial part (both before the step).
+    """
+    (loss, (new_stats, g_loss)), grads = self.generator_grads(params, batch_stats, latent_key,
+                                                              data)
+    new_params, new_opt_state = dict(params), dict(opt_state)
+    for name in grads:
+      new_params[name], new_opt_state[name] = self._apply(name, grads[name], opt_state, params)
+    return new_params, new_stats, new_opt_state, loss, g_loss
+
+  def generator_grads(self, params, batch_stats, latent_key, data):
+    """G's loss, ``(new batch stats, adversarial part)`` and its gradients for G and the mixture.
+
     Like the official code, every network run in training mode updates its
     batch-norm running averages, whichever network the step optimises: the
     inference-mode probe depends on them. D sees the generated batch alone
@@ -332,14 +381,10 @@ class Trainer:
     def loss_fn(trainable):
       (adversarial, regulariser), new_stats = self.generator_objective(
           trainable, params, batch_stats, latent_key, data)
-      return adversarial + regulariser, new_stats
+      return adversarial + regulariser, (new_stats, adversarial)
 
     trainable = {"generator": params["generator"], "mixture": params["mixture"]}
-    (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
-    new_params, new_opt_state = dict(params), dict(opt_state)
-    for name in trainable:
-      new_params[name], new_opt_state[name] = self._apply(name, grads[name], opt_state, params)
-    return new_params, new_stats, new_opt_state, loss
+    return jax.value_and_grad(loss_fn, has_aux=True)(trainable)
 
   def generator_objective(self, trainable, params, batch_stats, latent_key, data):
     """G's loss on ``trainable = {'generator', 'mixture'}`` in two parts, and the new stats.
@@ -365,6 +410,18 @@ class Trainer:
   def _discriminator_update(self, params, batch_stats, opt_state, latent_key, data):
     """One Adam step of D on real (label 1) and generated (label 0) samples.
 
+    Returns the new params, batch stats and optimiser state, D's loss before the
+    step, and NaN (no generator loss; the shape of :meth:`_generator_update`'s).
+    """
+    (loss, new_stats), grads = self.discriminator_grads(params, batch_stats, latent_key, data)
+    new_params, new_opt_state = dict(params), dict(opt_state)
+    new_params["discriminator"], new_opt_state["discriminator"] = self._apply(
+        "discriminator", grads, opt_state, params)
+    return new_params, new_stats, new_opt_state, loss, jnp.float32(jnp.nan)
+
+  def discriminator_grads(self, params, batch_stats, latent_key, data):
+    """D's loss, the new batch stats of both networks and D's gradients.
+
     Semi-supervised: plus the cross-entropy of the labelled batch's classes.
     """
     fake, g_stats = self.model.generate(params, batch_stats, latent_key,
@@ -385,10 +442,7 @@ class Trainer:
       return loss, d_stats
 
     (loss, d_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params["discriminator"])
-    new_params, new_opt_state = dict(params), dict(opt_state)
-    new_params["discriminator"], new_opt_state["discriminator"] = self._apply(
-        "discriminator", grads, opt_state, params)
-    return new_params, {"generator": g_stats, "discriminator": d_stats}, new_opt_state, loss
+    return (loss, {"generator": g_stats, "discriminator": d_stats}), grads
 
   @functools.partial(jax.jit, static_argnums=0)
   def _predict_classes(self, params, batch_stats, x):

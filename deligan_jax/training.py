@@ -40,6 +40,7 @@ from deligan_jax import run_log
 from deligan_jax import stall
 from deligan_jax import train_state
 from deligan_jax import train_step
+from deligan_jax import workdir_lock
 
 # Fields that may change between a run and its resumption (budget, logging, paths).
 RESUMABLE_CHANGES = ("num_steps", "log_every", "sample_every", "checkpoint_every",
@@ -55,7 +56,7 @@ class WorkdirError(Exception):
 
 # Errors whose message says all there is to say: the CLI prints them without a traceback.
 BAD_INPUT = (config_lib.ConfigError, DataError, checkpoints.CheckpointError,
-             WorkdirError)
+             WorkdirError, workdir_lock.WorkdirBusy)
 
 
 def _check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -216,7 +217,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   """
   config_lib.validate(config)
   runs = _seed_runs(config, workdir)
-  try:
+  with contextlib.ExitStack() as cleanup:
+    for run in runs:
+      cleanup.callback(run.close)
     configs = {workdir: config} | {run.workdir: run.config for run in runs}
     for path, run_config in configs.items():
       _check_workdir(run_config, path)
@@ -232,21 +235,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
                                  train_labels=dataset.labels if semi_supervised else None)
     if trainer.idle_note:
       logging.warning(trainer.idle_note)
+    # From here on this run may write: another one on the same workdir is refused.
+    claim = cleanup.enter_context(workdir_lock.owned(workdir))
     state = _restore(runs, trainer.init_state(config.seed))
+    claim()
     for path, run_config in configs.items():
       _record_config(run_config, path)
     state = _train(config, trainer, runs, state, dataset.x, workdir, test_set)
-  finally:
-    for run in runs:
-      run.close()
 
-  for k, run in enumerate(runs):
-    plot_samples(model, _seed(state, k, config.num_seeds), run.config, dataset.x,
-                 os.path.join(run.workdir, "samples.png"))
-  for path in configs:
-    records = run_log.read_metrics(path)
-    if records:
-      plots.save_loss_curves(records, os.path.join(path, "loss_curves.png"))
+    for k, run in enumerate(runs):
+      plot_samples(model, _seed(state, k, config.num_seeds), run.config, dataset.x,
+                   os.path.join(run.workdir, "samples.png"))
+    for path in configs:
+      records = run_log.read_metrics(path)
+      if records:
+        plots.save_loss_curves(records, os.path.join(path, "loss_curves.png"))
   return state
 
 

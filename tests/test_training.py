@@ -58,9 +58,15 @@ def test_workdir_of_another_config_is_refused(tmp_path):
     training.train_and_evaluate(config, str(tmp_path))
 
 
-def run_cli(*args, cwd=REPO):
-  env = dict(os.environ, PYTHONPATH=str(REPO))
-  return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
+def run_cli(*args, cwd=REPO, env=None):
+  """Runs ``python *args``; ``env`` adds variables to this process's (None values unset them)."""
+  merged = dict(os.environ, PYTHONPATH=str(REPO))
+  for name, value in (env or {}).items():
+    if value is None:
+      merged.pop(name, None)
+    else:
+      merged[name] = value
+  return subprocess.run([sys.executable, *args], cwd=cwd, env=merged, capture_output=True,
                         text=True, timeout=600)
 
 

@@ -57,9 +57,15 @@ def resolve_data_dir(configured: str | None, subdir: str) -> str | None:
   return nested if os.path.isdir(nested) else directory
 
 
-def to_model_scale(images: np.ndarray) -> np.ndarray:
-  """uint8 images (n, h, w) or (n, h, w, c) -> float32 (n, h, w, c) in [-1, 1] for the networks."""
-  scaled = images.astype(np.float32) / 127.5 - 1.0
+def to_model_scale(images: np.ndarray, name: str = "") -> np.ndarray:
+  """uint8 images (n, h, w) or (n, h, w, c) -> float32 (n, h, w, c) in [-1, 1] for the networks.
+
+  ``x / 127.5 - 1``; for ``name='cifar10'`` the official CIFAR-10 loader's ``(x - 127.5) / 128``.
+  """
+  if name == "cifar10":
+    scaled = (images.astype(np.float32) - 127.5) / 128.0
+  else:
+    scaled = images.astype(np.float32) / 127.5 - 1.0
   return scaled[..., None] if images.ndim == 3 else scaled
 
 
@@ -96,8 +102,9 @@ def random_subset(
 ) -> tuple[np.ndarray, np.ndarray]:
   """The paper's CIFAR-10 subset: the first `num` of a seeded permutation.
 
-  `np.random.RandomState(seed).permutation(n)[:num]`, in permutation order;
-  `num` 0 returns the inputs unchanged.
+  As the official script draws it: ``rng = RandomState(seed)``, two ``rng.randint(2**15)``
+  (its Theano and Lasagne seeds), then ``rng.permutation(n)[:num]``, in permutation
+  order; `num` 0 returns the inputs unchanged.
   """
   if num < 0:
     raise DataError(f"data.num_train must be >= 0, got {num}")
@@ -108,7 +115,10 @@ def random_subset(
         f"data.num_train is {num} but only {len(images)} training images are "
         "available; lower data.num_train (0 takes them all) or add training batches"
     )
-  chosen = np.random.RandomState(seed).permutation(len(images))[:num]
+  rng = np.random.RandomState(seed)
+  rng.randint(2**15)
+  rng.randint(2**15)
+  chosen = rng.permutation(len(images))[:num]
   return images[chosen], labels[chosen]
 
 

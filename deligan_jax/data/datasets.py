@@ -1,12 +1,14 @@
 """The entry points: the training set or a labelled split that a data config names."""
 
+import os
 from typing import Any
 
+from absl import logging
 import numpy as np
 
-from deligan_jax.data import cifar10, mnist, points, sketches
-from deligan_jax.data.common import (SPLITS, DataError, Dataset, config_field, last_per_class,
-                                     random_subset, to_model_scale)
+from deligan_jax.data import cifar10, embedded, mnist, points, sketches
+from deligan_jax.data.common import (DATA_DIR_ENV, SPLITS, DataError, Dataset, config_field,
+                                     last_per_class, random_subset, to_model_scale)
 
 IMAGE_DATASETS = ("mnist", "cifar10", "sketches")
 DATASET_NAMES = ("toy_unimodal", "toy_bimodal", "points", *IMAGE_DATASETS)
@@ -36,8 +38,18 @@ def load(data_config: Any) -> Dataset:
     x = points.load_points(path)
     points.check_generator_range(x, path)
     return Dataset(x=x, labels=None, name=name)
-  images, labels, class_names = _labelled_images(
-      data_config, "all" if name == "sketches" else "train")
+  try:
+    images, labels, class_names = _labelled_images(
+        data_config, "all" if name == "sketches" else "train")
+  except DataError as error:
+    if not _takes_mnist500(data_config):
+      raise
+    logging.warning("MNIST: no data folder is set and tensorflow-datasets cannot fetch it, so "
+                    "training on the paper's 500 images shipped with the package (%s)",
+                    embedded.MNIST500_PATH)
+    logging.debug("why tensorflow-datasets failed: %s", error)
+    images, labels = embedded.load_mnist500()
+    return Dataset(to_model_scale(images), labels, name, mnist.MNIST_CLASSES)
   if name == "mnist":
     images, labels = last_per_class(
         images, labels, config_field(data_config, "per_class", mnist.MNIST_PER_CLASS_DEFAULT))
@@ -45,7 +57,20 @@ def load(data_config: Any) -> Dataset:
     images, labels = random_subset(
         images, labels, config_field(data_config, "num_train", cifar10.CIFAR10_NUM_TRAIN_DEFAULT),
         config_field(data_config, "subset_seed", cifar10.CIFAR10_SUBSET_SEED_DEFAULT))
-  return Dataset(to_model_scale(images), labels, name, class_names)
+  return Dataset(to_model_scale(images, name), labels, name, class_names)
+
+
+def _takes_mnist500(data_config: Any) -> bool:
+  """Whether the shipped subset stands in: MNIST's paper subset, asked of no folder.
+
+  A configured folder (data.dir or DELIGAN_DATA_DIR) that lacks the files
+  stays an error, and so do other subsets than the paper's.
+  """
+  return (config_field(data_config, "name") == "mnist"
+          and config_field(data_config, "source", "auto") == "auto"
+          and not config_field(data_config, "dir", None) and not os.environ.get(DATA_DIR_ENV)
+          and config_field(data_config, "per_class", mnist.MNIST_PER_CLASS_DEFAULT)
+          == embedded.MNIST500_PER_CLASS)
 
 
 def load_split(data_config: Any, split: str) -> Dataset:
@@ -65,7 +90,7 @@ def load_split(data_config: Any, split: str) -> Dataset:
   if split not in SPLITS:
     raise DataError(f"unknown split {split!r}; use one of {list(SPLITS)}")
   images, labels, class_names = _labelled_images(data_config, split)
-  return Dataset(to_model_scale(images), labels, name, class_names)
+  return Dataset(to_model_scale(images, name), labels, name, class_names)
 
 
 def load_test(data_config: Any) -> Dataset:
@@ -81,7 +106,7 @@ def _labelled_images(
   data_dir = config_field(data_config, "dir", None)
   if name == "sketches":
     return sketches.load_sketches(data_dir, tuple(config_field(data_config, "categories", ())), split)
-  loaders = {"mnist": (mnist.load_mnist, tuple(map(str, range(10)))),
+  loaders = {"mnist": (mnist.load_mnist, mnist.MNIST_CLASSES),
              "cifar10": (cifar10.load_cifar10, cifar10.CIFAR10_CLASSES)}
   if name not in loaders:
     raise DataError(f"unknown data.name {name!r}; use one of {list(DATASET_NAMES)}")

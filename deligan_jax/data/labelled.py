@@ -1,6 +1,8 @@
 """Labelled image datasets (MNIST, CIFAR-10) read from their files or from
 tensorflow-datasets, with the same checks for both sources."""
 
+import socket
+import urllib.parse
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -123,6 +125,9 @@ def load_tfds(
   # it becomes a DataError that keeps the cause.
   try:
     builder = tfds.builder(spec.tfds_name, data_dir=tfds_data_dir)
+    if not builder.is_prepared() and (manual_dir is None
+                                      or spec.missing(manual_dir, split) is not None):
+      _check_reachable(builder.url_infos or {})
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
     )
@@ -134,3 +139,19 @@ def load_tfds(
     ) from e
   images, labels = spec.from_tfds(examples, split)
   return checked_images(spec, images, labels, f"tensorflow-datasets {spec.tfds_name} {split!r}")
+
+
+DOWNLOAD_PROBE_TIMEOUT_S = 5.0
+
+
+def _check_reachable(urls) -> None:
+  """Raises OSError within seconds when a download host cannot be reached.
+
+  Offline, tfds would retry each download with back-off for minutes before
+  giving up; one connection attempt per host tells the same at once.
+  """
+  for host in sorted({urllib.parse.urlsplit(url).hostname for url in urls}):
+    try:
+      socket.create_connection((host, 443), timeout=DOWNLOAD_PROBE_TIMEOUT_S).close()
+    except OSError as e:
+      raise OSError(f"{host} is unreachable ({e}); no internet access?") from e

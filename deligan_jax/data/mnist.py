@@ -13,6 +13,7 @@ from deligan_jax.data.common import DATA_DIR_ENV, DataError
 from deligan_jax.data.labelled import ImageSource, checked_images, load_labelled
 
 MNIST_PER_CLASS_DEFAULT = 50  # The paper trains on 50 images per digit.
+MNIST_CLASSES = tuple(map(str, range(10)))
 
 _MNIST_FILE_PREFIX = {"train": "train", "test": "t10k"}
 _MNIST_NPZ = "mnist.npz"

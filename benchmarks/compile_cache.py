@@ -1,0 +1,73 @@
+r"""First start against second start with the persistent compilation cache.
+
+  PYTHONPATH=. DELIGAN_DATA_DIR=../shared/data python benchmarks/compile_cache.py
+
+Starts ``train.py --config configs/mnist.py`` for a few batches twice (each in
+a new workdir, so both compile and train the same programs) and ``eval.py``
+on the first run twice, all with one new, empty cache folder, and prints the
+wall time of each start and the ratio second/first. Evaluation uses the
+shipped MNIST classifier (copied into the cache folder), so no classifier is
+trained. Wall times include Python and JAX imports, which no cache saves.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from deligan_jax import classifier  # noqa: E402  (after the path above)
+
+TRAIN = ("--config.num_steps=4", "--config.steps_per_dispatch=2", "--config.log_every=2",
+         "--config.sample_every=4", "--config.checkpoint_every=4")
+
+
+def timed(args: list[str], env: dict) -> float:
+  start = time.perf_counter()
+  result = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
+                          text=True)
+  if result.returncode:
+    sys.exit(f"{' '.join(args)} failed:\n{result.stderr[-3000:]}")
+  return time.perf_counter() - start
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--eval_samples", type=int, default=500)
+  args = parser.parse_args()
+  scratch = tempfile.mkdtemp(prefix="deligan_compile_cache_")
+  try:
+    cache = os.path.join(scratch, "cache")
+    os.makedirs(cache)
+    for suffix in (".msgpack", ".json"):
+      shutil.copy(classifier.SHIPPED_MNIST + suffix, cache)
+    steps = os.path.basename(classifier.SHIPPED_MNIST).split("steps")[1].split("_")[0]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("JAX_COMPILATION_CACHE_DIR", "DELIGAN_COMPILATION_CACHE")}
+    env.update(PYTHONPATH=REPO, DELIGAN_CACHE_DIR=cache)
+    train = [os.path.join(REPO, "train.py"), "--config", os.path.join(REPO, "configs", "mnist.py"),
+             *TRAIN]
+    evaluate = [os.path.join(REPO, "eval.py"), "--workdir", os.path.join(scratch, "run_0"),
+                f"--num_samples={args.eval_samples}", f"--classifier_steps={steps}"]
+    figures = {
+        "train.py (mnist, 4 batches)": [timed([*train, "--workdir", os.path.join(scratch, f"run_{k}")],
+                                               env) for k in range(2)],
+        f"eval.py (mnist, {args.eval_samples} samples)": [timed(evaluate, env) for _ in range(2)],
+    }
+    entries = sum(len(files) for _, _, files in os.walk(os.path.join(cache, "jax")))
+    print(f"compilation cache: {entries} entries in {os.path.join(cache, 'jax')}")
+    print("| command | first start (s) | second start (s) | second/first |")
+    print("| --- | --- | --- | --- |")
+    for name, (first, second) in figures.items():
+      print(f"| {name} | {first:.1f} | {second:.1f} | {second / first:.2f} |")
+  finally:
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,425 @@
+"""The CIFAR-10 and sketch experiments against the PyTensor transcription of the official
+Theano code (tests/reference/improved_gan_nn_pytensor.py and the two scripts' ports).
+
+Tolerances (float32) are stated where they are used, with their reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from deligan_jax import balancing
+from deligan_jax import config as config_lib
+from deligan_jax import conv
+from deligan_jax import evaluation
+from deligan_jax import mixture
+from deligan_jax import networks
+from deligan_jax import optim
+from deligan_jax import train_state
+from deligan_jax import train_step
+from deligan_jax.data import common as data_common
+from deligan_jax.models import build
+from tests.conftest import small_config
+
+pytensor = pytest.importorskip("pytensor")
+from tests.reference import dg_cifar_pytensor  # noqa: E402
+from tests.reference import dg_sketches_pytensor  # noqa: E402
+from tests.reference import improved_gan_nn_pytensor as nn_ref  # noqa: E402
+
+pytestmark = pytest.mark.reference
+
+
+def _function(inputs, outputs, updates=None):
+  return pytensor.function(inputs, outputs, updates=updates, mode=nn_ref.MODE)
+
+
+def test_transposed_convolution_matches_theano_half_border_alignment():
+  """Deconv2DLayer = conv_transpose2d with the generator's padding, kernel (in, out, h, w) -> HWIO.
+
+  Both sum the same 25 * 3 products per output in another order: 1e-5 absolute on outputs of
+  magnitude ~10.
+  """
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2, 3, 8, 8)).astype(np.float32)
+  w = rng.normal(size=(3, 4, 5, 5)).astype(np.float32)
+  layer = nn_ref.Deconv2DLayer(nn_ref.InputLayer((2, 3, 8, 8)), (2, 4, 16, 16), (5, 5),
+                               nonlinearity=None)
+  layer.W.set_value(w)
+  image = pytensor.tensor.tensor4()
+  theirs = _function([image], nn_ref.get_output(layer, image))(x)
+  ours = conv.conv_transpose2d(jnp.asarray(x.transpose(0, 2, 3, 1)),
+                               jnp.asarray(w.transpose(2, 3, 0, 1)), (2, 2),
+                               networks._HALF_TRANSPOSE_5X5_STRIDE2)
+  np.testing.assert_allclose(np.asarray(ours).transpose(0, 3, 1, 2), theirs, atol=1e-5)
+  shifted = conv.conv_transpose2d(jnp.asarray(x.transpose(0, 2, 3, 1)),
+                                  jnp.asarray(w.transpose(2, 3, 0, 1)), (2, 2), "SAME")
+  assert np.abs(np.asarray(shifted).transpose(0, 3, 1, 2) - theirs).max() > 1.0
+
+
+def test_adam_matches_the_official_adam_updates():
+  """optim.adam('inside_sqrt_v_hat') against nn.py's adam_updates over 4 steps, lr 0.1.
+
+  Gradients span 1e-5 .. 3, where the epsilon's place matters (g / sqrt(g^2 + 1e-8)).
+  Both compute in float32, where ``1 - 0.999^t`` carries the rounding of 0.999 (1.3e-5
+  relative at t = 1) in whichever order each side evaluates it: up to ~1e-5 relative on a
+  step of at most lr = 0.1, so 5e-6 absolute after 4 steps.
+  """
+  rng = np.random.default_rng(1)
+  start = rng.normal(size=6).astype(np.float32)
+  targets = (np.array([1e-5, -3e-5, 1e-4, 0.3, -1.0, 3.0], np.float32) * 0.5)
+  param = pytensor.shared(start.copy())
+  cost = pytensor.tensor.sum(param * targets)  # gradient = targets, every step
+  step = _function([], [], updates=nn_ref.adam_updates([param], cost, lr=0.1, mom1=0.5))
+  adam = optim.adam(0.5, 0.999, "inside_sqrt_v_hat")
+  ours = jnp.asarray(start)
+  state = optim.with_learning_rate(adam.init(ours), 0.1)
+  for _ in range(4):
+    step()
+    updates, state = adam.update(jnp.asarray(targets), state, ours)
+    ours = optax.apply_updates(ours, updates)
+    np.testing.assert_allclose(np.asarray(ours), param.get_value(), rtol=0, atol=5e-6)
+  optax_form = optim.adam(0.5, 0.999, "sqrt_v_hat")
+  plain = optax.apply_updates(jnp.asarray(start), optax_form.update(
+      jnp.asarray(targets), optim.with_learning_rate(optax_form.init(jnp.asarray(start)), 0.1),
+      jnp.asarray(start))[0])
+  first = optax.apply_updates(jnp.asarray(start), adam.update(
+      jnp.asarray(targets), optim.with_learning_rate(adam.init(jnp.asarray(start)), 0.1),
+      jnp.asarray(start))[0])
+  assert abs(float(plain[0] - first[0])) > 0.01  # at |g| = 5e-6 the two forms differ
+
+
+def test_cifar_subset_is_the_official_selection_index_for_index():
+  """The project's subset against the script's own lines, on images whose pixels are their index."""
+  n = 5000
+  index = np.arange(n)
+  images = np.zeros((n, 32, 32, 3), np.uint8)
+  images[..., 0], images[..., 1] = (index % 256)[:, None, None], (index // 256)[:, None, None]
+  labels = (index % 10).astype(np.int32)
+  official_x = (-127.5 + images.transpose(0, 3, 1, 2).astype(np.float32)) / 128.  # cifar10_data
+  theirs, their_labels, _, _ = dg_cifar_pytensor.select_training_subset(official_x, labels)
+  ours, our_labels = data_common.random_subset(images, labels, 2000, 1)
+  ours = data_common.to_model_scale(ours, "cifar10")
+  decode = lambda x: np.rint(x[:, 0, 0, :2] * 128 + 127.5).astype(int) @ np.array([1, 256])
+  np.testing.assert_array_equal(decode(ours), decode(theirs.transpose(0, 2, 3, 1)))
+  np.testing.assert_array_equal(our_labels, their_labels)
+  np.testing.assert_array_equal(ours, theirs.transpose(0, 2, 3, 1))  # the scale, exactly
+
+
+def test_fixed_batch_order_repeats_epoch_zero_and_reshuffle_does_not():
+  key = jax.random.key(3)
+  orders = {}
+  for batch_order in config_lib.BATCH_ORDERS:
+    step_config = train_state.StepConfig(batch_size=5, learning_rate=1e-3,
+                                         mixture_learning_rate=1e-3, sigma_reg=0.0,
+                                         batch_order=batch_order)
+    trainer = types.SimpleNamespace(config=step_config, num_samples=20)
+    orders[batch_order] = [np.concatenate([
+        np.asarray(train_step.Trainer._batch_indices(trainer, key, epoch, position))
+        for position in range(4)]) for epoch in range(3)]
+  for epoch_order in orders["fixed"] + orders["reshuffle"]:
+    assert sorted(epoch_order) == list(range(20))  # every sample once per epoch
+  assert all((order == orders["fixed"][0]).all() for order in orders["fixed"])
+  np.testing.assert_array_equal(orders["fixed"][0], orders["reshuffle"][0])
+  assert (orders["reshuffle"][1] != orders["reshuffle"][0]).any()
+
+
+def test_samples_for_scoring_use_batch_statistics_when_asked():
+  """'batch': each batch of batch_size from G in training mode, as the official samplefun."""
+  config = small_config("sketches", "deligan", batch_size=4)
+  model = build(config)
+  params, batch_stats = model.init(jax.random.key(0), np.zeros((4, 32, 32, 1), np.float32))
+  # Running averages away from their initial values, so that the two modes differ.
+  batch_stats = jax.tree.map(lambda leaf: leaf + 0.5, batch_stats)
+  state = types.SimpleNamespace(params=params, batch_stats=batch_stats)
+  samples = evaluation.generate_samples(model, state, 10, seed=2, batch_norm="batch",
+                                        batch_size=4)
+  key = jax.random.key(2)
+  expected = np.concatenate([np.asarray(model.generate(
+      params, batch_stats, jax.random.fold_in(key, i), 4, train=True)[0]) for i in range(3)])
+  np.testing.assert_allclose(samples, expected[:10], atol=1e-6)
+  running = evaluation.generate_samples(model, state, 10, seed=2)
+  assert np.abs(running - samples).max() > 0.01
+
+
+# --- step-level equivalence: CIFAR-10 ---------------------------------------------------------
+
+def _conv_to_port(direction):
+  """HWIO correlation kernel -> Lasagne's (out, in, h, w) convolution (flipped) filter."""
+  return np.ascontiguousarray(np.asarray(direction).transpose(3, 2, 0, 1)[:, :, ::-1, ::-1])
+
+
+def _dense_nhwc_to_port(kernel, channels):
+  """G's dense kernel: columns in (h, w, c) order -> the script's reshape order (c, h, w)."""
+  kernel = np.asarray(kernel)
+  return kernel.reshape(len(kernel), 4, 4, channels).transpose(0, 3, 1, 2).reshape(len(kernel), -1)
+
+
+def _improved_gan_layout(conv_layers, nin_layers, mbd_layer, out_layer, width):
+  """(project path, port name, to_port) for every trained parameter of G, D and the mixture."""
+  g = ("generator", "network")
+  rows = [(("mixture", "mu"), "gen1.z", np.asarray), (("mixture", "sigma"), "gen1.sig", np.asarray),
+          (g + ("Dense_0", "kernel"), "gen2.W", lambda k: _dense_nhwc_to_port(k, 4 * width)),
+          (g + ("bn0", "bias"), "gen2.b",
+           lambda b: np.asarray(b).reshape(4, 4, 4 * width).transpose(2, 0, 1).reshape(-1))]
+  for i, port in ((0, "gen4"), (1, "gen5")):
+    rows += [(g + (f"ConvTranspose_{i}", "kernel"), f"{port}.W",
+              lambda k: np.asarray(k).transpose(2, 3, 0, 1)),
+             (g + (f"bn{i + 1}", "bias"), f"{port}.b", np.asarray)]
+  out = g + ("WeightNormConvTranspose_0",)
+  rows += [(out + ("direction",), "gen6.W", lambda k: np.asarray(k).transpose(2, 3, 0, 1)),
+           (out + ("bias",), "gen6.b", np.asarray), (out + ("scale",), "gen6.g", np.asarray)]
+  d = ("discriminator",)
+  for i, index in enumerate(conv_layers):
+    rows += [(d + (f"WeightNormConv_{i}", "direction"), f"disc{index}.W", _conv_to_port)]
+    rows += [(d + (f"WeightNormConv_{i}", p), f"disc{index}.{q}", np.asarray)
+             for p, q in (("bias", "b"), ("scale", "g"))]
+  for i, index in enumerate((*nin_layers, out_layer)):
+    rows += [(d + (f"WeightNormDense_{i}", p), f"disc{index}.{q}", np.asarray)
+             for p, q in (("direction", "W"), ("bias", "b"), ("scale", "g"))]
+  rows += [(d + ("MinibatchDiscrimination_0", p), f"disc{mbd_layer}.{q}", np.asarray)
+           for p, q in (("theta", "theta"), ("log_scale", "log_weight_scale"), ("bias", "b"))]
+  return rows
+
+
+CIFAR_LAYOUT = functools.partial(_improved_gan_layout, (2, 3, 4, 6, 7, 8, 10), (11, 12), 14, 15)
+
+
+def _leaf(tree, path):
+  for key in path:
+    tree = tree[key]
+  return tree
+
+
+def _to_port(params, layout):
+  return {name: to_port(_leaf(params, path)) for path, name, to_port in layout}
+
+
+def _nchw(x):
+  return np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2))
+
+
+def _eps(key, shape):
+  """The eps that model.latent / mixture.sample draw from ``key``."""
+  return np.asarray(mixture.noise(jax.random.split(key)[1], shape, "normal"))
+
+
+def _small(name):
+  """The small config and its model without D's input noise and dropout.
+
+  Random streams cannot be shared with the port, so neither side has them.
+  """
+  config = small_config(name, "deligan", batch_size=8)
+  config.network.conv_impl = "im2col"
+  model = build(config)
+  model = dataclasses.replace(model, discriminator=model.discriminator.clone(
+      input_noise=0.0, dropout_rate=0.0))
+  return config, model, balancing.BalanceRule.from_config(config.balance)
+
+
+@functools.lru_cache(maxsize=None)
+def _cifar():
+  config, model, rule = _small("cifar10")
+  trainer = train_step.Trainer(model, rule, train_state.StepConfig.from_config(config),
+                               np.zeros((8, 32, 32, 3), np.float32),
+                               train_step.make_mesh(jax.devices()[:1]),
+                               train_labels=np.zeros(8, np.int32))
+  reference = dg_cifar_pytensor.CifarReference(
+      batch_size=8, z_dim=config.latent.dim, gen_dim=config.network.generator_width,
+      disc_dim=config.network.discriminator_width, mbd_kernels=config.network.mbd_kernels,
+      mbd_dims=config.network.mbd_dims, input_noise=0.0, dropout_p=0.0)
+  layout = CIFAR_LAYOUT(config.network.generator_width)
+  return config, model, trainer, reference, layout
+
+
+# Tolerances (float32). Data-dependent init: both normalise the same pre-activations by their
+# batch moments, summed in another order: 1e-4 relative. Gradients of the first update: the
+# same sums through ~12 layers, 1e-3 relative plus 1e-6 absolute for entries that cancel to
+# ~0. Parameters: one official Adam step moves each entry by at most lr * |g| / sqrt(g^2 +
+# 1e-8) <= lr, and equal gradients give equal steps up to that 1e-3 relative: RTOL 1e-4 on
+# the parameter plus ATOL_PER_UPDATE = lr / 10 per update.
+INIT_RTOL = 1e-4
+GRAD_RTOL, GRAD_ATOL = 1e-3, 1e-6
+
+
+def _assert_params(ours, theirs, atol, where):
+  for name, value in ours.items():
+    np.testing.assert_allclose(value, theirs[name], rtol=1e-4, atol=atol,
+                               err_msg=f"{name} {where}")
+
+
+# Slow: building the PyTensor graphs takes minutes on a 2-core CPU.
+@pytest.mark.slow
+def test_cifar_data_dependent_init_matches_the_script():
+  config, model, _, reference, layout = _cifar()
+  examples = np.random.default_rng(0).uniform(-1, 1, (16, 32, 32, 3)).astype(np.float32)
+  key = jax.random.key(5)
+  params, _ = model.init(key, examples)
+  before = _to_port(params, layout)
+  # The script's initial values of what its init pass sets.
+  for name in before:
+    if name.endswith(".g"):
+      before[name] = np.ones_like(before[name])
+    elif name.endswith(".b") and name.startswith("disc") or name == "gen6.b":
+      before[name] = np.zeros_like(before[name])
+  before["disc14.log_weight_scale"] = np.zeros_like(before["disc14.log_weight_scale"])
+  before["disc14.b"] = -np.ones_like(before["disc14.b"])
+  reference.set(before)
+  reference.noise.set_value(_eps(jax.random.fold_in(key, 3), (8, config.latent.dim)))
+  reference.init_param(_nchw(examples))
+  _assert_params(_to_port(params, layout), reference.get(), 1e-6, "after the init pass")
+
+
+def _cifar_start(seed=1):
+  """Both sides at the project's initial state; the port's Adam state fresh."""
+  config, model, trainer, reference, layout = _cifar()
+  state = trainer.init_state(seed)
+  opt_state = trainer._with_learning_rates(state.opt_state, 1.0)
+  reference.reset_optimiser()
+  reference.set(_to_port(state.params, layout))
+  return config, trainer, reference, layout, (state.params, state.batch_stats, opt_state,
+                                              state.balance)
+
+
+def _cifar_batch(seed):
+  rng = np.random.default_rng(seed)
+  return {"labelled": rng.uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32),
+          "real": rng.uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32),
+          "labels": rng.integers(0, 10, 8).astype(np.int32)}
+
+
+def _assert_grads(ours, theirs, what):
+  """Every parameter the script trains; the project's untrained scales get zero gradient."""
+  assert set(theirs) <= set(ours), set(theirs) - set(ours)
+  for name, value in ours.items():
+    expected = theirs.get(name, np.zeros_like(value))
+    np.testing.assert_allclose(value, expected, rtol=GRAD_RTOL, atol=GRAD_ATOL,
+                               err_msg=f"{what} {name}")
+
+
+# Slow: building the PyTensor graphs takes minutes on a 2-core CPU.
+@pytest.mark.slow
+def test_cifar_first_update_gradients_match_the_script():
+  config, trainer, reference, layout, carry = _cifar_start()
+  params, batch_stats = carry[:2]
+  data = _cifar_batch(0)
+  key = jax.random.key(11)
+  reference.noise.set_value(_eps(key, (8, config.latent.dim)))
+  (_, _), d_grads = jax.jit(trainer.discriminator_grads)(params, batch_stats, key, data)
+  theirs = dict(zip(reference.param_names(reference.disc_params), reference.disc_grads(
+      _nchw(data["labelled"]), data["labels"], _nchw(data["real"]))))
+  ours = _to_port({"discriminator": d_grads, **{k: params[k] for k in ("generator", "mixture")}},
+                  [row for row in layout if row[0][0] == "discriminator"])
+  _assert_grads(ours, theirs, "D gradient")
+  (_, (_, g_loss)), g_grads = jax.jit(trainer.generator_grads)(params, batch_stats, key, data)
+  their_list = reference.gen_grads()
+  theirs = dict(zip(reference.param_names(reference.gen_params), their_list[:-1]))
+  ours = _to_port({**g_grads, "discriminator": params["discriminator"]},
+                  [row for row in layout if row[0][0] != "discriminator"])
+  _assert_grads(ours, theirs, "G gradient (adversarial part)")
+  # The script computes the sigma term but never adds it; so does the config (weight 0).
+  assert config.latent.sigma_reg == 0.0
+  regulariser = jax.grad(mixture.sigma_regularizer)(params["mixture"])["sigma"]
+  np.testing.assert_allclose(0.05 * np.asarray(regulariser), their_list[-1], rtol=1e-5,
+                             err_msg="the sigma term's gradient")
+
+
+# Slow: building the PyTensor graphs takes minutes on a 2-core CPU.
+@pytest.mark.slow
+def test_cifar_updates_match_the_script_one_d_then_three_g():
+  """Two batches of the 'fixed' rule: D, G, G, G, each compared after its step."""
+  config, trainer, reference, layout, carry = _cifar_start()
+  update = jax.jit(trainer.balanced_update)
+  lr = np.float32(config.optim.lr)
+  for batch in range(2):
+    data = _cifar_batch(batch)
+    for index in range(4):
+      k = 4 * batch + index
+      key = jax.random.fold_in(jax.random.key(7), k)
+      reference.noise.set_value(_eps(key, (8, config.latent.dim)))
+      carry, (_, update_g, loss) = update(carry, key, data, index)
+      if index == 0:
+        loss_lab, loss_unl, _ = reference.train_batch_disc(
+            _nchw(data["labelled"]), data["labels"], _nchw(data["real"]), lr)
+        their_loss = loss_lab + loss_unl
+      else:
+        their_loss = reference.train_batch_gen(lr)[2]
+      where = f"after update {k + 1} ({'G' if update_g else 'D'})"
+      assert bool(update_g) == (index > 0), where
+      np.testing.assert_allclose(float(loss), their_loss, rtol=1e-5, err_msg=f"loss {where}")
+      _assert_params(_to_port(carry[0], layout), reference.get(), lr / 10 * (k + 1), where)
+
+
+# --- step-level equivalence: sketches ---------------------------------------------------------
+
+SKETCH_LAYOUT = functools.partial(_improved_gan_layout, (2, 3, 5, 7), (8,), 10, 11)
+
+
+# Slow: building the PyTensor graphs takes minutes on a 2-core CPU.
+@pytest.mark.slow
+def test_sketch_probe_schedule_and_forced_update_match_the_script_over_two_batches():
+  """Natural decisions over two batches of the sketch rule, the first opening with a forced
+  half-lr D update (a G streak of 6 carried in). After each batch: every parameter (tolerance
+  as for CIFAR-10 per update), thres, the streak counters, how many G and D updates, and the
+  mean of the deciding g's (1e-5 relative: whole-batch means).
+  """
+  config, model, rule = _small("sketches")
+  assert rule.probe_reuse and rule.probe_train_mode and rule.forced_d_lr_factor == 0.5
+  batch = np.random.default_rng(0).uniform(-1, 1, (8, 32, 32, 1)).astype(np.float32)
+  trainer = train_step.Trainer(model, rule, train_state.StepConfig.from_config(config), batch,
+                               train_step.make_mesh(jax.devices()[:1]))
+  reference = dg_sketches_pytensor.SketchReference(
+      batch_size=8, z_dim=config.latent.dim, gen_dim=config.network.generator_width,
+      disc_dim=config.network.discriminator_width, mbd_kernels=config.network.mbd_kernels,
+      mbd_dims=config.network.mbd_dims, input_noise=0.0, dropout_p=0.0)
+  layout = SKETCH_LAYOUT(config.network.generator_width)
+  state = trainer.init_state(1)
+  reference.set(_to_port(state.params, layout))
+  train_batch = jax.jit(trainer._train_batch)
+  lr = np.float32(config.optim.lr)
+  base = jax.random.wrap_key_data(state.key)
+  seen = set()
+  for number in range(2):
+    batch_key = jax.random.fold_in(jax.random.fold_in(base, train_state.LATENTS_TAG), number)
+    if number == 0:  # a G streak of 6 carried in; thres at the batch's first probe
+      first = _eps(jax.random.fold_in(batch_key, rule.inner_updates + 1), (8, config.latent.dim))
+      reference.noise.set_value(first)
+      g0 = float(reference.batch_gen()[2])
+      reference.count1, reference.thres = 6, g0 - 0.004
+      state = state.replace(balance=state.balance.replace(count=jnp.int32(6),
+                                                          thres=jnp.float32(g0 - 0.004)))
+    order = np.asarray(trainer._batch_indices(
+        jax.random.fold_in(base, train_state.SHUFFLE_TAG), 0, 0))
+
+    def noise(call, k, batch_key=batch_key):
+      key = {"first": jax.random.fold_in(batch_key, rule.inner_updates + 1),
+             "forced": jax.random.fold_in(batch_key, rule.inner_updates),
+             "update": jax.random.fold_in(batch_key, k),
+             "probe": jax.random.fold_in(jax.random.fold_in(batch_key, k), 5)}[call]
+      return _eps(key, (8, config.latent.dim))
+
+    events = []
+    reference.run_batch(_nchw(batch[order]), lr, lr / 2, noise,
+                        lambda event, value: events.append((event, float(value))))
+    state, metrics = train_batch(state, trainer.train_set)
+    where = f"after batch {number + 1} ({''.join(e for e, _ in events)})"
+    decisions = [(e, v) for e, v in events if e in "GD"]
+    assert int(metrics["forced_d_updates"]) == sum(e == "forced" for e, _ in events), where
+    assert int(metrics["g_updates"]) == sum(e == "G" for e, _ in decisions), where
+    np.testing.assert_allclose(float(metrics["g_loss"]), np.mean([v for _, v in decisions]),
+                               rtol=1e-5, err_msg=f"mean deciding g {where}")
+    np.testing.assert_allclose(float(state.balance.thres), reference.thres, rtol=1e-6,
+                               err_msg=where)
+    assert (int(state.balance.count), -int(state.balance.d_count)) == (
+        reference.count1, reference.count2), where
+    _assert_params(_to_port(state.params, layout), reference.get(), lr / 10 * 6 * (number + 1),
+                   where)
+    seen.update(e for e, _ in events)
+  assert seen == {"forced", "G", "D"}, seen
