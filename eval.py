@@ -9,7 +9,7 @@ run's dataset (cached under --cache_dir or $DELIGAN_CACHE_DIR) and compare
 with that dataset's real test set; they are labelled classifier-based.
 CIFAR-10 and sketch runs are also scored by the paper's protocol on
 Inception-v3 pool3 features (m-IS of a transfer softmax, Inception FID/KID),
-labelled "paper protocol"; it needs `python -m deligan_jax.inception fetch`
+labelled "paper protocol"; it needs `python -m deligan_jax.scores.inception fetch`
 once, and scores 50000 samples unless --num_samples (about a second per
 image on a CPU: use a few hundred for a quick look).
 """
@@ -17,8 +17,8 @@ image on a CPU: use a few hundred for a quick look).
 from absl import flags
 
 from deligan_jax import cli
-from deligan_jax import evaluation
-from deligan_jax import inception
+from deligan_jax.scores import evaluation
+from deligan_jax.scores import inception
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A training workdir (or one seed folder of it).")

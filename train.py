@@ -9,7 +9,7 @@ Any config field can be overridden (``--config.batch_size=8``); unknown fields,
 invalid values, bad data and unusable workdirs are refused before anything is
 written. Re-running with the same workdir resumes from its latest checkpoint.
 Without --workdir the run goes to runs/<config>[_<data>]_<model> (see
-deligan_jax/run_dirs.py), named on the first line of output.
+deligan_jax/runs/workdir.py), named on the first line of output.
 """
 
 import sys
@@ -19,7 +19,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from deligan_jax import cli
-from deligan_jax import run_dirs
+from deligan_jax.runs import workdir as run_dirs
 from deligan_jax import training
 
 FLAGS = flags.FLAGS

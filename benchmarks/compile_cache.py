@@ -21,7 +21,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from deligan_jax import classifier  # noqa: E402  (after the path above)
+from deligan_jax.scores import classifier  # noqa: E402  (after the path above)
 
 TRAIN = ("--config.num_steps=4", "--config.steps_per_dispatch=2", "--config.log_every=2",
          "--config.sample_every=4", "--config.checkpoint_every=4")

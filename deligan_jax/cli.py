@@ -16,7 +16,7 @@ from absl import flags
 from absl import logging
 import ml_collections
 
-from deligan_jax import compile_cache
+from deligan_jax.runs import compile_cache
 from deligan_jax import training
 
 

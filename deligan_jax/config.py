@@ -12,16 +12,16 @@ import json
 import ml_collections
 from ml_collections import config_dict
 
-from deligan_jax import augment
-from deligan_jax import balancing
-from deligan_jax import conv
+from deligan_jax.step import augment
+from deligan_jax.step import balancing
+from deligan_jax.models import conv
 from deligan_jax.data import common as data_common
 from deligan_jax.data import datasets
-from deligan_jax import losses
+from deligan_jax.step import losses
 from deligan_jax import mixture
-from deligan_jax import networks
-from deligan_jax import optim
-from deligan_jax import stall
+from deligan_jax.models import networks
+from deligan_jax.step import optim
+from deligan_jax.runs import stall
 from deligan_jax.models import MODELS
 
 DATASETS = datasets.DATASET_NAMES

@@ -17,10 +17,10 @@ import jax
 import numpy as np
 from absl import flags
 
-from deligan_jax import checkpoints
+from deligan_jax.runs import checkpoints
 from deligan_jax import cli
 from deligan_jax import models
-from deligan_jax import plots
+from deligan_jax.runs import plots
 
 FLAGS = flags.FLAGS
 

@@ -27,20 +27,20 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from deligan_jax import balancing
-from deligan_jax import checkpoints
+from deligan_jax.step import balancing
+from deligan_jax.runs import checkpoints
 from deligan_jax import config as config_lib
-from deligan_jax import files
+from deligan_jax.runs import atomic_files as files
 from deligan_jax.data import datasets
 from deligan_jax.data.common import DataError
 from deligan_jax import models
-from deligan_jax import networks
-from deligan_jax import plots
-from deligan_jax import run_log
-from deligan_jax import stall
-from deligan_jax import train_state
-from deligan_jax import train_step
-from deligan_jax import workdir_lock
+from deligan_jax.models import networks
+from deligan_jax.runs import plots
+from deligan_jax.runs import metrics_log as run_log
+from deligan_jax.runs import stall
+from deligan_jax.step import state as train_state
+from deligan_jax.step import driver as train_step
+from deligan_jax.runs import lock as workdir_lock
 
 # Fields that may change between a run and its resumption (budget, logging, paths).
 RESUMABLE_CHANGES = ("num_steps", "log_every", "sample_every", "checkpoint_every",

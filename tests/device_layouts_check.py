@@ -11,7 +11,10 @@ import sys
 
 import jax
 
-from deligan_jax import balancing, models, train_state, train_step
+from deligan_jax import models
+from deligan_jax.step import balancing
+from deligan_jax.step import state as train_state
+from deligan_jax.step import driver as train_step
 from deligan_jax.data import points
 from tests.conftest import small_config, training_gaps_within_bound
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deligan_jax import augment
+from deligan_jax.step import augment
 
 KEY = jax.random.key(0)
 FULL = "color,translation,cutout"

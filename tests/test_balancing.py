@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deligan_jax import balancing
+from deligan_jax.step import balancing
 
 
 f32 = np.float32  # the device keeps thres in float32; so does the reference

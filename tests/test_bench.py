@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deligan_jax import bench
+from benchmarks import bench
 from deligan_jax.data import datasets
 from tests.conftest import REPO, SHARED_DATA
 

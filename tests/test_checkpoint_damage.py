@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from deligan_jax import checkpoints
-from deligan_jax import checksums
+from deligan_jax.runs import checkpoints
+from deligan_jax.runs import checksums
 from deligan_jax import training
 from tests.conftest import small_config
 from tests.test_training import run_cli

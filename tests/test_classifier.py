@@ -7,7 +7,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from deligan_jax import classifier, evaluation
+from deligan_jax.scores import classifier
+from deligan_jax.scores import evaluation
 from deligan_jax.data import datasets
 from tests.test_image_data import dot, shared, write_cifar_batch, write_png
 

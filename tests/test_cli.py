@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from deligan_jax import run_dirs
+from deligan_jax.runs import workdir as run_dirs
 from tests.conftest import REPO, load_config
 from tests.test_training import run_cli
 
@@ -72,7 +72,7 @@ def one_line_refusal(result, *fragments):
      ("--out must end in .png or .npy",)),
     (("eval.py", "--workdir", "no_such_run"), ("no_such_run holds no config.json",)),
     (("eval.py",), ("--workdir must have a value",)),
-    (("-m", "deligan_jax.compare", "--config", "configs/toy.py", "--models", "gan,foo",
+    (("-m", "deligan_jax.scores.compare", "--config", "configs/toy.py", "--models", "gan,foo",
       "--workdir", "cmp"), ("--models: unknown ['foo']",)),
 ])
 def test_user_errors_are_one_line(tmp_path, args, fragments):

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deligan_jax import conv
+from deligan_jax.models import conv
 
 # (input HxW, in channels, kernel, stride, padding, out channels): the MNIST layers and more.
 CASES = [

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from deligan_jax import device_layout
+from deligan_jax.step import device_layout
 from tests.conftest import REPO, eight_device_env
 
 

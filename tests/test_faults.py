@@ -21,12 +21,12 @@ import jax
 import numpy as np
 import pytest
 
-from deligan_jax import checkpoints
+from deligan_jax.runs import checkpoints
 from deligan_jax import config as config_lib
 from deligan_jax.data.common import DataError, Dataset
 from deligan_jax.data.points import toy_points
-from deligan_jax import train_state
-from deligan_jax import train_step
+from deligan_jax.step import state as train_state
+from deligan_jax.step import driver as train_step
 from deligan_jax import training
 from tests.conftest import REPO, small_config
 from tests.test_image_data import dot, write_png

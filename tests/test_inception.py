@@ -15,9 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deligan_jax import inception
-from deligan_jax.inception import torchscript
-from deligan_jax.inception import weights
+from deligan_jax.scores import inception
+from deligan_jax.scores.inception import torchscript
+from deligan_jax.scores.inception import weights
 
 REFERENCE = os.path.join(os.path.dirname(__file__), "data", "inception_pool3_reference.npz")
 
@@ -117,7 +117,7 @@ def test_wrong_file_is_refused_in_one_line(tmp_path):
   fake = tmp_path / "default_1.pt"
   with zipfile.ZipFile(fake, "w") as archive:
     archive.writestr("x/data.pkl", b"not the weights")
-  result = subprocess.run([sys.executable, "-m", "deligan_jax.inception", "fetch", "--source",
+  result = subprocess.run([sys.executable, "-m", "deligan_jax.scores.inception", "fetch", "--source",
                            str(fake), "--cache_dir", str(tmp_path)], capture_output=True,
                           text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
   assert result.returncode == 1

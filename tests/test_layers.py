@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deligan_jax import layers
-from deligan_jax import networks
+from deligan_jax.models import layers
+from deligan_jax.models import networks
 
 KEY = jax.random.key(0)
 

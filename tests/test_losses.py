@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from deligan_jax import losses
+from deligan_jax.step import losses
 
 
 def logsumexp(x, axis):

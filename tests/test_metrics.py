@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from deligan_jax import metrics
+from deligan_jax.scores import metrics
 
 
 def test_toy_mode_stats_on_known_points():

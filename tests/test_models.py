@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from deligan_jax import models
-from deligan_jax import networks
+from deligan_jax.models import networks
 from tests.conftest import examples, small_config
 
 

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from deligan_jax import classifier, evaluation, training
+from deligan_jax import training
+from deligan_jax.scores import classifier
+from deligan_jax.scores import evaluation
 from deligan_jax.data import datasets, embedded
 from deligan_jax.data.common import DataError
 from tests.conftest import REPO, small_config

@@ -5,9 +5,11 @@ import ml_collections
 import numpy as np
 import pytest
 
-from deligan_jax import inception, metrics, paper_scores
+from deligan_jax.scores import inception
+from deligan_jax.scores import metrics
+from deligan_jax.scores import paper_protocol as paper_scores
 from deligan_jax.data import datasets
-from deligan_jax.inception import store
+from deligan_jax.scores.inception import store
 from tests.test_classifier import colour_batches
 
 
@@ -102,7 +104,8 @@ def test_store_computes_only_new_images(tmp_path, monkeypatch):
 
 @pytest.mark.slow  # trains a tiny CIFAR-10 run: 494 s on the shared CPU
 def test_eval_of_a_cifar_run_adds_the_paper_protocol(tmp_path, monkeypatch):
-  from deligan_jax import evaluation, training
+  from deligan_jax import training
+  from deligan_jax.scores import evaluation
   from tests.conftest import small_config
 
   monkeypatch.setattr(inception, "load", lambda cache_dir=None: None)

@@ -33,11 +33,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deligan_jax import balancing
-from deligan_jax import networks
+from deligan_jax.step import balancing
+from deligan_jax.models import networks
 from deligan_jax import mixture
-from deligan_jax import train_state
-from deligan_jax import train_step
+from deligan_jax.step import state as train_state
+from deligan_jax.step import driver as train_step
 from deligan_jax.data import datasets
 from deligan_jax.models import build
 from tests.conftest import load_config, small_config

@@ -16,15 +16,15 @@ import numpy as np
 import optax
 import pytest
 
-from deligan_jax import balancing
+from deligan_jax.step import balancing
 from deligan_jax import config as config_lib
-from deligan_jax import conv
-from deligan_jax import evaluation
+from deligan_jax.models import conv
+from deligan_jax.scores import evaluation
 from deligan_jax import mixture
-from deligan_jax import networks
-from deligan_jax import optim
-from deligan_jax import train_state
-from deligan_jax import train_step
+from deligan_jax.models import networks
+from deligan_jax.step import optim
+from deligan_jax.step import state as train_state
+from deligan_jax.step import driver as train_step
 from deligan_jax.data import common as data_common
 from deligan_jax.models import build
 from tests.conftest import small_config

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from deligan_jax import seed_statistics
+from deligan_jax.scores import seed_statistics
 
 
 def exact_bootstrap_percentiles(a, b, q):

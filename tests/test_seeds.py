@@ -6,7 +6,10 @@ import jax
 import numpy as np
 import pytest
 
-from deligan_jax import balancing, models, sample, train_state, train_step, training
+from deligan_jax import models, sample, training
+from deligan_jax.step import balancing
+from deligan_jax.step import state as train_state
+from deligan_jax.step import driver as train_step
 from deligan_jax.data import points
 from tests.conftest import small_config, training_gaps_within_bound
 

@@ -8,7 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deligan_jax import balancing, models, shuffle, train_state, train_step
+from deligan_jax import models
+from deligan_jax.step import balancing
+from deligan_jax.step import batches as shuffle
+from deligan_jax.step import state as train_state
+from deligan_jax.step import driver as train_step
 from tests.conftest import small_config
 
 

@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from deligan_jax import models  # noqa: E402
-from deligan_jax import torch_peer  # noqa: E402
+from benchmarks import torch_peer  # noqa: E402
 from tests.conftest import load_config  # noqa: E402
 
 

@@ -7,12 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deligan_jax import balancing
+from deligan_jax.step import balancing
 from deligan_jax import models
-from deligan_jax import networks
-from deligan_jax import optim
-from deligan_jax import train_state
-from deligan_jax import train_step
+from deligan_jax.models import networks
+from deligan_jax.step import optim
+from deligan_jax.step import state as train_state
+from deligan_jax.step import driver as train_step
 from tests.conftest import small_config
 
 

@@ -154,7 +154,7 @@ def test_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, signal_name)
 
 
 def test_same_config_and_seed_reproduce_across_processes(tmp_path):
-  from deligan_jax import checkpoints
+  from deligan_jax.runs import checkpoints
   args = ["--config", "configs/toy.py:bimodal,deligan", "--config.num_steps=40",
           "--config.steps_per_dispatch=20", "--config.log_every=20"]
   for name in ("a", "b"):
@@ -178,7 +178,7 @@ def test_training_on_a_user_point_set(tmp_path):
 
 def test_non_finite_values_stop_training_and_keep_the_last_good_checkpoint(tmp_path,
                                                                           monkeypatch):
-  from deligan_jax import checkpoints
+  from deligan_jax.runs import checkpoints
   from deligan_jax.data.common import Dataset
   from deligan_jax.data.points import toy_points
   config = small_config("toy", "bimodal,deligan")

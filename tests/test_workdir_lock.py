@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from deligan_jax import training, workdir_lock
+from deligan_jax import training
+from deligan_jax.runs import lock as workdir_lock
 from tests.conftest import REPO, small_config
 from tests.test_cli import TINY, one_line_refusal
 from tests.test_faults import snapshot

@@ -12,7 +12,10 @@ import sys
 
 import jax
 
-from deligan_jax import checkpoints, evaluation, run_log, sample, training
+from deligan_jax import sample, training
+from deligan_jax.runs import checkpoints
+from deligan_jax.scores import evaluation
+from deligan_jax.runs import metrics_log as run_log
 from tests.conftest import small_config
 
 

@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-from deligan_jax import plots
+from deligan_jax.runs import plots
 from deligan_jax.data import common as data_common
 from deligan_jax.data import mnist
 from tests.reference import checkpoints

@@ -6,15 +6,15 @@ step of G and the mixture (``g > thres``) or of D (otherwise), chosen with
 ``lax.cond`` on device (the 'fixed' rule chooses by position, without probe).
 With the semi-supervised objective (CIFAR-10) each batch also draws a labelled
 batch; with an augmentation policy every image D trains on is augmented
-(:mod:`deligan_jax.augment`). ``lax.scan`` runs K batches per dispatch; the training set stays
+(:mod:`deligan_jax.step.augment`). ``lax.scan`` runs K batches per dispatch; the training set stays
 on the device and is passed in, so that compiling does not grow with it. Batches are drawn from
-a per-epoch permutation (:mod:`deligan_jax.shuffle`, evaluated only at the batch's positions).
+a per-epoch permutation (:mod:`deligan_jax.step.batches`, evaluated only at the batch's positions).
 
 All randomness derives from the state's key and the global batch index, so a
 run resumed from a checkpoint draws exactly what an uninterrupted run draws.
 
 Devices: the step is written for the global batch of one seed. On a ``seeds`` x
-``data`` mesh (:mod:`deligan_jax.device_layout`) stacked seeds are sharded over
+``data`` mesh (:mod:`deligan_jax.step.device_layout`) stacked seeds are sharded over
 ``seeds`` and each seed's real samples over ``data``; the training set is
 replicated. XLA partitions the computation, and batch norm and minibatch
 discrimination keep whole-batch semantics.
@@ -30,15 +30,15 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from deligan_jax import augment
-from deligan_jax import balancing
+from deligan_jax.step import augment
+from deligan_jax.step import balancing
 from deligan_jax import config as config_lib
-from deligan_jax import device_layout
-from deligan_jax import losses
+from deligan_jax.step import device_layout
+from deligan_jax.step import losses
 from deligan_jax import mixture
-from deligan_jax import optim
-from deligan_jax import shuffle
-from deligan_jax import train_state
+from deligan_jax.step import optim
+from deligan_jax.step import batches as shuffle
+from deligan_jax.step import state as train_state
 from deligan_jax.models import GanModel
 
 

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import tqdm
 
-from deligan_jax import classifier
-from deligan_jax import files
-from deligan_jax import inception
-from deligan_jax.inception import weights
+from deligan_jax.scores import classifier
+from deligan_jax.runs import atomic_files as files
+from deligan_jax.scores import inception
+from deligan_jax.scores.inception import weights
 
 
 def store_path(cache_dir: str | None = None) -> str:

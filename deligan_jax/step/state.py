@@ -1,7 +1,7 @@
 """The training state and the step's static hyperparameters.
 
 A checkpoint is exactly a :class:`TrainState`; :class:`StepConfig` is what the
-jitted step (:mod:`deligan_jax.train_step`) closes over. Every random draw of a
+jitted step (:mod:`deligan_jax.step.driver`) closes over. Every random draw of a
 run is folded from the state's key with one of the tags below and the batch
 index, which is what makes resumed runs draw what uninterrupted ones do.
 """
@@ -15,8 +15,8 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from deligan_jax import balancing
-from deligan_jax import optim
+from deligan_jax.step import balancing
+from deligan_jax.step import optim
 from deligan_jax.models import GanModel
 
 Pytree = Any

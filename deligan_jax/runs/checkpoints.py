@@ -1,11 +1,11 @@
-"""Saving and restoring a run's :class:`~deligan_jax.train_state.TrainState` (orbax).
+"""Saving and restoring a run's :class:`~deligan_jax.step.state.TrainState` (orbax).
 
 A checkpoint is the whole train state (parameters, batch statistics, optimiser
 states, balancing state, step and key), so a resumed run continues exactly.
 orbax writes each checkpoint to a temporary directory and renames it when
 complete, so a partial write (a killed process, a full disk) is never taken for
 the latest checkpoint. Each complete checkpoint then gets a SHA-256 manifest
-(:mod:`deligan_jax.checksums`), checked before it is restored: a checkpoint
+(:mod:`deligan_jax.runs.checksums`), checked before it is restored: a checkpoint
 damaged later (a truncated or altered file) is named and passed over for the
 newest intact one, and nothing is deleted.
 """
@@ -20,12 +20,12 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
-from deligan_jax import balancing
-from deligan_jax import checksums
+from deligan_jax.step import balancing
+from deligan_jax.runs import checksums
 from deligan_jax import config as config_lib
 from deligan_jax import models
-from deligan_jax import networks
-from deligan_jax import train_state
+from deligan_jax.models import networks
+from deligan_jax.step import state as train_state
 
 CHECKPOINT_DIR = "checkpoints"
 SET_ASIDE_DIR = "set_aside_checkpoints"  # where resumption moves the checkpoints it passes over

@@ -26,9 +26,9 @@ import numpy as np
 import optax
 import tqdm
 
-from deligan_jax import augment
-from deligan_jax import conv
-from deligan_jax import files
+from deligan_jax.step import augment
+from deligan_jax.models import conv
+from deligan_jax.runs import atomic_files as files
 from deligan_jax.data import common as data_common
 from deligan_jax.data import datasets
 from deligan_jax.data import mnist

@@ -13,7 +13,7 @@ Each is a small Flax module (or function) used through ``init``/``apply``:
   the explicit PRNG streams ``'noise'`` and ``'dropout'`` of ``apply(rngs=...)``.
 * global mean pooling.
 
-Minibatch discrimination lives in :mod:`deligan_jax.networks` with the other
+Minibatch discrimination lives in :mod:`deligan_jax.models.networks` with the other
 layer the MNIST network shares.
 """
 
@@ -23,7 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deligan_jax import conv
+from deligan_jax.models import conv
 
 # Improved-GAN initialises every weight-normalised direction with N(0, 0.05).
 DIRECTION_INIT = nn.initializers.normal(0.05)

@@ -6,7 +6,7 @@ discriminators map samples to one logit per row, shape ``(B,)`` (or ``(B, K)``
 class logits for the semi-supervised CIFAR-10 discriminator); ``groups``
 splits their batch into equal sets that minibatch discrimination keeps apart.
 The CIFAR-10 and sketch networks are Improved-GAN's (weight normalisation,
-input noise and dropout: :mod:`deligan_jax.layers`); their stochastic layers
+input noise and dropout: :mod:`deligan_jax.models.layers`); their stochastic layers
 draw from the ``'noise'`` and ``'dropout'`` PRNG streams in training mode.
 Batch norm keeps its running statistics in the ``batch_stats`` collection:
 ``train=True`` uses (and updates) batch statistics, ``train=False`` the running
@@ -19,8 +19,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deligan_jax import conv
-from deligan_jax import layers
+from deligan_jax.models import conv
+from deligan_jax.models import layers
 
 # The official code initialises convolutions with N(0, 0.02) (truncated) and batch
 # norm scales with N(1, 0.02); its batch norm keeps running averages with decay 0.9.

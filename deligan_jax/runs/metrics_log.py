@@ -9,7 +9,7 @@ import os
 import numpy as np
 from tensorboardX import SummaryWriter
 
-from deligan_jax import files
+from deligan_jax.runs import atomic_files as files
 
 METRICS_FILE = "metrics.jsonl"
 

@@ -1,7 +1,7 @@
 """The MNIST model and balancing rule in PyTorch eager: the bench's reference peer.
 
 What a user would write instead of this project: the same networks (spec §3,
-as :mod:`deligan_jax.networks`), the same mixture prior, losses, Adam settings
+as :mod:`deligan_jax.models.networks`), the same mixture prior, losses, Adam settings
 and streak rule, in PyTorch's default layout (NCHW) with a host-side loop (each
 probe's ``g`` is read on the host to choose the update). ``from_jax`` copies a
 JAX parameter pytree in, so the forward passes can be tested equal
@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from jax import lax
 from torch import nn
 
-from deligan_jax import balancing
-from deligan_jax import conv
-from deligan_jax import networks
+from deligan_jax.step import balancing
+from deligan_jax.models import conv
+from deligan_jax.models import networks
 
 BN_MOMENTUM = 1.0 - networks.BN_MOMENTUM  # torch weighs the new batch, flax the old average
 

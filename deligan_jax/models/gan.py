@@ -24,9 +24,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deligan_jax import conv
+from deligan_jax.models import conv
 from deligan_jax import mixture
-from deligan_jax import networks
+from deligan_jax.models import networks
 
 MODELS = ("gan", "gan++", "ensemble", "nx", "moe", "deligan")
 # The eps each official script draws for the samples it scores or plots, by network; others
@@ -40,7 +40,7 @@ Pytree = Any
 class LatentGenerator(nn.Module):
   """The generator network behind each model's input layout.
 
-  ``network_cls`` is a generator from :mod:`deligan_jax.networks`; it is
+  ``network_cls`` is a generator from :mod:`deligan_jax.models.networks`; it is
   instantiated once (or, for ``ensemble``, vmapped into ``num_components``
   copies whose batch norm shares statistics over the whole batch, so the
   ensemble sees the same normalisation as a single generator would).

@@ -13,7 +13,7 @@
   real-data rows (training images against the test split): the floor a
   generator of perfect copies would reach.
 
-Real-image features come from :mod:`deligan_jax.inception.store` (cached per
+Real-image features come from :mod:`deligan_jax.scores.inception.store` (cached per
 image); generated samples are scored afresh.
 """
 
@@ -32,13 +32,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deligan_jax import classifier
-from deligan_jax import files
-from deligan_jax import inception
-from deligan_jax import metrics
+from deligan_jax.scores import classifier
+from deligan_jax.runs import atomic_files as files
+from deligan_jax.scores import inception
+from deligan_jax.scores import metrics
 from deligan_jax.data import common as data_common
 from deligan_jax.data import datasets
-from deligan_jax.inception import store
+from deligan_jax.scores.inception import store
 
 LABEL = ("paper protocol (Inception-v3 pool3 features of the FID 2015-12-05 graph; "
          "transfer softmax as the official code)")

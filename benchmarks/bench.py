@@ -29,7 +29,7 @@ components follows the batch size. Times are medians over ``--repeats`` calls
 after a warm-up; ``us_per_update`` is wall time per balanced update.
 
 Where PyTorch is installed (``pip install .[bench]``), the MNIST DeLiGAN model
-is also timed in PyTorch eager (:mod:`deligan_jax.torch_peer`: the same
+is also timed in PyTorch eager (:mod:`benchmarks.torch_peer`: the same
 networks, mixture, losses, Adam and streak rule, with the probe read on the
 host), in the same process, and every row reports ``vs_torch``: its time per
 update over PyTorch's at the same batch size (below 1 is faster).
@@ -52,13 +52,13 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from deligan_jax import balancing
+from deligan_jax.step import balancing
 from deligan_jax.data import datasets
 from deligan_jax.data.common import DataError
 from deligan_jax import models
-from deligan_jax import networks
-from deligan_jax import train_state
-from deligan_jax import train_step
+from deligan_jax.models import networks
+from deligan_jax.step import state as train_state
+from deligan_jax.step import driver as train_step
 
 FLAGS = flags.FLAGS
 
@@ -126,7 +126,7 @@ class Candidate:
 def torch_candidate(config, batch_size: int, batches: int) -> Candidate:
   """The PyTorch eager peer (float32, host-side loop) at one batch size."""
   import torch  # pylint: disable=import-outside-toplevel
-  from deligan_jax import torch_peer  # pylint: disable=import-outside-toplevel
+  from benchmarks import torch_peer  # pylint: disable=import-outside-toplevel
   config = _resized(config, batch_size)
   peer = torch_peer.Peer(config, _random_images(config, batch_size))
   row = {"batch_size": batch_size, "mode": "torch_eager", "dtype": "float32",

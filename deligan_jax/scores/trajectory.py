@@ -1,10 +1,10 @@
 r"""Scores over training: each arm's seeds evaluated at chosen checkpoints, with a band over seeds.
 
-  python -m deligan_jax.trajectory --workdir runs/mnist500 \
+  python -m deligan_jax.scores.trajectory --workdir runs/mnist500 \
       --models gan,deligan,deligan_forced --steps 1000,5000,10000,20000,40000
 
 ``WORKDIR`` holds one folder per arm, each with ``seed_<k>`` run folders (or one
-run), as :mod:`deligan_jax.compare` lays them out. Every seed's checkpoint of
+run), as :mod:`deligan_jax.scores.compare` lays them out. Every seed's checkpoint of
 each step is scored by :func:`evaluation.evaluate` (outputs under the run's
 ``eval_steps/<step>/``; an evaluation already there is reused, so an interrupted
 trajectory resumes). Written into ``WORKDIR``: ``trajectory.json`` (every
@@ -23,13 +23,13 @@ import numpy as np
 from absl import flags
 from absl import logging
 
-from deligan_jax import checkpoints
+from deligan_jax.runs import checkpoints
 from deligan_jax import cli
-from deligan_jax import compare
-from deligan_jax import evaluation
-from deligan_jax import plots
-from deligan_jax import run_log
-from deligan_jax import seed_statistics
+from deligan_jax.scores import compare
+from deligan_jax.scores import evaluation
+from deligan_jax.runs import plots
+from deligan_jax.runs import metrics_log as run_log
+from deligan_jax.scores import seed_statistics
 
 FLAGS = flags.FLAGS
 

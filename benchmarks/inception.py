@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from deligan_jax import inception
-from deligan_jax.inception import weights
+from deligan_jax.scores import inception
+from deligan_jax.scores.inception import weights
 
 
 def _torch_features(model, torch, images: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ import os
 
 import jax
 
-from deligan_jax import classifier
+from deligan_jax.scores import classifier
 
 ENV = "DELIGAN_COMPILATION_CACHE"
 OFF = ("off", "0", "false", "no")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from deligan_jax import files
+from deligan_jax.runs import atomic_files as files
 
 MANIFEST = "SHA256SUMS"
 

@@ -1,8 +1,8 @@
 r"""Trains and evaluates several models over several seeds, and tabulates them.
 
-  python -m deligan_jax.compare --config configs/mnist.py \
+  python -m deligan_jax.scores.compare --config configs/mnist.py \
       --models gan,gan++,ensemble,nx,moe,deligan --seeds 5 --workdir runs/compare_mnist
-  python -m deligan_jax.compare --config configs/toy.py:bimodal --models gan,deligan \
+  python -m deligan_jax.scores.compare --config configs/toy.py:bimodal --models gan,deligan \
       --seeds 5 --workdir runs/compare_toy --config.num_steps=8000
 
 Each model trains all its seeds in one program (``num_seeds``) under
@@ -15,7 +15,7 @@ seed's numbers) and ``comparison.png``. Config overrides apply to every model.
 Runs trained and evaluated another way (other overrides per arm, one ``train.py``
 per seed) are tabulated alike: one folder per arm under ``WORKDIR``::
 
-  python -m deligan_jax.compare --tabulate --workdir runs/mnist500 \
+  python -m deligan_jax.scores.compare --tabulate --workdir runs/mnist500 \
       --models gan,deligan,deligan_forced
 
 The tables give every seed's values and, for each pair of arms, the difference
@@ -31,12 +31,12 @@ import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from deligan_jax import checkpoints
+from deligan_jax.runs import checkpoints
 from deligan_jax import cli
-from deligan_jax import evaluation
-from deligan_jax import paper_scores
-from deligan_jax import plots
-from deligan_jax import seed_statistics
+from deligan_jax.scores import evaluation
+from deligan_jax.scores import paper_protocol as paper_scores
+from deligan_jax.runs import plots
+from deligan_jax.scores import seed_statistics
 from deligan_jax import training
 from deligan_jax.models import MODELS
 

@@ -9,7 +9,7 @@ Writes into the run's workdir:
   eval_samples.png              toy: generated points beside the training points
 
 Image scores are computed with the project's own classifier (see
-:mod:`deligan_jax.classifier`) and labelled as such.
+:mod:`deligan_jax.scores.classifier`) and labelled as such.
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ import numpy as np
 
 from absl import logging
 
-from deligan_jax import checkpoints
-from deligan_jax import classifier as classifier_lib
+from deligan_jax.runs import checkpoints
+from deligan_jax.scores import classifier as classifier_lib
 from deligan_jax.data import datasets, points
 from deligan_jax.data.common import DataError
-from deligan_jax import metrics
+from deligan_jax.scores import metrics
 from deligan_jax import models
-from deligan_jax import paper_scores
-from deligan_jax import plots
-from deligan_jax import run_log
+from deligan_jax.scores import paper_protocol as paper_scores
+from deligan_jax.runs import plots
+from deligan_jax.runs import metrics_log as run_log
 
 REPORT = "eval_report.md"
 RESULTS = "eval.json"
@@ -269,7 +269,7 @@ def evaluate(workdir: str, num_samples: int | None = None, cache: str | None = N
   """Scores the latest checkpoint of ``workdir``; writes eval.json and eval_report.md there.
 
   ``paper_protocol``: CIFAR-10 and sketch runs are also scored as the paper
-  does (:mod:`deligan_jax.paper_scores`), on 50000 samples unless ``num_samples``.
+  does (:mod:`deligan_jax.scores.paper_protocol`), on 50000 samples unless ``num_samples``.
   ``step``: score that checkpoint instead; its outputs go to
   :func:`step_dir` so that the run's own eval.json stays the latest one's.
   """
