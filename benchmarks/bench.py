@@ -52,18 +52,16 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from deligan_jax.step import balancing
 from deligan_jax.data import datasets
 from deligan_jax.data.common import DataError
 from deligan_jax import models
 from deligan_jax.models import networks
-from deligan_jax.step import state as train_state
-from deligan_jax.step import driver as train_step
+from deligan_jax.experiment import Experiment
 
 FLAGS = flags.FLAGS
 
 # The scaling bench's datasets: configs/<file>.py's training set (the paper's) against the full
-# one these data fields give, and the most the time per update may grow between them (issue 12).
+# one these data fields give, and the most the time per update may grow between them.
 SCALING = {"toy": ("toy", {"num_points": 1_000_000}, 1.5),
            "mnist": ("mnist", {"per_class": 0}, 1.2),
            "cifar10": ("cifar10", {"num_train": 0}, 1.2)}
@@ -144,18 +142,17 @@ def jax_candidate(config, batch_size: int, mode: str, batches_per_call: int,
   ``train_set``: what it trains on (default: random images of the config's shape).
   """
   config = _resized(config, batch_size, dtype)
-  rule = balancing.BalanceRule.from_config(config.balance)
+  experiment = Experiment.from_config(config)
   if mode == "per_update":
-    rule = dataclasses.replace(rule, inner_updates=1)
+    experiment = dataclasses.replace(
+        experiment, rule=dataclasses.replace(experiment.rule, inner_updates=1))
   if train_set is None:
     train_x = _random_images(config, batch_size)
     labels = np.random.default_rng(1).integers(0, 10, len(train_x))  # CIFAR-10's classes
   else:
     train_x, labels = train_set.x, train_set.labels
   labels = labels if config.objective == "semi_supervised" else None
-  trainer = train_step.Trainer(models.build(config), rule,
-                               train_state.StepConfig.from_config(config), train_x,
-                               train_step.make_mesh(), train_labels=labels)
+  trainer = experiment.driver(train_x, train_labels=labels)
   state = trainer.init_state(config.seed)
   start = time.perf_counter()
   per_update = mode == "per_update"
@@ -174,7 +171,7 @@ def jax_candidate(config, batch_size: int, mode: str, batches_per_call: int,
          "backend": jax.default_backend(),
          "conv_impl": dict(trainer.model.generator.network_kwargs).get("conv_impl", "-"),
          "hlo": compiled.as_text()}
-  return Candidate(row, call, batches_per_call * rule.inner_updates)
+  return Candidate(row, call, batches_per_call * experiment.rule.inner_updates)
 
 
 def time_alternately(candidates: list[Candidate], repeats: int) -> list[float]:

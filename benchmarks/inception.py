@@ -4,17 +4,25 @@ Both sides get the same uint8 32x32 images (random: speed does not depend on
 the pixel values), resize them to 299 with the same bilinear rule, and return
 (n, 2048) features; both use every CPU core they are given. Times exclude the
 first batch (JAX compiles there, TorchScript profiles). Runs on N images and
-extrapolates linearly to 10000.
+extrapolates linearly to 10000::
+
+  python -m benchmarks.inception --num_images 200
 """
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
+from absl import flags
+
+from deligan_jax import cli
 
 from deligan_jax.scores import inception
 from deligan_jax.scores.inception import weights
+
+FLAGS = flags.FLAGS
 
 
 def _torch_features(model, torch, images: np.ndarray) -> np.ndarray:
@@ -76,3 +84,17 @@ def report(results: dict) -> str:
   else:
     lines.append("  (torch not installed: no TorchScript comparison)")
   return "\n".join(lines)
+
+
+def main(argv):
+  del argv
+  results = run(FLAGS.num_images, FLAGS.batch_size, FLAGS.cache_dir)
+  print(json.dumps(results))
+  print(report(results))
+
+
+if __name__ == "__main__":
+  flags.DEFINE_integer("num_images", 200, "Images to time.", lower_bound=1)
+  flags.DEFINE_integer("batch_size", 50, "Images per call.", lower_bound=1)
+  flags.DEFINE_string("cache_dir", None, "Where the converted Inception weights are.")
+  cli.run(main)

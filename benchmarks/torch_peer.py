@@ -1,6 +1,6 @@
 """The MNIST model and balancing rule in PyTorch eager: the bench's reference peer.
 
-What a user would write instead of this project: the same networks (spec §3,
+What a user would write instead of this project: the same networks (docs/paper.md §3,
 as :mod:`deligan_jax.models.networks`), the same mixture prior, losses, Adam settings
 and streak rule, in PyTorch's default layout (NCHW) with a host-side loop (each
 probe's ``g`` is read on the host to choose the update). ``from_jax`` copies a

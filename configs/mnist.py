@@ -1,4 +1,4 @@
-r"""MNIST, 500 training images (the last 50 of each digit), spec §3.
+r"""MNIST, 500 training images (the last 50 of each digit), docs/paper.md §3.
 
 The argument picks the model (default deligan)::
 

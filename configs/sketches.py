@@ -1,4 +1,4 @@
-r"""TU-Berlin sketches (a list of categories), spec §3: ``configs/sketches.py:<model>``.
+r"""TU-Berlin sketches (a list of categories), docs/paper.md §3: ``configs/sketches.py:<model>``.
 
 Thresholded, inverted, dilated 32x32 sketches with their left-right flips;
 N = d = 100; the streak balancing rule with a forced half-lr D update; 3900 epochs::
@@ -21,17 +21,12 @@ from deligan_jax.models import MODELS
 
 def get_config(arg: str | None = None):
   parts = config_lib.parse_arg(arg, {"model": MODELS}, {"model": "deligan"})
-  config = config_lib.base_config()
-  config.model = parts["model"]
-  config.batch_size = 100
+  config = config_lib.improved_gan_config(parts["model"])
   config.num_steps = 249_600         # 3900 epochs x 64 batches (40 categories x 160)
   config.steps_per_dispatch = 16
   config.log_every = 64
   config.sample_every = 6_400
   config.checkpoint_every = 6_400
-  config.num_plot_samples = 100
-  config.batch_order = "fixed"         # one permutation before training, as the official loop
-  config.sample_batch_norm = "batch"   # the official samplefun: G with batch statistics
 
   config.data.name = "sketches"
 
@@ -39,19 +34,12 @@ def get_config(arg: str | None = None):
   config.network.generator_width = 40    # 160, 80, 40 channels
   config.network.discriminator_width = 20  # 20, 20, 40, 80 channels
   config.network.mbd_kernels = 50
-  config.network.mbd_dims = 5
   config.network.init_examples = 400
-  config.network.expand_activation = "relu"
 
-  config.latent.dim = 100
-  config.latent.num_components = 100
   config.latent.sigma_init_range = (0.2, 0.2)
   config.latent.sigma_reg = 0.05
 
   config.optim.lr = 1e-4
-  config.optim.adam_epsilon = "inside_sqrt_v_hat"  # the official nn.py's adam_updates
-  # D has no batch norm: one call on all sets gives the same logits in fewer dispatches.
-  config.network.d_batch_norm = "joint"
   config.optim.decay_start_epoch = 2600.0
   config.optim.decay_end_epoch = 3900.0
 

@@ -1,4 +1,4 @@
-r"""2-D toy data (400 points), spec §3: ``configs/toy.py:<data>,<model>``.
+r"""2-D toy data (400 points), docs/paper.md §3: ``configs/toy.py:<data>,<model>``.
 
   python train.py --config configs/toy.py --workdir runs/toy
   python train.py --config configs/toy.py:bimodal,gan --workdir runs/toy_gan

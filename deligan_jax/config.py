@@ -23,6 +23,7 @@ from deligan_jax.models import networks
 from deligan_jax.step import optim
 from deligan_jax.runs import stall
 from deligan_jax.models import MODELS
+from deligan_jax.errors import ConfigError
 
 DATASETS = datasets.DATASET_NAMES
 NETWORKS = tuple(networks.SAMPLE_SHAPES)
@@ -34,7 +35,7 @@ DATA_SOURCES = data_common.SOURCES
 
 ON_NON_FINITE = ("stop", "reseed")
 # D's batch norm over real and generated samples: 'separate' D calls (the official code)
-# or one 'joint' batch (README: "Where this differs from the official code").
+# or one 'joint' batch (docs/fidelity.md).
 D_BATCH_NORM = ("separate", "joint")
 EPS_DRAWS = ("per_update", "per_batch")
 SAMPLE_NOISES = ("official", "training")
@@ -48,12 +49,8 @@ SAMPLE_BATCH_NORMS = ("running", "batch")
 _NULLABLE = ("optim.decay_start_epoch", "optim.decay_end_epoch")
 
 
-class ConfigError(ValueError):
-  """A config value that cannot work; the message names the field."""
-
-
 def base_config() -> ml_collections.ConfigDict:
-  """Every field with its type; values are the MNIST DeLiGAN settings of spec §3."""
+  """Every field with its type; values are the MNIST DeLiGAN settings of docs/paper.md §3."""
   c = ml_collections.ConfigDict()
   c.model = "deligan"
   c.seed = 0
@@ -137,6 +134,30 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.balance = ml_collections.ConfigDict(
       {f: getattr(balancing.BalanceRule(), f) for f in balancing.BalanceRule.__dataclass_fields__})
+  return c
+
+
+def improved_gan_config(model: str) -> ml_collections.ConfigDict:
+  """What the official CIFAR-10 and sketch scripts share (both built on Improved-GAN's code).
+
+  Weight-normalised networks with minibatch discrimination and no batch norm in D, batch
+  100, N = d = 100, the official ``adam_updates``, one permutation of the data before
+  training, samples scored with batch statistics. The two configs add their data, widths,
+  schedule and balancing rule.
+  """
+  c = base_config()
+  c.model = model
+  c.batch_size = 100
+  c.num_plot_samples = 100
+  c.batch_order = "fixed"          # one permutation before training, as the official loops
+  c.sample_batch_norm = "batch"    # the official samplefun: G with batch statistics
+  c.network.mbd_dims = 5
+  c.network.expand_activation = "relu"
+  # D has no batch norm: one call on all sets gives the same logits in fewer dispatches.
+  c.network.d_batch_norm = "joint"
+  c.latent.dim = 100
+  c.latent.num_components = 100
+  c.optim.adam_epsilon = "inside_sqrt_v_hat"  # the official nn.py's adam_updates
   return c
 
 

@@ -27,74 +27,20 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from deligan_jax.step import balancing
-from deligan_jax.runs import checkpoints
 from deligan_jax import config as config_lib
-from deligan_jax.runs import atomic_files as files
-from deligan_jax.data import datasets
-from deligan_jax.data.common import DataError
+from deligan_jax import experiment as experiment_lib
 from deligan_jax import models
+from deligan_jax import sampling
+from deligan_jax.data import datasets
+from deligan_jax.errors import DataError
 from deligan_jax.models import networks
+from deligan_jax.runs import checkpoints
+from deligan_jax.runs import lock
+from deligan_jax.runs import metrics_log
 from deligan_jax.runs import plots
-from deligan_jax.runs import metrics_log as run_log
 from deligan_jax.runs import stall
-from deligan_jax.step import state as train_state
-from deligan_jax.step import driver as train_step
-from deligan_jax.runs import lock as workdir_lock
-
-# Fields that may change between a run and its resumption (budget, logging, paths).
-RESUMABLE_CHANGES = ("num_steps", "log_every", "sample_every", "checkpoint_every",
-                     "keep_checkpoints", "num_plot_samples", "steps_per_dispatch",
-                     "distributed", "data.dir", "data.source", "data.tfds_data_dir",
-                     "on_non_finite", "max_reseeds", "stall.windows", "stall.probe_tolerance",
-                     "stall.action", "latent.sample_noise")
-
-
-class WorkdirError(Exception):
-  """The workdir cannot be created or written."""
-
-
-# Errors whose message says all there is to say: the CLI prints them without a traceback.
-BAD_INPUT = (config_lib.ConfigError, DataError, checkpoints.CheckpointError,
-             WorkdirError, workdir_lock.WorkdirBusy)
-
-
-def _check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Refuses a workdir that cannot be written or that holds a run of another config.
-
-  Only reads, so that a refused workdir is left exactly as it was.
-  """
-  existing = os.path.abspath(workdir)
-  while not os.path.exists(existing):
-    existing = os.path.dirname(existing)
-  if not os.path.isdir(existing):
-    raise WorkdirError(f"workdir {workdir} cannot be created: {existing} is a file")
-  if not os.access(existing, os.W_OK | os.X_OK):
-    raise WorkdirError(f"workdir {workdir} cannot be written: {existing} is not writable "
-                       "for this user; choose another --workdir or fix its permissions")
-  path = os.path.join(workdir, checkpoints.CONFIG_FILE)
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    try:
-      previous = config_lib.from_json(f.read())
-    except config_lib.ConfigError as e:
-      raise config_lib.ConfigError(f"{path} is not a config this version can read: {e}") from e
-  old = config_lib.flatten(previous.to_dict())
-  new = config_lib.flatten(config.to_dict())
-  changed = sorted(k for k in set(old) | set(new)
-                   if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
-  if changed:
-    raise config_lib.ConfigError(
-        f"workdir {workdir} holds a run with a different config "
-        f"({', '.join(f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in changed)}); "
-        "use a new --workdir or the same config")
-
-
-def _record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Creates the workdir and writes its config.json, what ``sample`` and resumption read."""
-  os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
-  files.write_atomic(os.path.join(workdir, checkpoints.CONFIG_FILE), config_lib.to_json(config))
+from deligan_jax.runs import workdir as workdir_lib
+from deligan_jax.step import state as state_lib
 
 
 def _check_data(config: ml_collections.ConfigDict, x: np.ndarray) -> None:
@@ -106,13 +52,12 @@ def _check_data(config: ml_collections.ConfigDict, x: np.ndarray) -> None:
         f"{config.network.name!r} networks (network.name) take {wanted}")
 
 
-def plot_samples(model: models.GanModel, state: train_state.TrainState, config,
+def plot_samples(model: models.GanModel, state: state_lib.TrainState, config,
                  real: np.ndarray, path: str) -> None:
   """A 7x7-style grid of generated images, or generated beside real points (toy)."""
-  key = jax.random.key(config.seed)  # the same latents at every step, for comparison
-  samples, _ = models.for_sampling(model, config).generate(
-      state.params, state.batch_stats, key, config.num_plot_samples, train=False)
-  samples = np.asarray(jax.device_get(samples))
+  # The same latents at every step, for comparison.
+  samples = sampling.draw(models.for_sampling(model, config), state, config.num_plot_samples,
+                          seed=config.seed)
   title = f"{config.model}, batch {int(state.step)}"
   if samples.ndim == 2:
     plots.save_toy_scatter(samples, real, path, title)
@@ -180,11 +125,11 @@ def _seed_runs(config: ml_collections.ConfigDict, workdir: str) -> list[_Run]:
   return runs
 
 
-def _seed(state: train_state.TrainState, index: int, num_seeds: int) -> train_state.TrainState:
+def _seed(state: state_lib.TrainState, index: int, num_seeds: int) -> state_lib.TrainState:
   return state if num_seeds == 1 else jax.tree.map(lambda leaf: leaf[index], state)
 
 
-def _restore(runs: list[_Run], state: train_state.TrainState) -> train_state.TrainState:
+def _restore(runs: list[_Run], state: state_lib.TrainState) -> state_lib.TrainState:
   """The latest step that every seed has an intact checkpoint of, or ``state`` if none has one.
 
   Newer checkpoints (damaged ones, passed over) are moved aside, not deleted,
@@ -208,7 +153,7 @@ def _restore(runs: list[_Run], state: train_state.TrainState) -> train_state.Tra
   return jax.tree.map(lambda *leaves: jnp.stack(leaves), *restored)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state.TrainState:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state_lib.TrainState:
   """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint); returns the state.
 
   Every check (config, workdir, data, checkpoint) runs before the first write,
@@ -222,39 +167,38 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
       cleanup.callback(run.close)
     configs = {workdir: config} | {run.workdir: run.config for run in runs}
     for path, run_config in configs.items():
-      _check_workdir(run_config, path)
+      workdir_lib.check(run_config, path)
     dataset = datasets.load(config.data)
     _check_data(config, dataset.x)
-    model = models.build(config)
-    rule = balancing.BalanceRule.from_config(config.balance)
+    experiment = experiment_lib.Experiment.from_config(config)
+    model = experiment.model
     semi_supervised = config.objective == "semi_supervised"
     # The semi-supervised D is also a classifier: its test accuracy is logged.
     test_set = datasets.load_test(config.data) if semi_supervised else None
-    trainer = train_step.Trainer(model, rule, train_state.StepConfig.from_config(config),
-                                 dataset.x, train_step.make_mesh(), config.num_seeds,
-                                 train_labels=dataset.labels if semi_supervised else None)
-    if trainer.idle_note:
-      logging.warning(trainer.idle_note)
+    driver = experiment.driver(dataset.x,
+                               train_labels=dataset.labels if semi_supervised else None)
+    if driver.idle_note:
+      logging.warning(driver.idle_note)
     # From here on this run may write: another one on the same workdir is refused.
-    claim = cleanup.enter_context(workdir_lock.owned(workdir))
-    state = _restore(runs, trainer.init_state(config.seed))
+    claim = cleanup.enter_context(lock.owned(workdir))
+    state = _restore(runs, driver.init_state(config.seed))
     claim()
     for path, run_config in configs.items():
-      _record_config(run_config, path)
-    state = _train(config, trainer, runs, state, dataset.x, workdir, test_set)
+      workdir_lib.record_config(run_config, path)
+    state = _train_with_reseeds(config, driver, runs, state, dataset.x, workdir, test_set)
 
     for k, run in enumerate(runs):
       plot_samples(model, _seed(state, k, config.num_seeds), run.config, dataset.x,
                    os.path.join(run.workdir, "samples.png"))
     for path in configs:
-      records = run_log.read_metrics(path)
+      records = metrics_log.read_metrics(path)
       if records:
         plots.save_loss_curves(records, os.path.join(path, "loss_curves.png"))
   return state
 
 
-def _train(config, trainer, runs, state, real, workdir, test_set=None):
-  """:func:`_loop` until ``num_steps``, with ``config.on_non_finite='reseed'`` retried.
+def _train_with_reseeds(config, driver, runs, state, real, workdir, test_set=None):
+  """:func:`_dispatch_loop` until ``num_steps``, with ``config.on_non_finite='reseed'`` retried.
 
   A retry restores the last good checkpoint and replaces its key with one
   derived from it and from the number of retries from that checkpoint, so an
@@ -267,24 +211,24 @@ def _train(config, trainer, runs, state, real, workdir, test_set=None):
   reseeded = None
   while True:
     step = int(_seed(state, 0, len(runs)).step)
-    writers = [run_log.MetricWriter(run.workdir, step) for run in runs]
-    summary_writer = run_log.MetricWriter(workdir, step) if len(runs) > 1 else None
+    writers = [metrics_log.MetricWriter(run.workdir, step) for run in runs]
+    summary_writer = metrics_log.MetricWriter(workdir, step) if len(runs) > 1 else None
     opened = writers + ([summary_writer] if summary_writer else [])
     try:
       if reseeded:
         for writer in opened:
           writer.write(step, reseeded)
-      return _loop(config, trainer, runs, writers, summary_writer, state, real, workdir,
+      return _dispatch_loop(config, driver, runs, writers, summary_writer, state, real, workdir,
                    test_set)
     except NonFinite as error:
       if config.on_non_finite == "stop" or reseeds == config.max_reseeds:
         raise NonFinite(error.quantity, error.step, workdir,
                         reseeds if config.on_non_finite == "reseed" else None) from None
       reseeds += 1
-      state = _restore(runs, trainer.init_state(config.seed))
+      state = _restore(runs, driver.init_state(config.seed))
       good = int(_seed(state, 0, len(runs)).step)
       retries[good] += 1
-      state = train_state.reseed(state, retries[good])
+      state = state_lib.reseed(state, retries[good])
       reseeded = {"reseed": retries[good], "non_finite_batch": error.step}
       logging.warning("%s became NaN or infinite at batch %d; continuing from batch %d with "
                       "new randomness (retry %d from there; reseed %d of at most %d)",
@@ -357,7 +301,7 @@ def _signals_recorded():
       signal.signal(signum, handler)
 
 
-def _loop(config, trainer, runs, writers, summary_writer, state, real, workdir,
+def _dispatch_loop(config, driver, runs, writers, summary_writer, state, real, workdir,
           test_set=None):
   """Dispatches fused steps until ``num_steps``; logs, plots and checkpoints on the way.
 
@@ -367,7 +311,7 @@ def _loop(config, trainer, runs, writers, summary_writer, state, real, workdir,
   checkpoint of that step (:class:`Interrupted`).
   """
   num_seeds = len(runs)
-  updates_per_batch = trainer.rule.inner_updates
+  updates_per_batch = driver.rule.inner_updates
   step = int(_seed(state, 0, num_seeds).step)
   progress = tqdm.tqdm(total=config.num_steps * updates_per_batch * num_seeds,
                        initial=step * updates_per_batch * num_seeds, unit="upd",
@@ -379,7 +323,7 @@ def _loop(config, trainer, runs, writers, summary_writer, state, real, workdir,
   with _signals_recorded() as received, progress:
     while step < config.num_steps:
       batches = min(config.steps_per_dispatch, config.num_steps - step)
-      state, metrics = trainer.train(state, batches)
+      state, metrics = driver.run(state, batches)
       metrics = jax.device_get(metrics)
       step += batches
       _check_finite(metrics, step, batches, workdir)
@@ -391,7 +335,7 @@ def _loop(config, trainer, runs, writers, summary_writer, state, real, workdir,
         window = []
         if test_set is not None:
           for k, summary in enumerate(summaries):
-            predictions = trainer.classify(_seed(state, k, num_seeds), test_set.x)
+            predictions = driver.classify(_seed(state, k, num_seeds), test_set.x)
             summary["test_accuracy"] = float(np.mean(predictions == test_set.labels))
         for writer, summary in zip(writers, summaries):
           writer.write(step, summary)
@@ -408,7 +352,7 @@ def _loop(config, trainer, runs, writers, summary_writer, state, real, workdir,
                              **({"stalled": watch.label()} if any(watch.stalled) else {}))
       if step % config.sample_every == 0:
         for k, run in enumerate(runs):
-          plot_samples(trainer.model, _seed(state, k, num_seeds), run.config, real,
+          plot_samples(driver.model, _seed(state, k, num_seeds), run.config, real,
                        os.path.join(run.workdir, "samples", f"step_{step:07d}.png"))
       stop_stalled = stalled is not None and config.stall.action == "stop"
       if (step % config.checkpoint_every == 0 or step == config.num_steps or received

@@ -11,10 +11,8 @@ import sys
 
 import jax
 
-from deligan_jax import models
-from deligan_jax.step import balancing
-from deligan_jax.step import state as train_state
-from deligan_jax.step import driver as train_step
+from deligan_jax.experiment import Experiment
+from deligan_jax.step.driver import make_mesh
 from deligan_jax.data import points
 from tests.conftest import small_config, training_gaps_within_bound
 
@@ -23,22 +21,19 @@ BATCH = 50
 
 
 def trainer(config, x, num_devices, num_seeds):
-  return train_step.Trainer(models.build(config),
-                            balancing.BalanceRule.from_config(config.balance),
-                            train_state.StepConfig.from_config(config), x,
-                            train_step.make_mesh(jax.devices()[:num_devices]), num_seeds)
+  return Experiment.from_config(config).driver(x, make_mesh(jax.devices()[:num_devices]), num_seeds)
 
 
 def main(device_counts, seed_counts):
   config = small_config("toy", "bimodal,deligan", batch_size=BATCH)
   x = points.toy_points("bimodal", NUM_BATCHES * BATCH)  # every row is trained on
   alone = trainer(config, x, 1, 1)
-  singles = [alone.train(alone.init_state(seed), NUM_BATCHES)[0]
+  singles = [alone.run(alone.init_state(seed), NUM_BATCHES)[0]
              for seed in range(max(seed_counts))]
   for num_devices in device_counts:
     for num_seeds in seed_counts:
       run = trainer(config, x, num_devices, num_seeds)
-      state, _ = run.train(run.init_state(0), NUM_BATCHES)
+      state, _ = run.run(run.init_state(0), NUM_BATCHES)
       reports = []
       for seed in range(num_seeds):
         one = state if num_seeds == 1 else jax.tree.map(lambda leaf: leaf[seed], state)

@@ -14,10 +14,8 @@ import sys
 import jax
 import numpy as np
 
-from deligan_jax import models
-from deligan_jax.step import balancing
-from deligan_jax.step import state as train_state
-from deligan_jax.step import driver as train_step
+from deligan_jax.experiment import Experiment
+from deligan_jax.step.driver import make_mesh
 from deligan_jax.data import points
 from tests.conftest import small_config, training_difference, training_gaps_within_bound
 
@@ -25,11 +23,8 @@ NUM_BATCHES = 6
 
 
 def train(config, x, devices):
-  trainer = train_step.Trainer(models.build(config),
-                               balancing.BalanceRule.from_config(config.balance),
-                               train_state.StepConfig.from_config(config), x,
-                               train_step.make_mesh(devices))
-  state, _ = trainer.train(trainer.init_state(0), NUM_BATCHES)
+  trainer = Experiment.from_config(config).driver(x, make_mesh(devices))
+  state, _ = trainer.run(trainer.init_state(0), NUM_BATCHES)
   return state
 
 

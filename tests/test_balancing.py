@@ -32,7 +32,7 @@ def reference_toy(g_per_batch, batches_per_epoch, number=f32):
 
 
 def reference_mnist(g_per_batch):
-  """The official MNIST loop (spec §3), transcribed literally."""
+  """The official MNIST loop (docs/paper.md §3), transcribed literally."""
   thres, count1, count2, t1 = f32(1.0), 0, 0, f32(0.70)
   decisions, thresholds = [], []
   for gs in g_per_batch:

@@ -108,7 +108,7 @@ def test_every_checkpoint_damaged_is_refused_in_one_line(toy_run):
 def test_sample_names_a_damaged_checkpoint_in_one_line(toy_run, tmp_path):
   _, workdir = toy_run
   truncate(largest_data_file(step_dir(workdir, 8)))
-  result = run_cli("-m", "deligan_jax.sample", "--workdir", workdir, "--num", "3",
+  result = run_cli("-m", "deligan_jax.cli.sample", "--workdir", workdir, "--num", "3",
                    "--out", str(tmp_path / "z.npy"))
   assert result.returncode == 0, result.stderr[-3000:]
   lines = result.stderr.strip().splitlines()

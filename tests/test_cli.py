@@ -64,15 +64,15 @@ def one_line_refusal(result, *fragments):
      ("no_such_config.py cannot be loaded", "No such file")),
     (("train.py", "--config", "configs/toy.py:bogus"), ("unknown config argument 'bogus'",)),
     (("train.py", "--config", "configs/toy.py", "stray"), ("unexpected arguments: ['stray']",)),
-    (("-m", "deligan_jax.sample", "--workdir", "no_such_run", "--num", "0", "--out", "s.png"),
+    (("-m", "deligan_jax.cli.sample", "--workdir", "no_such_run", "--num", "0", "--out", "s.png"),
      ("--num=0",)),
-    (("-m", "deligan_jax.sample", "--workdir", "no_such_run", "--out", "s.png"),
+    (("-m", "deligan_jax.cli.sample", "--workdir", "no_such_run", "--out", "s.png"),
      ("no_such_run holds no config.json",)),
-    (("-m", "deligan_jax.sample", "--workdir", "no_such_run", "--out", "s.txt"),
+    (("-m", "deligan_jax.cli.sample", "--workdir", "no_such_run", "--out", "s.txt"),
      ("--out must end in .png or .npy",)),
     (("eval.py", "--workdir", "no_such_run"), ("no_such_run holds no config.json",)),
     (("eval.py",), ("--workdir must have a value",)),
-    (("-m", "deligan_jax.scores.compare", "--config", "configs/toy.py", "--models", "gan,foo",
+    (("-m", "deligan_jax.cli.compare", "--config", "configs/toy.py", "--models", "gan,foo",
       "--workdir", "cmp"), ("--models: unknown ['foo']",)),
 ])
 def test_user_errors_are_one_line(tmp_path, args, fragments):
@@ -87,11 +87,11 @@ def test_sample_of_a_component_out_of_range_is_one_line_and_sampling_is_quiet(tm
   from deligan_jax import training
   from tests.conftest import small_config
   training.train_and_evaluate(small_config("toy", "bimodal,deligan"), str(tmp_path / "run"))
-  refused = run_cli("-m", "deligan_jax.sample", "--workdir", str(tmp_path / "run"),
+  refused = run_cli("-m", "deligan_jax.cli.sample", "--workdir", str(tmp_path / "run"),
                     "--component", "999", "--out", str(tmp_path / "z.npy"))
   one_line_refusal(refused, "--component must be in [0, 8), got 999")
   assert not (tmp_path / "z.npy").exists()
-  sampled = run_cli("-m", "deligan_jax.sample", "--workdir", str(tmp_path / "run"),
+  sampled = run_cli("-m", "deligan_jax.cli.sample", "--workdir", str(tmp_path / "run"),
                     "--num", "3", "--out", str(tmp_path / "z.npy"))
   assert sampled.returncode == 0 and sampled.stderr == "", sampled.stderr[-3000:]  # no orbax INFO
   assert sampled.stdout.strip() == f"wrote (3, 2) samples to {tmp_path / 'z.npy'}"

@@ -55,8 +55,7 @@ def test_each_seed_on_2_devices_equals_its_one_device_run():
   """Seeds sharded over devices (8 seeds: (2, 1)) and the batch sharded (1 seed: (1, 2)).
 
   The 8-device pool is in the slow test below: on a loaded 2-core machine its 8-seed
-  program's all-reduce hung in XLA:CPU (7 of 8 device threads arrived; 4 fast-suite runs
-  in 4 on 2026-11-29, never when run alone), see the README's *Many devices*.
+  program's all-reduce can hang in XLA:CPU's rendezvous (docs/devices.md).
   """
   runs = run_layouts("2", "1,8")
   assert {(r["devices"], r["num_seeds"]): tuple(r["layout"]) for r in runs} == {

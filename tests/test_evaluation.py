@@ -218,12 +218,12 @@ def test_tabulate_gives_every_seed_and_each_pair_s_difference_with_its_interval(
 def test_compare_tabulate_on_the_command_line(tmp_path):
   write_evaluations(tmp_path, "gan", [1.0, 2.0])
   write_evaluations(tmp_path, "deligan", [2.0, 4.0])
-  result = subprocess.run([sys.executable, "-m", "deligan_jax.scores.compare", "--tabulate",
+  result = subprocess.run([sys.executable, "-m", "deligan_jax.cli.compare", "--tabulate",
                            "--workdir", str(tmp_path)], cwd=REPO, capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   assert "| gan − deligan |" in result.stdout  # default order: sorted folder names
-  empty = subprocess.run([sys.executable, "-m", "deligan_jax.scores.compare", "--tabulate",
+  empty = subprocess.run([sys.executable, "-m", "deligan_jax.cli.compare", "--tabulate",
                           "--workdir", str(tmp_path / "gan" / "seed_0")], cwd=REPO,
                          capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)

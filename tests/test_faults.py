@@ -1,4 +1,4 @@
-"""Faults and bad input (README, "Faults and bad input"): one test per row of its table.
+"""Faults and bad input (docs/faults.md): one test per row of its tables.
 
 Every refusal is checked twice: the message names what is wrong, and the
 workdir is left exactly as it was (every file's bytes and modification time,
@@ -26,7 +26,7 @@ from deligan_jax import config as config_lib
 from deligan_jax.data.common import DataError, Dataset
 from deligan_jax.data.points import toy_points
 from deligan_jax.step import state as train_state
-from deligan_jax.step import driver as train_step
+from deligan_jax.step.driver import StepDriver
 from deligan_jax import training
 from tests.conftest import REPO, small_config
 from tests.test_image_data import dot, write_png
@@ -334,7 +334,7 @@ def metric_steps(workdir):
 def test_reseed_continues_from_the_last_good_checkpoint(toy_run, toy_workdir, monkeypatch,
                                                         caplog):
   """A one-off NaN (injected into the parameters): back to batch 8 with a new key, then on."""
-  train = train_step.Trainer.train
+  train = StepDriver.run
   injected = []
 
   def train_once_poisoned(self, state, num_batches):
@@ -343,7 +343,7 @@ def test_reseed_continues_from_the_last_good_checkpoint(toy_run, toy_workdir, mo
       state = state.replace(params=jax.tree.map(lambda p: p * np.nan, state.params))
     return train(self, state, num_batches)
 
-  monkeypatch.setattr(train_step.Trainer, "train", train_once_poisoned)
+  monkeypatch.setattr(StepDriver, "run", train_once_poisoned)
   config = toy_config()
   config.num_steps = 16
   config.on_non_finite = "reseed"
@@ -398,7 +398,7 @@ def test_memory_stays_flat_over_many_dispatches(tmp_path, monkeypatch):
   """
   if not os.path.exists("/proc/self/statm"):
     pytest.skip("resident memory is read from /proc")
-  train = train_step.Trainer.train
+  train = StepDriver.run
   measured = []  # after warm-up, every 100 dispatches: (heap, resident, device arrays)
   dispatches = []
 
@@ -414,7 +414,7 @@ def test_memory_stays_flat_over_many_dispatches(tmp_path, monkeypatch):
                        (len(live), sum(a.nbytes for a in live))))
     return state, metrics
 
-  monkeypatch.setattr(train_step.Trainer, "train", train_and_measure)
+  monkeypatch.setattr(StepDriver, "run", train_and_measure)
   config = toy_config()
   config.num_steps = 700
   config.steps_per_dispatch = config.log_every = 1

@@ -2,7 +2,7 @@
 
 Both implementations start from the same parameters (the project's, copied into the port),
 see the same real batches and the same eps, and take the same sequence of balanced updates
-(``Trainer.balanced_update``, the step's own update). After every update the test compares
+(``updates.balanced_update``, the step's own update). After every update the test compares
 the probe g, which network was updated, the loss, every parameter and every batch-norm
 running statistic, and the rule's state.
 
@@ -37,7 +37,8 @@ from deligan_jax.step import balancing
 from deligan_jax.models import networks
 from deligan_jax import mixture
 from deligan_jax.step import state as train_state
-from deligan_jax.step import driver as train_step
+from deligan_jax.step import updates
+from deligan_jax.step.driver import StepDriver, make_mesh
 from deligan_jax.data import datasets
 from deligan_jax.models import build
 from tests.conftest import load_config, small_config
@@ -129,21 +130,20 @@ def _project_values(params, batch_stats, layout, has_mixture):
 # --- the two sides ----------------------------------------------------------------------------
 
 class ProjectSide:
-  """The project's Trainer driven one balanced update at a time."""
+  """The project's step driven one balanced update at a time."""
 
   def __init__(self, config, real_shape):
     self.config = config
     self.model = build(config)
     self.rule = balancing.BalanceRule.from_config(config.balance)
     train_x = np.zeros((config.batch_size, *real_shape), np.float32)
-    self.trainer = train_step.Trainer(self.model, self.rule,
-                                      train_state.StepConfig.from_config(config), train_x,
-                                      train_step.make_mesh(jax.devices()[:1]))
+    self.trainer = StepDriver(self.model, self.rule, updates.StepConfig.from_config(config),
+                              train_x, make_mesh(jax.devices()[:1]))
     state = self.trainer.init_state(config.seed)
-    opt_state = self.trainer._with_learning_rates(state.opt_state, 1.0)
+    opt_state = updates.with_learning_rates(self.trainer.step, state.opt_state, 1.0)
     self.initial = (state.params, state.batch_stats, opt_state, state.balance)
     self.carry = self.initial
-    self._update = jax.jit(self.trainer.balanced_update)
+    self._update = jax.jit(functools.partial(updates.balanced_update, self.trainer.step))
 
   def reset(self):
     self.carry = self.initial
@@ -402,13 +402,12 @@ def test_mnist_training_images_are_the_ones_the_script_selects_index_for_index(t
 
 @functools.lru_cache(maxsize=None)
 def _trainer(make_setup, batches_per_epoch):
-  """A Trainer of the DeLiGAN model of ``make_setup`` (``_toy``, ``_mnist``) on
+  """A step driver of the DeLiGAN model of ``make_setup`` (``_toy``, ``_mnist``) on
   ``batches_per_epoch`` batches of random real samples."""
   config, project, _, _, shape, _ = make_setup("deligan")
   train_x = _real_batches(shape, batches_per_epoch, config.batch_size).reshape(-1, *shape)
-  return train_step.Trainer(project.model, project.rule,
-                            train_state.StepConfig.from_config(config), train_x,
-                            train_step.make_mesh(jax.devices()[:1]))
+  return StepDriver(project.model, project.rule, updates.StepConfig.from_config(config), train_x,
+                    make_mesh(jax.devices()[:1]))
 
 
 # Batches of a dispatch in the tests below: one compiled step serves them all.
@@ -422,7 +421,7 @@ def test_mnist_learning_rate_at_chosen_batches_is_the_scripts_formula():
   fresh = trainer.init_state(0)
   for start in (0, 9_998, 10_000, 10_010, 24_999, 39_990, 39_998):
     state = jax.tree.map(jnp.copy, fresh).replace(step=jnp.int32(start))
-    state, metrics = trainer.train(state, FUSED_BATCHES)
+    state, metrics = trainer.run(state, FUSED_BATCHES)
     for k, batch in enumerate(range(start, start + FUSED_BATCHES)):
       want = dg_mnist_tf.learning_rate(config.optim.lr, batch // 10)
       np.testing.assert_allclose(metrics["lr"][k], want, rtol=1e-6, atol=1e-12, err_msg=batch)
@@ -434,7 +433,7 @@ def test_mnist_learning_rate_at_chosen_batches_is_the_scripts_formula():
 # --- the fused K-batch loop -------------------------------------------------------------------
 
 def _fused_against_script(make_setup, batches_per_epoch, loop, run_batch, lr_of, start_batch):
-  """``Trainer.train`` over ``FUSED_BATCHES`` batches (one dispatch) against the port's loop.
+  """``StepDriver.run`` over ``FUSED_BATCHES`` batches (one dispatch) against the port's loop.
 
   ``batches_per_epoch`` batches an epoch. The port's loop (``loop.rule``;
   ``run_batch(loop, real, eps, lr)`` runs one batch) gets the batches and eps the step
@@ -459,16 +458,18 @@ def _fused_against_script(make_setup, batches_per_epoch, loop, run_batch, lr_of,
   state = state.replace(balance=state.balance.replace(thres=jnp.float32(loop.rule.thres)))
   records = []
   for batch in range(start_batch, start_batch + FUSED_BATCHES):
-    epoch, position = divmod(batch, trainer.batches_per_epoch)
+    epoch, position = divmod(batch, trainer.step.batches_per_epoch)
     if position == 0 and hasattr(loop.rule, "start_epoch"):
       loop.rule.start_epoch()
-    real = np.asarray(trainer._batch_data(trainer.train_set, base, epoch, position)["real"])
+    real = np.asarray(updates.draw_batch(trainer.step, trainer.train_set, base, epoch,
+                                         position)["real"])
     records.append(run_batch(loop, real.reshape(len(real), -1) if flat_real else real,
                              eps_of(batch), lr_of(epoch)))
-  state, metrics = trainer.train(state, FUSED_BATCHES)
-  updates = FUSED_BATCHES * project.rule.inner_updates
+  state, metrics = trainer.run(state, FUSED_BATCHES)
+  num_updates = FUSED_BATCHES * project.rule.inner_updates
   fused = types.SimpleNamespace(carry=(state.params, state.batch_stats), config=config)
-  _assert_same_state(fused, reference, layout, has_mixture, updates, "the fused batches")
+  _assert_same_state(fused, reference, layout, has_mixture, num_updates,
+                     "the fused batches")
   g_updates = [r["g_updates"] for r in records]
   np.testing.assert_array_equal(metrics["g_updates"], g_updates)
   np.testing.assert_allclose(metrics["thres"], [r["thres"] for r in records], rtol=1e-6)
@@ -518,8 +519,8 @@ def test_mixture_gradients_match_the_script_part_by_part(setup):
   def parts(trainable):
     def part(index):
       def loss(trainable):
-        return project.trainer.generator_objective(trainable, params, batch_stats, latent_key,
-                                                   {"real": jnp.asarray(real)})[0][index]
+        return updates.generator_objective(project.trainer.step, trainable, params, batch_stats,
+                                           latent_key, {"real": jnp.asarray(real)})[0][index]
       return jax.grad(loss)(trainable)["mixture"]
     return {"adversarial": part(0), "regulariser": part(1)}
 

@@ -22,9 +22,11 @@ from deligan_jax.models import conv
 from deligan_jax.scores import evaluation
 from deligan_jax import mixture
 from deligan_jax.models import networks
+from deligan_jax.step import batches
 from deligan_jax.step import optim
 from deligan_jax.step import state as train_state
-from deligan_jax.step import driver as train_step
+from deligan_jax.step import updates
+from deligan_jax.step.driver import StepDriver, make_mesh
 from deligan_jax.data import common as data_common
 from deligan_jax.models import build
 from tests.conftest import small_config
@@ -117,12 +119,8 @@ def test_fixed_batch_order_repeats_epoch_zero_and_reshuffle_does_not():
   key = jax.random.key(3)
   orders = {}
   for batch_order in config_lib.BATCH_ORDERS:
-    step_config = train_state.StepConfig(batch_size=5, learning_rate=1e-3,
-                                         mixture_learning_rate=1e-3, sigma_reg=0.0,
-                                         batch_order=batch_order)
-    trainer = types.SimpleNamespace(config=step_config, num_samples=20)
     orders[batch_order] = [np.concatenate([
-        np.asarray(train_step.Trainer._batch_indices(trainer, key, epoch, position))
+        np.asarray(batches.batch_indices(key, epoch, position, 5, 20, batch_order))
         for position in range(4)]) for epoch in range(3)]
   for epoch_order in orders["fixed"] + orders["reshuffle"]:
     assert sorted(epoch_order) == list(range(20))  # every sample once per epoch
@@ -227,10 +225,9 @@ def _small(name):
 @functools.lru_cache(maxsize=None)
 def _cifar():
   config, model, rule = _small("cifar10")
-  trainer = train_step.Trainer(model, rule, train_state.StepConfig.from_config(config),
-                               np.zeros((8, 32, 32, 3), np.float32),
-                               train_step.make_mesh(jax.devices()[:1]),
-                               train_labels=np.zeros(8, np.int32))
+  trainer = StepDriver(model, rule, updates.StepConfig.from_config(config),
+                       np.zeros((8, 32, 32, 3), np.float32), make_mesh(jax.devices()[:1]),
+                       train_labels=np.zeros(8, np.int32))
   reference = dg_cifar_pytensor.CifarReference(
       batch_size=8, z_dim=config.latent.dim, gen_dim=config.network.generator_width,
       disc_dim=config.network.discriminator_width, mbd_kernels=config.network.mbd_kernels,
@@ -281,7 +278,7 @@ def _cifar_start(seed=1):
   """Both sides at the project's initial state; the port's Adam state fresh."""
   config, model, trainer, reference, layout = _cifar()
   state = trainer.init_state(seed)
-  opt_state = trainer._with_learning_rates(state.opt_state, 1.0)
+  opt_state = updates.with_learning_rates(trainer.step, state.opt_state, 1.0)
   reference.reset_optimiser()
   reference.set(_to_port(state.params, layout))
   return config, trainer, reference, layout, (state.params, state.batch_stats, opt_state,
@@ -312,13 +309,13 @@ def test_cifar_first_update_gradients_match_the_script():
   data = _cifar_batch(0)
   key = jax.random.key(11)
   reference.noise.set_value(_eps(key, (8, config.latent.dim)))
-  (_, _), d_grads = jax.jit(trainer.discriminator_grads)(params, batch_stats, key, data)
+  (_, _), d_grads = jax.jit(functools.partial(updates.discriminator_grads, trainer.step))(params, batch_stats, key, data)
   theirs = dict(zip(reference.param_names(reference.disc_params), reference.disc_grads(
       _nchw(data["labelled"]), data["labels"], _nchw(data["real"]))))
   ours = _to_port({"discriminator": d_grads, **{k: params[k] for k in ("generator", "mixture")}},
                   [row for row in layout if row[0][0] == "discriminator"])
   _assert_grads(ours, theirs, "D gradient")
-  (_, (_, g_loss)), g_grads = jax.jit(trainer.generator_grads)(params, batch_stats, key, data)
+  (_, (_, g_loss)), g_grads = jax.jit(functools.partial(updates.generator_grads, trainer.step))(params, batch_stats, key, data)
   their_list = reference.gen_grads()
   theirs = dict(zip(reference.param_names(reference.gen_params), their_list[:-1]))
   ours = _to_port({**g_grads, "discriminator": params["discriminator"]},
@@ -336,7 +333,7 @@ def test_cifar_first_update_gradients_match_the_script():
 def test_cifar_updates_match_the_script_one_d_then_three_g():
   """Two batches of the 'fixed' rule: D, G, G, G, each compared after its step."""
   config, trainer, reference, layout, carry = _cifar_start()
-  update = jax.jit(trainer.balanced_update)
+  update = jax.jit(functools.partial(updates.balanced_update, trainer.step))
   lr = np.float32(config.optim.lr)
   for batch in range(2):
     data = _cifar_batch(batch)
@@ -373,8 +370,8 @@ def test_sketch_probe_schedule_and_forced_update_match_the_script_over_two_batch
   config, model, rule = _small("sketches")
   assert rule.probe_reuse and rule.probe_train_mode and rule.forced_d_lr_factor == 0.5
   batch = np.random.default_rng(0).uniform(-1, 1, (8, 32, 32, 1)).astype(np.float32)
-  trainer = train_step.Trainer(model, rule, train_state.StepConfig.from_config(config), batch,
-                               train_step.make_mesh(jax.devices()[:1]))
+  trainer = StepDriver(model, rule, updates.StepConfig.from_config(config), batch,
+                       make_mesh(jax.devices()[:1]))
   reference = dg_sketches_pytensor.SketchReference(
       batch_size=8, z_dim=config.latent.dim, gen_dim=config.network.generator_width,
       disc_dim=config.network.discriminator_width, mbd_kernels=config.network.mbd_kernels,
@@ -382,7 +379,7 @@ def test_sketch_probe_schedule_and_forced_update_match_the_script_over_two_batch
   layout = SKETCH_LAYOUT(config.network.generator_width)
   state = trainer.init_state(1)
   reference.set(_to_port(state.params, layout))
-  train_batch = jax.jit(trainer._train_batch)
+  train_batch = jax.jit(functools.partial(updates.train_step, trainer.step))
   lr = np.float32(config.optim.lr)
   base = jax.random.wrap_key_data(state.key)
   seen = set()
@@ -395,8 +392,9 @@ def test_sketch_probe_schedule_and_forced_update_match_the_script_over_two_batch
       reference.count1, reference.thres = 6, g0 - 0.004
       state = state.replace(balance=state.balance.replace(count=jnp.int32(6),
                                                           thres=jnp.float32(g0 - 0.004)))
-    order = np.asarray(trainer._batch_indices(
-        jax.random.fold_in(base, train_state.SHUFFLE_TAG), 0, 0))
+    order = np.asarray(batches.batch_indices(
+        jax.random.fold_in(base, train_state.SHUFFLE_TAG), 0, 0, config.batch_size, len(batch),
+        config.batch_order))
 
     def noise(call, k, batch_key=batch_key):
       key = {"first": jax.random.fold_in(batch_key, rule.inner_updates + 1),

@@ -6,10 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from deligan_jax import models, sample, training
-from deligan_jax.step import balancing
-from deligan_jax.step import state as train_state
-from deligan_jax.step import driver as train_step
+from deligan_jax import sampling, training
+from deligan_jax.experiment import Experiment
 from deligan_jax.data import points
 from tests.conftest import small_config, training_gaps_within_bound
 
@@ -22,17 +20,14 @@ def test_vmapped_seed_equals_single_run(experiment, variant):
        np.random.default_rng(0).uniform(-1, 1, (32, 28, 28, 1)).astype(np.float32))
 
   def trainer(num_seeds):
-    return train_step.Trainer(models.build(config),
-                              balancing.BalanceRule.from_config(config.balance),
-                              train_state.StepConfig.from_config(config), x,
-                              train_step.make_mesh(), num_seeds)
+    return Experiment.from_config(config).driver(x, num_seeds=num_seeds)
 
   many = trainer(3)
-  stacked, metrics = many.train(many.init_state(10), 6)
+  stacked, metrics = many.run(many.init_state(10), 6)
   assert metrics["g_loss"].shape == (3, 6)
   one = trainer(1)
   for offset in (0, 2):
-    single, single_metrics = one.train(one.init_state(10 + offset), 6)
+    single, single_metrics = one.run(one.init_state(10 + offset), 6)
     seed = jax.tree.map(lambda leaf: leaf[offset], stacked)
     report = training_gaps_within_bound(config, seed, single, x, 6)
     assert report["within_bound"], report
@@ -52,7 +47,7 @@ def test_num_seeds_writes_per_seed_runs_and_a_summary(tmp_path):
                  "samples/step_0000008.png"):
       assert (run / name).is_file(), (seed, name)
     assert json.loads((run / "config.json").read_text())["seed"] == seed
-    assert sample.generate(str(run), 8).shape == (8, 2)  # each seed folder is a run
+    assert sampling.from_run(str(run), 8).shape == (8, 2)  # each seed folder is a run
   summary = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   per_seed = [[json.loads(l) for l in (tmp_path / f"seed_{s}" / "metrics.jsonl")
                .read_text().splitlines()] for s in (4, 5, 6)]

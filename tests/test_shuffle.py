@@ -8,11 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deligan_jax import models
-from deligan_jax.step import balancing
 from deligan_jax.step import batches as shuffle
-from deligan_jax.step import state as train_state
-from deligan_jax.step import driver as train_step
+from deligan_jax.experiment import Experiment
 from tests.conftest import small_config
 
 
@@ -50,13 +47,13 @@ def test_each_item_lands_uniformly_over_positions():
 
 def test_an_epoch_of_batches_draws_each_sample_once_and_epochs_differ():
   config = small_config("toy", "bimodal,gan")  # batch 8
-  trainer = train_step.Trainer(models.build(config),
-                               balancing.BalanceRule.from_config(config.balance),
-                               train_state.StepConfig.from_config(config),
-                               np.zeros((100, 2), np.float32), train_step.make_mesh())
-  key, indices = jax.random.key(0), jax.jit(trainer._batch_indices)
+  trainer = Experiment.from_config(config).driver(np.zeros((100, 2), np.float32))
+  step = trainer.step
+  key = jax.random.key(0)
+  indices = jax.jit(lambda key, epoch, position: shuffle.batch_indices(
+      key, epoch, position, step.config.batch_size, step.num_samples, step.config.batch_order))
   epochs = [np.concatenate([np.asarray(indices(key, epoch, position))
-                            for position in range(trainer.batches_per_epoch)])
+                            for position in range(trainer.step.batches_per_epoch)])
             for epoch in range(2)]
   for drawn in epochs:
     assert len(drawn) == 96 and len(set(drawn.tolist())) == 96 and drawn.max() < 100
@@ -68,12 +65,9 @@ def test_no_value_of_the_step_grows_with_the_training_set():
   # batch and the networks: a full permutation of the data would be an array of n.
   n = 1_000_003
   config = small_config("toy", "bimodal,deligan")
-  trainer = train_step.Trainer(models.build(config),
-                               balancing.BalanceRule.from_config(config.balance),
-                               train_state.StepConfig.from_config(config),
-                               np.zeros((n, 2), np.float32), train_step.make_mesh())
+  trainer = Experiment.from_config(config).driver(np.zeros((n, 2), np.float32))
   state = jax.eval_shape(trainer.init_state, 0)
-  jaxpr = jax.make_jaxpr(trainer._train_batches, static_argnums=2)(state, trainer.train_set, 2)
+  jaxpr = jax.make_jaxpr(trainer._run_batches, static_argnums=2)(state, trainer.train_set, 2)
 
   def sizes(jaxpr):
     for eqn in jaxpr.eqns:
@@ -90,11 +84,7 @@ def test_the_compiled_step_does_not_hold_the_training_set():
   config = small_config("toy", "bimodal,deligan")
 
   def program_chars(n):
-    trainer = train_step.Trainer(models.build(config),
-                                 balancing.BalanceRule.from_config(config.balance),
-                                 train_state.StepConfig.from_config(config),
-                                 np.random.default_rng(0).uniform(-1, 1, (n, 2)),
-                                 train_step.make_mesh())
+    trainer = Experiment.from_config(config).driver(np.random.default_rng(0).uniform(-1, 1, (n, 2)))
     return len(trainer.lower(trainer.init_state(0), 2).as_text())
 
   assert abs(program_chars(1_000_003) - program_chars(400)) < 1000

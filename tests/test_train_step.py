@@ -1,18 +1,18 @@
 """The fused train step: which networks a balanced update moves, schedules, determinism."""
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deligan_jax.step import balancing
-from deligan_jax import models
 from deligan_jax.models import networks
 from deligan_jax.step import optim
-from deligan_jax.step import state as train_state
-from deligan_jax.step import driver as train_step
+from deligan_jax.experiment import Experiment
+from deligan_jax.step import updates
+from deligan_jax.step.driver import StepDriver
 from tests.conftest import small_config
 
 
@@ -21,12 +21,12 @@ def make_trainer(experiment="toy", variant="deligan", inner_updates=5, n=64, con
   config = config or small_config(experiment, variant)
   for key, value in overrides.items():
     config[key] = value
-  rule = dataclasses.replace(balancing.BalanceRule.from_config(config.balance),
-                             inner_updates=inner_updates)
+  experiment = Experiment.from_config(config)
+  experiment = dataclasses.replace(
+      experiment, rule=dataclasses.replace(experiment.rule, inner_updates=inner_updates))
   rng = np.random.default_rng(0)
   x = rng.uniform(-1, 1, (n, *networks.SAMPLE_SHAPES[config.network.name])).astype(np.float32)
-  return train_step.Trainer(models.build(config), rule, train_state.StepConfig.from_config(config),
-                            x, train_step.make_mesh(), train_labels=rng.integers(0, 10, n))
+  return experiment.driver(x, train_labels=rng.integers(0, 10, n))
 
 
 def changed(before, after):
@@ -40,7 +40,7 @@ def test_g_above_thres_moves_generator_and_mixture_only(experiment):
   state = trainer.init_state(0)
   state = state.replace(balance=state.balance.replace(thres=jnp.float32(-1e9)))
   before = jax.device_get(state.params)
-  state, metrics = trainer.train(state, 1)
+  state, metrics = trainer.run(state, 1)
   assert int(metrics["g_updates"][0]) == 1 and int(metrics["d_updates"][0]) == 0
   assert changed(before, jax.device_get(state.params)) == {
       "generator": True, "mixture": True, "discriminator": False}
@@ -52,7 +52,7 @@ def test_g_below_thres_moves_discriminator_only(experiment):
   state = trainer.init_state(0)
   state = state.replace(balance=state.balance.replace(thres=jnp.float32(1e9)))
   before = jax.device_get(state.params)
-  state, metrics = trainer.train(state, 1)
+  state, metrics = trainer.run(state, 1)
   assert int(metrics["d_updates"][0]) == 1
   assert changed(before, jax.device_get(state.params)) == {
       "generator": False, "mixture": False, "discriminator": True}
@@ -61,7 +61,7 @@ def test_g_below_thres_moves_discriminator_only(experiment):
 def test_metrics_and_update_counts():
   trainer = make_trainer("toy", inner_updates=5)
   state = trainer.init_state(0)
-  state, metrics = trainer.train(state, 6)
+  state, metrics = trainer.run(state, 6)
   assert int(state.step) == 6
   for key in ("g_loss", "d_loss", "g_updates", "d_updates", "thres", "lr", "sigma_mean"):
     assert metrics[key].shape == (6,), key
@@ -71,7 +71,7 @@ def test_metrics_and_update_counts():
 def test_same_seed_same_result_and_different_seed_differs():
   def run(seed):
     trainer = make_trainer("toy")
-    state, _ = trainer.train(trainer.init_state(seed), 8)
+    state, _ = trainer.run(trainer.init_state(seed), 8)
     return jax.device_get(state.params)
 
   a, b, c = run(0), run(0), run(1)
@@ -81,29 +81,31 @@ def test_same_seed_same_result_and_different_seed_differs():
 
 def test_two_dispatches_equal_one():
   trainer = make_trainer("toy")
-  once, _ = trainer.train(trainer.init_state(3), 8)
-  twice, _ = trainer.train(trainer.init_state(3), 4)
-  twice, _ = trainer.train(twice, 4)
+  once, _ = trainer.run(trainer.init_state(3), 8)
+  twice, _ = trainer.run(trainer.init_state(3), 4)
+  twice, _ = trainer.run(twice, 4)
   assert jax.tree.all(jax.tree.map(np.array_equal, jax.device_get(once),
                                    jax.device_get(twice)))
 
 
 @pytest.mark.parametrize("eps_draw, distinct_keys_per_batch", [("per_batch", 1),
                                                                 ("per_update", 5)])
-def test_eps_is_drawn_once_per_batch_or_once_per_update(eps_draw, distinct_keys_per_batch):
+def test_eps_is_drawn_once_per_batch_or_once_per_update(eps_draw, distinct_keys_per_batch,
+                                                        monkeypatch):
   """The official toy loop reuses one z for a batch's 5 updates; MNIST draws one per update."""
-  trainer = make_trainer("toy", n=16)
-  trainer.config = dataclasses.replace(trainer.config, eps_draw=eps_draw)
+  config = small_config("toy", "deligan")
+  config.latent.eps_draw = eps_draw
+  trainer = make_trainer("toy", n=16, config=config)
   seen = []
-  update = trainer.balanced_update
+  update = updates.balanced_update
 
-  def recording_update(carry, latent_key, data, update_index):
+  def recording_update(step, carry, latent_key, data, update_index):
     jax.debug.callback(lambda key: seen.append(bytes(np.asarray(key))),
                        jax.random.key_data(latent_key))
-    return update(carry, latent_key, data, update_index)
+    return update(step, carry, latent_key, data, update_index)
 
-  trainer.balanced_update = recording_update
-  jax.block_until_ready(trainer.train(trainer.init_state(0), 2))
+  monkeypatch.setattr(updates, "balanced_update", recording_update)
+  jax.block_until_ready(trainer.run(trainer.init_state(0), 2))
   assert len(seen) == 10
   assert [len(set(seen[5 * b:5 * b + 5])) for b in range(2)] == [distinct_keys_per_batch] * 2
   assert set(seen[:5]).isdisjoint(seen[5:])  # a new draw every batch either way
@@ -121,12 +123,12 @@ def test_learning_rate_schedule_matches_the_paper():
 def test_learning_rate_reaches_the_optimisers():
   config_lr = 2e-3
   trainer = make_trainer("toy", n=16, steps_per_dispatch=2)
-  trainer = train_step.Trainer(
+  trainer = StepDriver(
       trainer.model, trainer.rule,
       dataclasses.replace(trainer.config, learning_rate=config_lr, mixture_learning_rate=7e-4,
                           decay_start_epoch=0.0, decay_end_epoch=4.0),
       np.zeros((16, 2), np.float32), trainer.mesh)
-  state, metrics = trainer.train(trainer.init_state(0), 4)  # 2 batches per epoch
+  state, metrics = trainer.run(trainer.init_state(0), 4)  # 2 batches per epoch
   np.testing.assert_allclose(metrics["lr"], config_lr * np.array([1, 1, 0.75, 0.75]),
                              rtol=1e-6)
   hyper = state.opt_state["mixture"].hyperparams["learning_rate"]
@@ -141,12 +143,9 @@ def test_batch_size_must_fit_the_data():
 def test_mixed_precision_keeps_float32_parameters_and_optimiser_state():
   config = small_config("mnist", "deligan")
   config.network.dtype = "bfloat16"
-  rule = balancing.BalanceRule.from_config(config.balance)
   x = np.random.default_rng(0).uniform(-1, 1, (32, 28, 28, 1)).astype(np.float32)
-  trainer = train_step.Trainer(models.build(config), rule,
-                               train_state.StepConfig.from_config(config), x,
-                               train_step.make_mesh())
-  state, metrics = trainer.train(trainer.init_state(0), 4)
+  trainer = Experiment.from_config(config).driver(x)
+  state, metrics = trainer.run(trainer.init_state(0), 4)
   floats = [leaf for leaf in jax.tree.leaves((state.params, state.opt_state, state.batch_stats))
             if jnp.issubdtype(leaf.dtype, jnp.floating)]
   assert floats and all(leaf.dtype == jnp.float32 for leaf in floats)
@@ -163,7 +162,7 @@ def test_cifar10_step_semi_supervised_one_d_then_three_g_updates_with_augmentati
   trainer = make_trainer(config=config, inner_updates=4, n=16)
   state = trainer.init_state(0)
   before = jax.device_get(state.params)
-  state, metrics = trainer.train(state, 2)
+  state, metrics = trainer.run(state, 2)
   assert metrics["d_updates"].tolist() == [1, 1] and metrics["g_updates"].tolist() == [3, 3]
   assert np.all(np.isfinite(metrics["d_loss"])) and np.all(np.isfinite(metrics["g_loss"]))
   assert np.all(metrics["g_loss"] < 0)  # -mean(softplus(Z(fake)))
@@ -183,7 +182,7 @@ def test_sketch_rule_forces_a_half_lr_d_update_after_a_g_streak():
   trainer = make_trainer(config=config, inner_updates=5, n=16)
   state = trainer.init_state(0)
   d_before = jax.device_get(state.params["discriminator"])
-  state, metrics = trainer.train(state, 3)
+  state, metrics = trainer.run(state, 3)
   assert metrics["forced_d_updates"].tolist() == [0, 1, 1]
   assert metrics["g_updates"].tolist() == [5, 5, 5]
   assert not jax.tree.all(jax.tree.map(np.array_equal, d_before,
@@ -200,7 +199,7 @@ def test_training_mode_probe_uses_d_noise_and_dropout():
     config.balance.probe_train_mode = train_mode
     trainer = make_trainer(config=config, n=16)
     state = trainer.init_state(0)
-    probe = jax.jit(trainer._probe)
+    probe = jax.jit(functools.partial(updates.probe, trainer.step))
     probes[train_mode] = [float(probe(state.params, state.batch_stats, jax.random.key(k)))
                           for k in (1, 1, 2)]
   assert probes[True][0] == probes[True][1] and probes[False][0] == probes[False][1]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from deligan_jax import config as config_lib
-from deligan_jax import sample
+from deligan_jax import sampling
 from deligan_jax import training
 from tests.conftest import REPO, small_config
 
@@ -93,12 +93,12 @@ def test_cli_toy_end_to_end(tmp_path):
   assert saved.num_steps == 60 and saved.network.name == "toy"
 
   out = tmp_path / "z.npy"
-  result = run_cli("-m", "deligan_jax.sample", "--workdir", str(workdir), "--num", "30",
+  result = run_cli("-m", "deligan_jax.cli.sample", "--workdir", str(workdir), "--num", "30",
                    "--out", str(out), "--component", "3")
   assert result.returncode == 0, result.stderr[-3000:]
   z3 = np.load(out)
   assert z3.shape == (30, 2) and np.all(np.abs(z3) <= 1)
-  result = run_cli("-m", "deligan_jax.sample", "--workdir", str(workdir), "--num", "100",
+  result = run_cli("-m", "deligan_jax.cli.sample", "--workdir", str(workdir), "--num", "100",
                    "--out", str(tmp_path / "s.png"))
   assert result.returncode == 0 and (tmp_path / "s.png").stat().st_size > 1000
 
@@ -120,11 +120,11 @@ def test_cli_refuses_bad_config_before_any_work(tmp_path):
 def test_sample_component_of_one_generator(tmp_path):
   config = small_config("toy", "bimodal,ensemble")
   training.train_and_evaluate(config, str(tmp_path))
-  all_rows = sample.generate(str(tmp_path), 16, seed=1)
-  one = sample.generate(str(tmp_path), 5, seed=1, component=2)
+  all_rows = sampling.from_run(str(tmp_path), 16, seed=1)
+  one = sampling.from_run(str(tmp_path), 5, seed=1, component=2)
   assert all_rows.shape == (16, 2) and one.shape == (5, 2)
   # Not a multiple of the 8 generators: whole rounds are drawn and cut.
-  np.testing.assert_array_equal(sample.generate(str(tmp_path), 11, seed=1), all_rows[:11])
+  np.testing.assert_array_equal(sampling.from_run(str(tmp_path), 11, seed=1), all_rows[:11])
 
 
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])

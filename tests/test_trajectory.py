@@ -58,7 +58,7 @@ def test_trajectory_reuses_evaluations_and_refuses_a_bad_step_in_one_line(two_ar
     evaluation.evaluate(str(two_arms / "gan" / "seed_0"), num_samples=200, step=4)
   before = report.stat().st_mtime_ns
   env = dict(os.environ, PYTHONPATH=str(REPO))
-  run = subprocess.run([sys.executable, "-m", "deligan_jax.scores.trajectory", "--workdir",
+  run = subprocess.run([sys.executable, "-m", "deligan_jax.cli.trajectory", "--workdir",
                         str(two_arms), "--models", "gan", "--steps", "4", "--num_samples", "200"],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert run.returncode == 0, run.stderr[-2000:]

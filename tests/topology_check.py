@@ -3,7 +3,7 @@
 ``train WORKDIR NUM_SEEDS`` trains the toy config for 8 batches on every device
 at hand; ``read WORKDIR NUM_SEEDS`` samples and evaluates each seed's run, then
 resumes the run to 12 batches. Both print one JSON line: the device count and,
-for each seed folder, the samples that ``sample.generate`` draws (and after
+for each seed folder, the samples that ``sampling.from_run`` draws (and after
 ``read``, the evaluation's mode count and the logged steps).
 """
 
@@ -12,7 +12,7 @@ import sys
 
 import jax
 
-from deligan_jax import sample, training
+from deligan_jax import sampling, training
 from deligan_jax.runs import checkpoints
 from deligan_jax.scores import evaluation
 from deligan_jax.runs import metrics_log as run_log
@@ -32,7 +32,7 @@ def main(mode: str, workdir: str, num_seeds: int) -> None:
     training.train_and_evaluate(config, workdir)
   seeds = {}
   for seed_workdir in checkpoints.run_workdirs(config, workdir):
-    seeds[seed_workdir] = {"samples": sample.generate(seed_workdir, 4).tolist()}
+    seeds[seed_workdir] = {"samples": sampling.from_run(seed_workdir, 4).tolist()}
     if mode == "read":
       scores = evaluation.evaluate(seed_workdir, num_samples=64)
       seeds[seed_workdir]["modes_covered"] = scores["modes"]["modes_covered"]

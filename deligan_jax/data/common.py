@@ -5,14 +5,11 @@ import os
 from typing import Any, NamedTuple
 
 import numpy as np
+from deligan_jax.errors import DataError
 
 DATA_DIR_ENV = "DELIGAN_DATA_DIR"
 SPLITS = ("train", "test")
 SOURCES = ("auto", "files", "tfds")
-
-
-class DataError(ValueError):
-  """A data file, folder or data config field is missing or malformed."""
 
 
 class Dataset(NamedTuple):

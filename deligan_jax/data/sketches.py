@@ -28,7 +28,7 @@ def load_sketches(
     categories: tuple[str, ...] = (),
     split: str = "all",
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-  """Loads TU-Berlin sketches, preprocessed as in spec §3, with their flips.
+  """Loads TU-Berlin sketches, preprocessed as in docs/paper.md §3, with their flips.
 
   Args:
     data_dir: the `png` folder of per-category folders (`png/<category>/<id>.png`,
@@ -81,7 +81,7 @@ def load_sketches(
 
 
 def preprocess_sketch(grey: np.ndarray) -> np.ndarray:
-  """One sketch, uint8 (h, w) with dark strokes on white, as spec §3 prepares it.
+  """One sketch, uint8 (h, w) with dark strokes on white, as docs/paper.md §3 prepares it.
 
   Threshold (a pixel is a stroke when darker than 224), invert, dilate 3x3,
   then shrink to 32x32 by area averaging.

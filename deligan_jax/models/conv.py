@@ -63,7 +63,7 @@ def patches(x: jax.Array, kernel_shape: tuple[int, int], strides: tuple[int, int
   Tap (i, j) of a stride-s window is a unit-stride slice of the input's phase
   ``(i mod s, j mod s)``, taken once per phase. Its gradient is then a sum of
   unit-stride pads per phase (about kh*kw/s² taps each) plus s² strided pads,
-  instead of kh*kw strided pads over the whole input (README, Speed).
+  instead of kh*kw strided pads over the whole input (docs/speed.md).
   """
   x = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
   _, height, width, _ = x.shape

@@ -1,4 +1,4 @@
-"""The six models of the paper (spec §2) over one code path.
+"""The six models of the paper (docs/paper.md §2) over one code path.
 
 All six share the discriminator and the generator network; they differ only in
 what the generator is fed and how its parameters are laid out:
@@ -18,11 +18,13 @@ A :class:`GanModel` is a bundle of pure functions over explicit pytrees:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from deligan_jax.models import conv
 from deligan_jax import mixture
@@ -184,6 +186,24 @@ class GanModel:
     logits, updates = self.discriminator.apply(variables, x, train=True, groups=groups,
                                                rngs=rngs, mutable=["batch_stats"])
     return logits, updates.get("batch_stats", d_stats)
+
+  def classify(self, params: Pytree, batch_stats: Pytree, x, batch_size: int):
+    """A semi-supervised D's class predictions (inference mode) for ``x``, as numpy.
+
+    In batches of ``batch_size`` (the training batch): minibatch discrimination sums over
+    the batch, so its features depend on the batch size. The last batch is filled up with
+    images from the start (repeated as often as needed) and their predictions dropped.
+    """
+    padded = np.resize(x, (-(-len(x) // batch_size) * batch_size, *x.shape[1:]))
+    predictions = [np.asarray(self._predict_classes(params, batch_stats,
+                                                    padded[start:start + batch_size]))
+                   for start in range(0, len(padded), batch_size)]
+    return np.concatenate(predictions)[:len(x)]
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def _predict_classes(self, params, batch_stats, x):
+    logits, _ = self.discriminate(params, batch_stats, x, train=False)
+    return jnp.argmax(logits, axis=-1)
 
 
 def _rngs(key: jax.Array, params: bool = False) -> dict[str, jax.Array]:

@@ -1,4 +1,4 @@
-"""Layers of the Improved-GAN networks used for CIFAR-10 and sketches (spec §3).
+"""Layers of the Improved-GAN networks used for CIFAR-10 and sketches (docs/paper.md §3).
 
 Each is a small Flax module (or function) used through ``init``/``apply``:
 

@@ -1,4 +1,4 @@
-"""Generator and discriminator networks of the paper's four experiments (spec §3).
+"""Generator and discriminator networks of the paper's four experiments (docs/paper.md §3).
 
 Every network is a Flax module used through ``init``/``apply`` on explicit
 parameter pytrees. Generators map a latent batch ``(B, d)`` to samples;
@@ -123,7 +123,7 @@ class MinibatchDiscrimination(nn.Module):
   def _distances(self, x: jax.Array, weight: jax.Array, groups: int) -> jax.Array:
     # Kernel entries first: the L1 sum is then kernel_dim elementwise adds of (G, n, n, K)
     # arrays, K innermost, which XLA:CPU fuses into one vectorised loop; a reduction over
-    # an innermost axis of 5 was one of the step's slowest operations (README, Speed).
+    # an innermost axis of 5 was one of the step's slowest operations (docs/speed.md).
     m = jnp.einsum("bf,fkc->cbk", x, weight).reshape(self.kernel_dim, groups, -1,
                                                        self.num_kernels)
     return sum(jnp.abs(m[c][:, :, None] - m[c][:, None]) for c in range(self.kernel_dim))
@@ -179,7 +179,7 @@ class ToyDiscriminator(nn.Module):
 
 
 class MnistGenerator(nn.Module):
-  """MNIST generator (spec §3): dense -> 4x4x4w -> 7x7x2w -> 14x14xw -> 28x28x1, w = 16."""
+  """MNIST generator (docs/paper.md §3): dense -> 4x4x4w -> 7x7x2w -> 14x14xw -> 28x28x1, w = 16."""
   width: int = 16
   linear_init: str = "glorot_uniform"  # of the first layer; see LINEAR_INITS
   bn_axis_name: str | None = None
@@ -203,7 +203,7 @@ class MnistGenerator(nn.Module):
 
 
 class MnistDiscriminator(nn.Module):
-  """MNIST discriminator (spec §3): three strided convs, max-pool, minibatch discrimination."""
+  """MNIST discriminator (docs/paper.md §3): three strided convs, max-pool, minibatch discrimination."""
   width: int = 16
   mbd_kernels: int = 64
   mbd_dims: int = 5
@@ -225,7 +225,7 @@ class MnistDiscriminator(nn.Module):
 
 
 class ImprovedGanGenerator(nn.Module):
-  """CIFAR-10 and sketch generator (spec §3): dense -> 4x4x4w -> 8x8x2w -> 16x16xw -> 32x32xC.
+  """CIFAR-10 and sketch generator (docs/paper.md §3): dense -> 4x4x4w -> 8x8x2w -> 16x16xw -> 32x32xC.
 
   Batch norm (no scale, epsilon 1e-6, as Improved-GAN's) and ReLU after the dense
   layer and the first two 5x5 stride-2 transposed convolutions (aligned as Theano's);
@@ -299,7 +299,7 @@ class _ImprovedGanDiscriminator(nn.Module):
 
 
 class CifarDiscriminator(_ImprovedGanDiscriminator):
-  """The semi-supervised CIFAR-10 discriminator (spec §3), 10 class logits.
+  """The semi-supervised CIFAR-10 discriminator (docs/paper.md §3), 10 class logits.
 
   Trunk: 3x3 convs w, w, w stride 2; dropout 0.5; 2w, 2w, 2w stride 2; dropout
   0.5; 2w valid; two NIN 2w. w = 96; 100 minibatch kernels.
@@ -318,7 +318,7 @@ class CifarDiscriminator(_ImprovedGanDiscriminator):
 
 
 class SketchDiscriminator(_ImprovedGanDiscriminator):
-  """The sketch discriminator (spec §3), one logit.
+  """The sketch discriminator (docs/paper.md §3), one logit.
 
   Trunk: 5x5 convs (pad 1) w, w stride 2; dropout 0.5; 2w stride 2; dropout
   0.5; 3x3 4w stride 2 (valid); NIN 4w. w = 20; 50 minibatch kernels.

@@ -17,23 +17,18 @@ import shutil
 
 from absl import logging
 import jax
-import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
-from deligan_jax.step import balancing
-from deligan_jax.runs import checksums
 from deligan_jax import config as config_lib
+from deligan_jax import experiment as experiment_lib
 from deligan_jax import models
-from deligan_jax.models import networks
+from deligan_jax.errors import CheckpointError
+from deligan_jax.runs import checksums
+from deligan_jax.runs.workdir import CONFIG_FILE
 from deligan_jax.step import state as train_state
 
 CHECKPOINT_DIR = "checkpoints"
 SET_ASIDE_DIR = "set_aside_checkpoints"  # where resumption moves the checkpoints it passes over
-CONFIG_FILE = "config.json"
-
-
-class CheckpointError(Exception):
-  """A checkpoint that does not fit this config's model, or one that could not be written."""
 
 
 def _shapes(tree) -> dict[str, tuple[int, ...]]:
@@ -181,11 +176,9 @@ def load_run(workdir: str,
     raise FileNotFoundError(f"{workdir} holds {config.num_seeds} seeds; pass one of its "
                             f"seed folders ({', '.join(run_workdirs(config, workdir))}) as "
                             "the workdir")
-  model = models.build(config)
-  rule = balancing.BalanceRule.from_config(config.balance)
-  shape = (config.network.init_examples, *networks.SAMPLE_SHAPES[config.network.name])
-  like = on_this_device(
-      jax.eval_shape(lambda: train_state.init_state(model, rule, 0, jnp.zeros(shape))))
+  experiment = experiment_lib.Experiment.from_config(config)
+  model = experiment.model
+  like = on_this_device(experiment.abstract_state())
   checkpointer = Checkpointer(workdir)
   try:
     if checkpointer.latest_step() is None:

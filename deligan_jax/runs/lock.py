@@ -15,15 +15,12 @@ import fcntl
 import json
 import os
 import socket
+from deligan_jax.errors import WorkdirBusy
 from typing import Callable, Iterator
 
 from absl import logging
 
 LOCK_FILE = "run.lock"
-
-
-class WorkdirBusy(Exception):
-  """Another live process owns the workdir."""
 
 
 def _describe(owner: dict) -> str:

@@ -1,25 +1,14 @@
-r"""Trains and evaluates several models over several seeds, and tabulates them.
-
-  python -m deligan_jax.scores.compare --config configs/mnist.py \
-      --models gan,gan++,ensemble,nx,moe,deligan --seeds 5 --workdir runs/compare_mnist
-  python -m deligan_jax.scores.compare --config configs/toy.py:bimodal --models gan,deligan \
-      --seeds 5 --workdir runs/compare_toy --config.num_steps=8000
+"""Several models over several seeds, trained, evaluated and tabulated.
 
 Each model trains all its seeds in one program (``num_seeds``) under
 ``WORKDIR/<model>/``; every seed is then evaluated (``eval.py``). Written into
 ``WORKDIR``: ``comparison.md`` (mean ± std over seeds), ``comparison.json`` (every
-seed's numbers) and ``comparison.png``. Config overrides apply to every model.
-``--paper_protocol`` adds the paper's Inception-based columns for CIFAR-10 and sketches
-(``paper_scores``; its 50000 samples unless ``--num_samples``) and their real-image floors.
+seed's numbers) and ``comparison.png``. Runs trained and evaluated another way (other
+overrides per arm, one ``train.py`` per seed) are tabulated alike: one folder per arm.
 
-Runs trained and evaluated another way (other overrides per arm, one ``train.py``
-per seed) are tabulated alike: one folder per arm under ``WORKDIR``::
-
-  python -m deligan_jax.scores.compare --tabulate --workdir runs/mnist500 \
-      --models gan,deligan,deligan_forced
-
-The tables give every seed's values and, for each pair of arms, the difference
-of means with its 95% bootstrap interval over seeds (``seed_statistics``).
+The tables give every seed's values and, for each pair of arms, the difference of means
+with its 95% bootstrap interval over seeds (:mod:`deligan_jax.scores.seed_statistics`).
+The command line: :mod:`deligan_jax.cli.compare`.
 """
 
 from __future__ import annotations
@@ -28,36 +17,15 @@ import json
 import os
 
 import numpy as np
-from absl import flags
-from ml_collections import config_flags
 
 from deligan_jax.runs import checkpoints
-from deligan_jax import cli
+from deligan_jax import errors
 from deligan_jax.scores import evaluation
 from deligan_jax.scores import paper_protocol as paper_scores
 from deligan_jax.runs import plots
 from deligan_jax.scores import seed_statistics
 from deligan_jax import training
 from deligan_jax.models import MODELS
-
-FLAGS = flags.FLAGS
-
-
-def define_flags() -> None:
-  """The command line; defined by the entry point, not on import (absl flags are global)."""
-  config_flags.DEFINE_config_file("config", None, "Experiment config file (path[:arg]).")
-  flags.DEFINE_list("models", list(MODELS), "Models to compare.")
-  flags.DEFINE_integer("seeds", 3, "Seeds per model.", lower_bound=1)
-  flags.DEFINE_string("workdir", None, "Where runs, evaluations and the table go.")
-  flags.DEFINE_integer("num_samples", None, "Samples scored per seed (eval.py's default).")
-  flags.DEFINE_string("cache_dir", None, "Where the evaluation classifier is cached.")
-  flags.DEFINE_integer("classifier_steps", 2000, "Training steps of the evaluation classifier.")
-  flags.DEFINE_bool("paper_protocol", False, "CIFAR-10, sketches: add the paper protocol's "
-                    "Inception-based scores (slow on a CPU: 0.2-1 s per sample).")
-  flags.DEFINE_bool("tabulate", False, "Only tabulate the evaluated runs already in --workdir "
-                    "(one folder per arm, --models: which and in what order; default all).")
-  flags.mark_flags_as_required(["workdir"])
-
 
 # (key in a seed's scores, column title, higher is better)
 IMAGE_COLUMNS = (("m_is", "m-IS", True), ("is", "IS", True), ("fid", "FID", False),
@@ -102,7 +70,7 @@ def compare(config, models: list[str], seeds: int, workdir: str,
   """Trains and evaluates every model, then :func:`tabulate`; returns its scores."""
   unknown = sorted(set(models) - set(MODELS))
   if unknown:
-    raise cli.RequestError(f"--models: unknown {unknown}; choose from {MODELS}")
+    raise errors.RequestError(f"--models: unknown {unknown}; choose from {MODELS}")
   for model in models:
     model_config = config.copy_and_resolve_references()
     model_config.model = model
@@ -129,7 +97,7 @@ def evaluated_seeds(arm_dir: str) -> list[dict]:
   paths = [os.path.join(d, evaluation.RESULTS) for d in seed_dirs(arm_dir)]
   paths = [p for p in paths if os.path.isfile(p)]
   if not paths:
-    raise cli.RequestError(f"{arm_dir} holds no evaluated run ({evaluation.RESULTS}); run "
+    raise errors.RequestError(f"{arm_dir} holds no evaluated run ({evaluation.RESULTS}); run "
                            "eval.py on its seeds first")
   results = []
   for path in paths:
@@ -151,7 +119,7 @@ def tabulate(workdir: str, arms: list[str] | None = None) -> dict:
     arms = sorted(d for d in os.listdir(workdir) if os.path.isdir(os.path.join(workdir, d))
                   and _holds_evaluations(os.path.join(workdir, d)))
   if not arms:
-    raise cli.RequestError(f"{workdir} holds no evaluated runs")
+    raise errors.RequestError(f"{workdir} holds no evaluated runs")
   results = {arm: evaluated_seeds(os.path.join(workdir, arm)) for arm in arms}
   scores = {arm: [seed_scores(r) for r in runs] for arm, runs in results.items()}
   first = next(iter(results.values()))[0]
@@ -215,22 +183,3 @@ def report(scores: dict, columns, header: str) -> str:
                    [run[key] for run in scores[earlier]]).cell() for key, _, _ in columns]
       lines.append(f"| {later} − {earlier} | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
-
-
-def main(argv):
-  del argv
-  if FLAGS.tabulate:
-    tabulate(FLAGS.workdir, FLAGS.models if FLAGS["models"].present else None)
-  elif FLAGS.config is None:
-    raise cli.RequestError("--config is required (or --tabulate to tabulate runs already "
-                           "evaluated in --workdir)")
-  else:
-    compare(FLAGS.config, FLAGS.models, FLAGS.seeds, FLAGS.workdir, FLAGS.num_samples,
-            FLAGS.cache_dir, FLAGS.classifier_steps, FLAGS.paper_protocol)
-  with open(os.path.join(FLAGS.workdir, "comparison.md")) as f:
-    print(f.read())
-
-
-if __name__ == "__main__":
-  define_flags()
-  cli.run(main)

@@ -25,40 +25,20 @@ import numpy as np
 
 from absl import logging
 
-from deligan_jax.runs import checkpoints
-from deligan_jax.scores import classifier as classifier_lib
-from deligan_jax.data import datasets, points
-from deligan_jax.data.common import DataError
-from deligan_jax.scores import metrics
 from deligan_jax import models
-from deligan_jax.scores import paper_protocol as paper_scores
-from deligan_jax.runs import plots
+from deligan_jax import sampling
+from deligan_jax.data import datasets, points
+from deligan_jax.errors import DataError
+from deligan_jax.runs import checkpoints
 from deligan_jax.runs import metrics_log as run_log
+from deligan_jax.runs import plots
+from deligan_jax.scores import classifier as classifier_lib
+from deligan_jax.scores import metrics
+from deligan_jax.scores import paper_protocol as paper_scores
 
 REPORT = "eval_report.md"
 RESULTS = "eval.json"
 NOISE_NAMES = {"normal": "N(0, 1)", "uniform": "U(-1, 1)"}
-
-
-def generate_samples(model, state, num: int, seed: int = 0, batch_norm: str = "running",
-                     batch_size: int = 100, component: int | None = None) -> np.ndarray:
-  """``num`` samples (of one ``component`` only, if given).
-
-  ``batch_norm='running'``: G's batch norm on its running averages, in one call.
-  ``'batch'`` (the official CIFAR-10 and sketch ``samplefun``): batches of ``batch_size``
-  generated in training mode, each normalised by its own statistics (with the 'batch'
-  assignment, one row per mixture component); the running averages are left as they are.
-  """
-  key = jax.random.key(seed)
-  if batch_norm == "running":
-    samples, _ = model.generate(state.params, state.batch_stats, key, num, train=False,
-                                component=component)
-    return np.asarray(samples)
-  draw = jax.jit(lambda params, stats, batch_key: model.generate(
-      params, stats, batch_key, batch_size, train=True, component=component)[0])
-  batches = [np.asarray(draw(state.params, state.batch_stats, jax.random.fold_in(key, i)))
-             for i in range(-(-num // batch_size))]
-  return np.concatenate(batches)[:num]
 
 
 def nearest_neighbour_distances(queries: np.ndarray, references: np.ndarray,
@@ -226,7 +206,7 @@ def diversity(model, state, samples: np.ndarray, test, out_dir: str,
          "spread_real": metrics.mean_pairwise_distance(flat(real[:k])),
          "spread_real_within_class": float(np.mean(per_class))}
   if model.has_components:
-    draws = [generate_samples(model, state, k, seed, component=c)
+    draws = [sampling.draw(model, state, k, seed, component=c)
              for c in range(model.num_components)]
     within = [metrics.mean_pairwise_distance(flat(d)) for d in draws]
     out.update(spread_within_component=float(np.mean(within)),
@@ -239,7 +219,7 @@ def diversity(model, state, samples: np.ndarray, test, out_dir: str,
 
 
 def _mixture_tsne(model, state, path: str) -> None:
-  """Each mixture mean's image, placed at the mean's t-SNE embedding (spec §3)."""
+  """Each mixture mean's image, placed at the mean's t-SNE embedding (docs/paper.md §3)."""
   from sklearn.manifold import TSNE  # only evaluation needs scikit-learn
 
   mu = np.asarray(state.params["mixture"]["mu"])
@@ -280,8 +260,7 @@ def evaluate(workdir: str, num_samples: int | None = None, cache: str | None = N
   paper_protocol = paper_protocol and config.data.name in paper_scores.DATASETS
   num_samples = num_samples or (50000 if paper_protocol else 5000 if image_data else 2000)
   sampler = models.for_sampling(model, config)
-  samples = generate_samples(sampler, state, num_samples, seed, config.sample_batch_norm,
-                             config.batch_size)
+  samples = sampling.draw_as_scored(model, config, state, num_samples, seed)
   train_x = datasets.load(config.data).x
   results = {"workdir": workdir, "model": config.model, "dataset": config.data.name,
              "step": int(state.step), "num_samples": num_samples, "sample_noise": sampler.noise}

@@ -1,8 +1,5 @@
 r"""Scores over training: each arm's seeds evaluated at chosen checkpoints, with a band over seeds.
 
-  python -m deligan_jax.scores.trajectory --workdir runs/mnist500 \
-      --models gan,deligan,deligan_forced --steps 1000,5000,10000,20000,40000
-
 ``WORKDIR`` holds one folder per arm, each with ``seed_<k>`` run folders (or one
 run), as :mod:`deligan_jax.scores.compare` lays them out. Every seed's checkpoint of
 each step is scored by :func:`evaluation.evaluate` (outputs under the run's
@@ -11,7 +8,7 @@ trajectory resumes). Written into ``WORKDIR``: ``trajectory.json`` (every
 value), ``trajectory.md`` (mean ± std per arm and step) and ``trajectory.png``:
 the scores at each step, next to D's share of updates and the mixture's mean
 sigma over the whole run from ``metrics.jsonl``, each a mean over seeds with a
-band of ± one std.
+band of ± one std. The command line: :mod:`deligan_jax.cli.trajectory`.
 """
 
 from __future__ import annotations
@@ -20,32 +17,19 @@ import json
 import os
 
 import numpy as np
-from absl import flags
 from absl import logging
 
+from deligan_jax import errors
 from deligan_jax.runs import checkpoints
-from deligan_jax import cli
+from deligan_jax.runs import metrics_log as run_log
+from deligan_jax.runs import plots
 from deligan_jax.scores import compare
 from deligan_jax.scores import evaluation
-from deligan_jax.runs import plots
-from deligan_jax.runs import metrics_log as run_log
 from deligan_jax.scores import seed_statistics
-
-FLAGS = flags.FLAGS
 
 # Training curves read from metrics.jsonl, averaged over bins of this many batches.
 CURVES = (("d_fraction", "D's share of updates"), ("sigma_mean", "mixture mean |sigma|"))
 CURVE_BIN = 1000
-
-
-def define_flags() -> None:
-  flags.DEFINE_string("workdir", None, "A folder of arms (see the module docstring).")
-  flags.DEFINE_list("models", None, "Arms (folders of --workdir) in order; default all.")
-  flags.DEFINE_list("steps", ["1000", "5000", "10000", "20000", "40000"],
-                    "Checkpoints (batches) to score.")
-  flags.DEFINE_integer("num_samples", None, "Samples scored per checkpoint (eval.py's default).")
-  flags.DEFINE_string("cache_dir", None, "Where the evaluation classifier is cached.")
-  flags.mark_flags_as_required(["workdir"])
 
 
 def scores_at(run_dir: str, step: int, num_samples: int | None, cache: str | None) -> dict | None:
@@ -86,12 +70,12 @@ def trajectory(workdir: str, arms: list[str] | None, steps: list[int],
     arms = sorted(d for d in os.listdir(workdir) if os.path.isdir(os.path.join(workdir, d))
                   and compare.seed_dirs(os.path.join(workdir, d)))
   if not arms:
-    raise cli.RequestError(f"{workdir} holds no run folders")
+    raise errors.RequestError(f"{workdir} holds no run folders")
   scores, curves = {}, {}
   for arm in arms:
     runs = compare.seed_dirs(os.path.join(workdir, arm))
     if not runs:
-      raise cli.RequestError(f"{os.path.join(workdir, arm)} holds no runs")
+      raise errors.RequestError(f"{os.path.join(workdir, arm)} holds no runs")
     scores[arm] = {}
     for step in steps:
       found = [scores_at(run, step, num_samples, cache) for run in runs]
@@ -133,20 +117,3 @@ def table(scores: dict, columns) -> str:
         cells.append(f"{mean:.3f} ± {std:.3f}" if np.isfinite(mean) else "n/a")
       lines.append(f"| {arm} ({len(runs)}) | {step} | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
-
-
-def main(argv):
-  del argv
-  try:
-    steps = [int(step) for step in FLAGS.steps]
-  except ValueError as e:
-    raise cli.RequestError(f"--steps must be batch numbers, got {FLAGS.steps}") from e
-  trajectory(FLAGS.workdir, FLAGS.models, steps, FLAGS.num_samples, FLAGS.cache_dir)
-  with open(os.path.join(FLAGS.workdir, "trajectory.md")) as f:
-    print(f.read())
-  print(f"wrote {os.path.join(FLAGS.workdir, 'trajectory.png')}")
-
-
-if __name__ == "__main__":
-  define_flags()
-  cli.run(main)

