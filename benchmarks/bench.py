@@ -41,7 +41,6 @@ import dataclasses
 import importlib.util
 import json
 import statistics
-import sys
 import time
 from collections.abc import Callable
 
@@ -53,7 +52,8 @@ from absl import flags
 from ml_collections import config_flags
 
 from deligan_jax.data import datasets
-from deligan_jax.data.common import DataError
+from deligan_jax import cli
+from deligan_jax import errors
 from deligan_jax import models
 from deligan_jax.models import networks
 from deligan_jax.experiment import Experiment
@@ -298,7 +298,8 @@ def print_scaling(names: list[str], quick: bool, repeats: int, dtype: str,
   """The scaling table (or JSON rows); a bad name or missing data ends it in one line."""
   unknown = sorted(set(names) - set(SCALING))
   if unknown:
-    sys.exit(f"error: --scaling: unknown datasets {unknown}; use some of {list(SCALING)}")
+    raise errors.RequestError(f"--scaling: unknown datasets {unknown}; use some of "
+                              f"{list(SCALING)}")
   if not as_json:
     print(f"{jax.devices()[0].device_kind} x{jax.device_count()} ({jax.default_backend()}), "
           f"{dtype}")
@@ -306,10 +307,7 @@ def print_scaling(names: list[str], quick: bool, repeats: int, dtype: str,
           "| target | compile s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
   for name in names:
-    try:
-      rows = measure_scaling(name, quick, repeats, dtype)
-    except DataError as error:
-      sys.exit(f"error: {error}")
+    rows = measure_scaling(name, quick, repeats, dtype)
     for row in rows:
       print(json.dumps(row) if as_json else format_scaling_row(row), flush=True)
 
@@ -344,5 +342,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  define_flags()
-  app.run(main)
+  cli.run(main, define_flags)

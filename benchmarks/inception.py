@@ -93,8 +93,11 @@ def main(argv):
   print(report(results))
 
 
-if __name__ == "__main__":
+def define_flags() -> None:
   flags.DEFINE_integer("num_images", 200, "Images to time.", lower_bound=1)
   flags.DEFINE_integer("batch_size", 50, "Images per call.", lower_bound=1)
   flags.DEFINE_string("cache_dir", None, "Where the converted Inception weights are.")
-  cli.run(main)
+
+
+if __name__ == "__main__":
+  cli.run(main, define_flags)

@@ -21,7 +21,7 @@ from deligan_jax.step import losses
 from deligan_jax import mixture
 from deligan_jax.models import networks
 from deligan_jax.step import optim
-from deligan_jax.runs import stall
+from deligan_jax.step import stall
 from deligan_jax.models import MODELS
 from deligan_jax.errors import ConfigError
 

@@ -38,8 +38,9 @@ from deligan_jax.runs import checkpoints
 from deligan_jax.runs import lock
 from deligan_jax.runs import metrics_log
 from deligan_jax.runs import plots
-from deligan_jax.runs import stall
+from deligan_jax.step import stall
 from deligan_jax.runs import workdir as workdir_lib
+from deligan_jax.scores import seed_statistics
 from deligan_jax.step import state as state_lib
 
 
@@ -89,10 +90,7 @@ def _across_seeds(summaries: list[dict[str, float]]) -> dict[str, float]:
   """Mean and standard deviation over seeds of each summarised metric."""
   out = {}
   for key in summaries[0]:
-    values = np.array([s[key] for s in summaries], np.float64)
-    finite = values[np.isfinite(values)]
-    out[key] = float(finite.mean()) if finite.size else float("nan")
-    out[f"{key}_std"] = float(finite.std()) if finite.size else float("nan")
+    out[key], out[f"{key}_std"] = seed_statistics.mean_std([s[key] for s in summaries])
   return out
 
 

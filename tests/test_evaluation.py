@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from deligan_jax import training
+from deligan_jax.cli import compare as compare_cli
 from deligan_jax.scores import classifier
 from deligan_jax.scores import compare
+from deligan_jax.scores import metrics
 from deligan_jax.scores import evaluation
 from deligan_jax.runs import plots
 from tests.conftest import REPO, small_config
@@ -47,10 +49,11 @@ def test_memorisation_leaves_out_test_images_it_trained_on():
   assert np.isnan(seen["fraction_closer_than_test_p1"]) and np.isnan(seen["test_to_train_p1"])
 
 
-def test_nearest_neighbours_match_brute_force():
+def test_nearest_neighbours_match_brute_force(monkeypatch):
+  monkeypatch.setattr(metrics, "_ROWS_PER_CHUNK", 3)  # several blocks of queries
   rng = np.random.default_rng(1)
   queries, references = rng.normal(size=(7, 3, 3, 1)), rng.normal(size=(11, 3, 3, 1))
-  distances, indices = evaluation.nearest_neighbour_distances(queries, references, chunk=3)
+  distances, indices = metrics.nearest_reference(queries, references)
   brute = np.linalg.norm(queries.reshape(7, 1, -1) - references.reshape(1, 11, -1), axis=-1)
   np.testing.assert_array_equal(indices, brute.argmin(1))
   np.testing.assert_allclose(distances, brute.min(1), rtol=1e-6)
@@ -122,7 +125,7 @@ def test_eval_on_an_mnist_run_writes_every_output(tmp_path, mnist_dir):
 
 def test_compare_end_to_end_on_toy(tmp_path):
   config = small_config("toy", "bimodal")
-  scores = compare.compare(config, ["gan", "deligan"], 2, str(tmp_path), num_samples=100)
+  scores = compare_cli.train_and_compare(config, ["gan", "deligan"], 2, str(tmp_path), num_samples=100)
   assert set(scores) == {"gan", "deligan"} and all(len(v) == 2 for v in scores.values())
   table = (tmp_path / "comparison.md").read_text()
   assert "| gan |" in table and "| deligan |" in table and "±" in table
@@ -158,12 +161,12 @@ def test_compare_tabulates_the_paper_protocol_beside_its_real_floors(tmp_path, m
       json.dump(results, f)
     return results
 
-  monkeypatch.setattr(compare.training, "train_and_evaluate", lambda config, workdir: None)
-  monkeypatch.setattr(compare.checkpoints, "run_workdirs",
+  monkeypatch.setattr(compare_cli.training, "train_and_evaluate", lambda config, workdir: None)
+  monkeypatch.setattr(compare_cli.checkpoints, "run_workdirs",
                       lambda config, workdir: [f"{workdir}/seed_{k}" for k in range(2)])
-  monkeypatch.setattr(compare.evaluation, "evaluate", evaluate)
-  scores = compare.compare(small_config("cifar10"), ["gan", "deligan"], 2, str(tmp_path),
-                           num_samples=500, paper_protocol=True)
+  monkeypatch.setattr(compare_cli.evaluation, "evaluate", evaluate)
+  scores = compare_cli.train_and_compare(small_config("cifar10"), ["gan", "deligan"], 2,
+                                         str(tmp_path), num_samples=500, paper_protocol=True)
   assert asked == [(500, True)] * 4
   assert [s["m_is_paper"] for s in scores["deligan"]] == [3.0, 5.0]
   table = (tmp_path / "comparison.md").read_text()

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from deligan_jax.runs import stall
+from deligan_jax.step import stall
 from deligan_jax import training
 from tests.conftest import load_config
 

@@ -50,8 +50,13 @@ def _last_line(message: str) -> str:
   return text if "Traceback" in message and kind.endswith("Error") else last
 
 
-def run(main: Callable[[list[str]], None]) -> None:
-  """``app.run(main)``, with one-line user errors, no INFO logging and the compilation cache."""
+def run(main: Callable[[list[str]], None],
+        define_flags: Callable[[], None] | None = None) -> None:
+  """``app.run(main)`` after ``define_flags()``, with one-line user errors, no INFO logging and
+  the compilation cache. Flags are defined by the entry point, not on import (absl flags are
+  global: two commands' modules may be imported together)."""
+  if define_flags is not None:
+    define_flags()
 
   def quiet_main(argv: list[str]) -> None:
     if len(argv) > 1:

@@ -31,8 +31,11 @@ from ml_collections import config_flags
 
 from deligan_jax import cli
 from deligan_jax import errors
+from deligan_jax import training
 from deligan_jax.models import MODELS
-from deligan_jax.scores.compare import compare, tabulate
+from deligan_jax.runs import checkpoints
+from deligan_jax.scores import compare
+from deligan_jax.scores import evaluation
 
 FLAGS = flags.FLAGS
 
@@ -53,23 +56,42 @@ def define_flags() -> None:
   flags.mark_flags_as_required(["workdir"])
 
 
+def train_and_compare(config, models: list[str], seeds: int, workdir: str,
+            num_samples: int | None = None, cache: str | None = None,
+            classifier_steps: int = 2000, paper_protocol: bool = False) -> dict:
+  """Trains and evaluates every model, then :func:`tabulate`; returns its scores."""
+  unknown = sorted(set(models) - set(MODELS))
+  if unknown:
+    raise errors.RequestError(f"--models: unknown {unknown}; choose from {MODELS}")
+  for model in models:
+    model_config = config.copy_and_resolve_references()
+    model_config.model = model
+    model_config.num_seeds = seeds
+    run_dir = os.path.join(workdir, model)
+    training.train_and_evaluate(model_config, run_dir)
+    for seed_dir in checkpoints.run_workdirs(model_config, run_dir):
+      evaluation.evaluate(seed_dir, num_samples, cache, classifier_steps=classifier_steps,
+                          paper_protocol=paper_protocol)
+  return compare.tabulate(workdir, models)
+
+
 def main(argv):
   del argv
   if FLAGS.tabulate:
-    tabulate(FLAGS.workdir, FLAGS.models if FLAGS["models"].present else None)
+    compare.tabulate(FLAGS.workdir, FLAGS.models if FLAGS["models"].present else None)
   elif FLAGS.config is None:
     raise errors.RequestError("--config is required (or --tabulate to tabulate runs already "
                               "evaluated in --workdir)")
   else:
-    compare(FLAGS.config, FLAGS.models, FLAGS.seeds, FLAGS.workdir, FLAGS.num_samples,
-            FLAGS.cache_dir, FLAGS.classifier_steps, FLAGS.paper_protocol)
+    train_and_compare(FLAGS.config, FLAGS.models, FLAGS.seeds, FLAGS.workdir,
+                      FLAGS.num_samples, FLAGS.cache_dir, FLAGS.classifier_steps,
+                      FLAGS.paper_protocol)
   with open(os.path.join(FLAGS.workdir, "comparison.md")) as f:
     print(f.read())
 
 
 def run() -> None:
-  define_flags()
-  cli.run(main)
+  cli.run(main, define_flags)
 
 
 if __name__ == "__main__":

@@ -52,8 +52,7 @@ def main(argv):
 
 
 def run() -> None:
-  define_flags()
-  cli.run(main)
+  cli.run(main, define_flags)
 
 
 if __name__ == "__main__":

@@ -41,8 +41,7 @@ def main(argv):
 
 
 def run() -> None:
-  define_flags()
-  cli.run(main)
+  cli.run(main, define_flags)
 
 
 if __name__ == "__main__":

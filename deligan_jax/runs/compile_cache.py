@@ -15,7 +15,7 @@ import os
 
 import jax
 
-from deligan_jax.scores import classifier
+from deligan_jax.runs import cache
 
 ENV = "DELIGAN_COMPILATION_CACHE"
 OFF = ("off", "0", "false", "no")
@@ -28,7 +28,7 @@ def folder() -> str | None:
   chosen = os.environ.get(ENV, "")
   if chosen.lower() in OFF:
     return None
-  return os.path.expanduser(chosen) if chosen else os.path.join(classifier.cache_dir(), "jax")
+  return os.path.expanduser(chosen) if chosen else os.path.join(cache.folder(), "jax")
 
 
 def enable() -> None:

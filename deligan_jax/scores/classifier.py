@@ -28,12 +28,11 @@ import tqdm
 
 from deligan_jax.step import augment
 from deligan_jax.models import conv
-from deligan_jax.runs import atomic_files as files
+from deligan_jax.runs import cache
 from deligan_jax.data import common as data_common
 from deligan_jax.data import datasets
 from deligan_jax.data import mnist
 
-CACHE_ENV = "DELIGAN_CACHE_DIR"
 SCORE_LABEL = "classifier-based (a CNN trained on the real data, not Inception)"
 
 
@@ -88,19 +87,13 @@ def _predict(params, images, num_classes):
   return jax.nn.softmax(logits), features
 
 
-def cache_dir(configured: str | None = None) -> str:
-  """Where trained classifiers are kept: the argument, ``$DELIGAN_CACHE_DIR``, or ~/.cache."""
-  return (configured or os.environ.get(CACHE_ENV)
-          or os.path.join(os.path.expanduser("~"), ".cache", "deligan_jax"))
-
-
 # The MNIST classifier shipped with the package (how it was made: CLASSIFIERS.md beside it),
 # for evaluation where the MNIST training images are missing.
 SHIPPED_MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data",
                              "mnist_cnn_steps300_seed0")
 
 
-def train_classifier(data_config: Any, cache: str | None = None, steps: int = 2000,
+def train_classifier(data_config: Any, cache_dir: str | None = None, steps: int = 2000,
                      batch_size: int = 128, seed: int = 0) -> Classifier:
   """The classifier of an image dataset: loaded from the cache, or trained and cached.
 
@@ -114,10 +107,10 @@ def train_classifier(data_config: Any, cache: str | None = None, steps: int = 20
   except data_common.DataError as error:
     if data_common.config_field(data_config, "name") != "mnist":
       raise
-    return _mnist_without_training_images(cache, steps, seed, error)
-  path = os.path.join(cache_dir(cache),
+    return _mnist_without_training_images(cache_dir, steps, seed, error)
+  path = os.path.join(cache.folder(cache_dir),
                       f"{train.name}{_data_tag(train)}_cnn_steps{steps}_seed{seed}")
-  if _stored(path):
+  if cache.has_entry(path, ".msgpack"):
     return _load(path, train.x.shape[1:], train.class_names, train.name, seed)
 
   model = CnnClassifier(len(train.class_names))
@@ -128,25 +121,22 @@ def train_classifier(data_config: Any, cache: str | None = None, steps: int = 20
   predictions = classifier.predict(test.x)[0].argmax(-1)
   classifier = dataclasses.replace(classifier,
                                    test_accuracy=float(np.mean(predictions == test.labels)))
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  # Weights first, accuracy last: a cache entry counts only when both exist.
-  files.write_atomic(path + ".msgpack", flax.serialization.to_bytes(params))
-  files.write_atomic(path + ".json", json.dumps({
+  cache.write_entry(path, ".msgpack", flax.serialization.to_bytes(params), {
       "test_accuracy": classifier.test_accuracy, "steps": steps, "seed": seed,
       "num_train": len(train.x), "num_test": len(test.x),
-      "class_names": train.class_names}).encode())
+      "class_names": train.class_names})
   return classifier
 
 
-def _mnist_without_training_images(cache: str | None, steps: int, seed: int,
+def _mnist_without_training_images(cache_dir: str | None, steps: int, seed: int,
                                    error: Exception) -> Classifier:
   """The cached MNIST classifier of ``steps`` and ``seed``, else the shipped one (said in a line).
 
   MNIST's training split is always the same 60000 images, so a cached
   classifier is found without reading them.
   """
-  cached = os.path.join(cache_dir(cache), f"mnist_cnn_steps{steps}_seed{seed}")
-  if _stored(cached):
+  cached = os.path.join(cache.folder(cache_dir), f"mnist_cnn_steps{steps}_seed{seed}")
+  if cache.has_entry(cached, ".msgpack"):
     return _load(cached, (28, 28, 1), mnist.MNIST_CLASSES, "mnist", seed)
   shipped = shipped_mnist()
   logging.warning("the MNIST training images are missing, so the scores use the classifier "
@@ -162,19 +152,14 @@ def shipped_mnist() -> Classifier:
   return _load(SHIPPED_MNIST, (28, 28, 1), mnist.MNIST_CLASSES, "mnist", 0)
 
 
-def _stored(path: str) -> bool:
-  return os.path.exists(path + ".msgpack") and os.path.exists(path + ".json")
-
-
 def _load(path: str, image_shape, class_names, dataset: str, seed: int) -> Classifier:
   """A stored classifier: weights ``path.msgpack``, test accuracy in ``path.json``."""
   model = CnnClassifier(len(class_names))
   template = model.init(jax.random.key(seed), jnp.zeros((1, *image_shape)))["params"]
   with open(path + ".msgpack", "rb") as f:
     params = flax.serialization.from_bytes(template, f.read())
-  with open(path + ".json") as f:
-    return Classifier(params, json.load(f)["test_accuracy"], tuple(class_names),
-                      f"{dataset}-cnn")
+  return Classifier(params, cache.read_record(path)["test_accuracy"], tuple(class_names),
+                    f"{dataset}-cnn")
 
 
 def _data_tag(train: data_common.Dataset) -> str:

@@ -1,7 +1,7 @@
-"""Several models over several seeds, trained, evaluated and tabulated.
+"""Several models over several seeds, tabulated: every seed's scores and the differences.
 
-Each model trains all its seeds in one program (``num_seeds``) under
-``WORKDIR/<model>/``; every seed is then evaluated (``eval.py``). Written into
+:func:`deligan_jax.cli.compare.train_and_compare` trains each model's seeds in one program
+(``num_seeds``) under ``WORKDIR/<model>/`` and evaluates every seed (``eval.py``). Written into
 ``WORKDIR``: ``comparison.md`` (mean ± std over seeds), ``comparison.json`` (every
 seed's numbers) and ``comparison.png``. Runs trained and evaluated another way (other
 overrides per arm, one ``train.py`` per seed) are tabulated alike: one folder per arm.
@@ -18,14 +18,12 @@ import os
 
 import numpy as np
 
-from deligan_jax.runs import checkpoints
 from deligan_jax import errors
+from deligan_jax.runs import checkpoints
+from deligan_jax.runs import plots
 from deligan_jax.scores import evaluation
 from deligan_jax.scores import paper_protocol as paper_scores
-from deligan_jax.runs import plots
 from deligan_jax.scores import seed_statistics
-from deligan_jax import training
-from deligan_jax.models import MODELS
 
 # (key in a seed's scores, column title, higher is better)
 IMAGE_COLUMNS = (("m_is", "m-IS", True), ("is", "IS", True), ("fid", "FID", False),
@@ -64,25 +62,6 @@ def seed_scores(results: dict) -> dict[str, float]:
   return scores
 
 
-def compare(config, models: list[str], seeds: int, workdir: str,
-            num_samples: int | None = None, cache: str | None = None,
-            classifier_steps: int = 2000, paper_protocol: bool = False) -> dict:
-  """Trains and evaluates every model, then :func:`tabulate`; returns its scores."""
-  unknown = sorted(set(models) - set(MODELS))
-  if unknown:
-    raise errors.RequestError(f"--models: unknown {unknown}; choose from {MODELS}")
-  for model in models:
-    model_config = config.copy_and_resolve_references()
-    model_config.model = model
-    model_config.num_seeds = seeds
-    run_dir = os.path.join(workdir, model)
-    training.train_and_evaluate(model_config, run_dir)
-    for seed_dir in checkpoints.run_workdirs(model_config, run_dir):
-      evaluation.evaluate(seed_dir, num_samples, cache, classifier_steps=classifier_steps,
-                          paper_protocol=paper_protocol)
-  return tabulate(workdir, models)
-
-
 def seed_dirs(arm_dir: str) -> list[str]:
   """The runs of one arm: its ``seed_<k>`` folders in seed order, else the arm itself if a run."""
   seeds = sorted((d for d in os.listdir(arm_dir) if d.startswith("seed_")),
@@ -109,7 +88,7 @@ def evaluated_seeds(arm_dir: str) -> list[dict]:
 def tabulate(workdir: str, arms: list[str] | None = None) -> dict:
   """Tables of every arm's evaluated seeds under ``workdir``; returns ``{arm: [scores]}``.
 
-  An arm is a folder of ``workdir`` (a model of :func:`compare`, or any run
+  An arm is a folder of ``workdir`` (a model trained by ``deligan_jax.cli.compare``, or any run
   trained another way, e.g. with other config overrides) holding one evaluated
   run or ``seed_<k>`` folders of them. ``arms`` (default: every folder holding
   an evaluation, sorted) also sets the order of the differences.

@@ -41,22 +41,6 @@ RESULTS = "eval.json"
 NOISE_NAMES = {"normal": "N(0, 1)", "uniform": "U(-1, 1)"}
 
 
-def nearest_neighbour_distances(queries: np.ndarray, references: np.ndarray,
-                                chunk: int = 500) -> tuple[np.ndarray, np.ndarray]:
-  """Euclidean (pixel) distance from each query to its nearest reference, and that index."""
-  q = queries.reshape(len(queries), -1).astype(np.float64)
-  r = references.reshape(len(references), -1).astype(np.float64)
-  r_sq = np.sum(r * r, axis=1)
-  distances, indices = [], []
-  for start in range(0, len(q), chunk):
-    block = q[start:start + chunk]
-    sq = np.sum(block * block, axis=1)[:, None] + r_sq[None, :] - 2 * block @ r.T
-    nearest = np.argmin(sq, axis=1)
-    indices.append(nearest)
-    distances.append(np.sqrt(np.maximum(sq[np.arange(len(block)), nearest], 0.0)))
-  return np.concatenate(distances), np.concatenate(indices)
-
-
 def memorisation(samples: np.ndarray, train: np.ndarray, test: np.ndarray | None) -> dict:
   """How close samples come to the training set, against how close real test images come.
 
@@ -66,8 +50,8 @@ def memorisation(samples: np.ndarray, train: np.ndarray, test: np.ndarray | None
   (the sketch GANs train on every sketch) are no such reference and are left
   out; when none is left (or ``test`` is None: no test images), the test figures are NaN.
   """
-  sample_d, sample_index = nearest_neighbour_distances(samples, train)
-  test_d = np.zeros(0) if test is None else nearest_neighbour_distances(test, train)[0]
+  sample_d, sample_index = metrics.nearest_reference(samples, train)
+  test_d = np.zeros(0) if test is None else metrics.nearest_reference(test, train)[0]
   # Distinct 8-bit images differ by at least one level (2/255) somewhere; below
   # that, a distance is the rounding of the distance formula on a copy.
   unseen = test_d[test_d > 1e-3]

@@ -207,6 +207,23 @@ def precision_recall(real_feats: np.ndarray, fake_feats: np.ndarray,
           _fraction_inside(real_feats, fake_feats, fake_radii))
 
 
+def nearest_reference(queries: np.ndarray,
+                      references: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Euclidean distance from each query to its nearest reference, and that reference's index.
+
+  Rows are flattened; non-finite rows give NaN distances rather than an error, so that a
+  diverged model's samples are reported, not refused.
+  """
+  queries = np.asarray(queries, np.float64).reshape(len(queries), -1)
+  references = np.asarray(references, np.float64).reshape(len(references), -1)
+  distances, indices = np.empty(len(queries)), np.empty(len(queries), np.int64)
+  for start, squared in _squared_distance_blocks(queries, references):
+    rows = slice(start, start + len(squared))
+    indices[rows] = np.argmin(squared, axis=1)
+    distances[rows] = np.sqrt(squared[np.arange(len(squared)), indices[rows]])
+  return distances, indices
+
+
 def nearest_neighbour_distances(points: np.ndarray) -> np.ndarray:
   """Euclidean distance from each row of ``points`` to its nearest other row."""
   points = _as_matrix("points", points, min_rows=2)

@@ -24,7 +24,6 @@ import dataclasses
 import functools
 import hashlib
 import io
-import json
 import os
 from typing import Any
 
@@ -32,8 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deligan_jax.scores import classifier
-from deligan_jax.runs import atomic_files as files
+from deligan_jax.runs import cache
 from deligan_jax.scores import inception
 from deligan_jax.scores import metrics
 from deligan_jax.data import common as data_common
@@ -117,10 +115,10 @@ def _softmax(params, data_config, test_features, test_labels, cache_dir) -> Tran
   train = datasets.load_split(data_config, "train")
   digest = hashlib.sha1(store.image_keys(inception.to_uint8(train.x)).tobytes()
                         + train.labels.tobytes()).hexdigest()[:10]
-  path = os.path.join(classifier.cache_dir(cache_dir), f"{train.name}_transfer_softmax_{digest}")
-  if os.path.exists(path + ".npz") and os.path.exists(path + ".json"):
-    with np.load(path + ".npz") as stored, open(path + ".json") as f:
-      return TransferSoftmax(stored["weights"], stored["bias"], **json.load(f))
+  path = os.path.join(cache.folder(cache_dir), f"{train.name}_transfer_softmax_{digest}")
+  if cache.has_entry(path, ".npz"):
+    with np.load(path + ".npz") as stored:
+      return TransferSoftmax(stored["weights"], stored["bias"], **cache.read_record(path))
   weights, bias, validation_accuracy = fit_transfer_softmax(
       _real_features(params, train, cache_dir), train.labels, len(train.class_names))
   softmax = TransferSoftmax(weights, bias, validation_accuracy, 0.0)
@@ -128,10 +126,8 @@ def _softmax(params, data_config, test_features, test_labels, cache_dir) -> Tran
       np.mean(softmax.predict(test_features).argmax(1) == test_labels)))
   buffer = io.BytesIO()
   np.savez(buffer, weights=weights, bias=bias)
-  # Weights first, accuracies last: a cache entry counts only when both exist.
-  files.write_atomic(path + ".npz", buffer.getvalue())
-  files.write_atomic(path + ".json", json.dumps(
-      {"validation_accuracy": validation_accuracy, "test_accuracy": softmax.test_accuracy}))
+  cache.write_entry(path, ".npz", buffer.getvalue(), {
+      "validation_accuracy": validation_accuracy, "test_accuracy": softmax.test_accuracy})
   return softmax
 
 

@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 import tqdm
 
-from deligan_jax.scores import classifier
+from deligan_jax.runs import cache
 from deligan_jax.runs import atomic_files as files
 from deligan_jax.scores import inception
 from deligan_jax.scores.inception import weights
 
 
 def store_path(cache_dir: str | None = None) -> str:
-  return os.path.join(classifier.cache_dir(cache_dir),
+  return os.path.join(cache.folder(cache_dir),
                       f"inception_features_{weights.ARCHIVE_SHA1[:8]}.npz")
 
 

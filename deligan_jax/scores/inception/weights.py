@@ -21,7 +21,7 @@ import zipfile
 
 import numpy as np
 
-from deligan_jax.scores import classifier
+from deligan_jax.runs import cache
 from deligan_jax.runs import atomic_files as files
 from deligan_jax.scores.inception import torchscript
 from deligan_jax.errors import WeightsError
@@ -37,12 +37,12 @@ FETCH_COMMAND = "python -m deligan_jax.cli.fetch_inception"
 
 
 def cache_path(cache_dir: str | None = None) -> str:
-  return os.path.join(classifier.cache_dir(cache_dir), CACHE_NAME)
+  return os.path.join(cache.folder(cache_dir), CACHE_NAME)
 
 
 def archive_path(cache_dir: str | None = None) -> str:
   """The checked TorchScript archive, kept beside the converted weights."""
-  return os.path.join(classifier.cache_dir(cache_dir), f"fid_helper_default_1_{ARCHIVE_SHA1[:8]}.pt")
+  return os.path.join(cache.folder(cache_dir), f"fid_helper_default_1_{ARCHIVE_SHA1[:8]}.pt")
 
 
 def archive_bytes(source: str) -> bytes:
