@@ -1,4 +1,4 @@
-"""Evaluates a trained run: ``python eval.py --workdir runs/mnist`` (see deligan_jax/cli/evaluate.py)."""
+"""Evaluates a trained run: ``python eval.py --workdir runs/mnist`` (deligan_jax/cli/evaluate.py)"""
 
 from deligan_jax.cli import evaluate
 

@@ -1,4 +1,4 @@
-r"""CIFAR-10, 2000 training images (a seed-1 permutation), docs/paper.md §3: ``configs/cifar10.py:<model>``.
+r"""CIFAR-10, the 2000 images of the official selection, docs/paper.md §3: ``cifar10.py:<model>``.
 
 The semi-supervised Improved-GAN discriminator (10 class logits), N = d = 100,
 each batch 1 D then 3 G updates, 1200 epochs::

@@ -125,7 +125,8 @@ def test_eval_on_an_mnist_run_writes_every_output(tmp_path, mnist_dir):
 
 def test_compare_end_to_end_on_toy(tmp_path):
   config = small_config("toy", "bimodal")
-  scores = compare_cli.train_and_compare(config, ["gan", "deligan"], 2, str(tmp_path), num_samples=100)
+  scores = compare_cli.train_and_compare(config, ["gan", "deligan"], 2, str(tmp_path),
+                                         num_samples=100)
   assert set(scores) == {"gan", "deligan"} and all(len(v) == 2 for v in scores.values())
   table = (tmp_path / "comparison.md").read_text()
   assert "| gan |" in table and "| deligan |" in table and "±" in table

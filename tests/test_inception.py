@@ -117,7 +117,7 @@ def test_wrong_file_is_refused_in_one_line(tmp_path):
   fake = tmp_path / "default_1.pt"
   with zipfile.ZipFile(fake, "w") as archive:
     archive.writestr("x/data.pkl", b"not the weights")
-  result = subprocess.run([sys.executable, "-m", "deligan_jax.scores.inception", "fetch", "--source",
+  result = subprocess.run([sys.executable, "-m", "deligan_jax.cli.fetch_inception", "--source",
                            str(fake), "--cache_dir", str(tmp_path)], capture_output=True,
                           text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
   assert result.returncode == 1

