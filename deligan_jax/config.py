@@ -178,6 +178,10 @@ def parse_arg(arg: str | None, choices: dict[str, tuple[str, ...]],
   return parsed
 
 
+def _one_of(value, choices, field: str) -> None:
+  _require(value in choices, field, f"must be one of {choices}, got {value!r}")
+
+
 def _require(condition: bool, field: str, message: str) -> None:
   if not condition:
     raise ConfigError(f"config.{field}: {message}")
@@ -216,7 +220,13 @@ def _check_fields(flat: dict) -> None:
 def validate(c: ml_collections.ConfigDict) -> None:
   """Raises :class:`ConfigError` naming the first field whose value cannot work."""
   _check_fields(flatten(c.to_dict()))
-  _require(c.model in MODELS, "model", f"must be one of {MODELS}, got {c.model!r}")
+  for section in (_validate_run, _validate_data, _validate_network, _validate_objective,
+                  _validate_latent, _validate_optim, _validate_balance):
+    section(c)
+
+
+def _validate_run(c: ml_collections.ConfigDict) -> None:
+  _one_of(c.model, MODELS, "model")
   _require(c.num_steps >= 0, "num_steps", f"must be >= 0, got {c.num_steps}")
   for field in ("batch_size", "num_seeds", "steps_per_dispatch", "log_every", "sample_every",
                 "checkpoint_every", "keep_checkpoints", "num_plot_samples"):
@@ -224,23 +234,20 @@ def validate(c: ml_collections.ConfigDict) -> None:
   for field in ("log_every", "sample_every", "checkpoint_every"):
     _require(c[field] % c.steps_per_dispatch == 0, field,
              f"must be a multiple of steps_per_dispatch={c.steps_per_dispatch}, got {c[field]}")
-  _require(c.on_non_finite in ON_NON_FINITE, "on_non_finite",
-           f"must be one of {ON_NON_FINITE}, got {c.on_non_finite!r}")
+  _one_of(c.on_non_finite, ON_NON_FINITE, "on_non_finite")
   _require(c.max_reseeds >= 0, "max_reseeds", f"must be >= 0, got {c.max_reseeds}")
   _require(c.stall.windows >= 0, "stall.windows", f"must be >= 0, got {c.stall.windows}")
   _require(c.stall.probe_tolerance >= 0, "stall.probe_tolerance",
            f"must be >= 0, got {c.stall.probe_tolerance}")
-  _require(c.stall.action in stall.ACTIONS, "stall.action",
-           f"must be one of {stall.ACTIONS}, got {c.stall.action!r}")
-  _require(c.batch_order in BATCH_ORDERS, "batch_order",
-           f"must be one of {BATCH_ORDERS}, got {c.batch_order!r}")
-  _require(c.sample_batch_norm in SAMPLE_BATCH_NORMS, "sample_batch_norm",
-           f"must be one of {SAMPLE_BATCH_NORMS}, got {c.sample_batch_norm!r}")
+  _one_of(c.stall.action, stall.ACTIONS, "stall.action")
+  _one_of(c.batch_order, BATCH_ORDERS, "batch_order")
+  _one_of(c.sample_batch_norm, SAMPLE_BATCH_NORMS, "sample_batch_norm")
 
+
+def _validate_data(c: ml_collections.ConfigDict) -> None:
   d = c.data
-  _require(d.name in DATASETS, "data.name", f"must be one of {DATASETS}, got {d.name!r}")
-  _require(d.source in DATA_SOURCES, "data.source",
-           f"must be one of {DATA_SOURCES}, got {d.source!r}")
+  _one_of(d.name, DATASETS, "data.name")
+  _one_of(d.source, DATA_SOURCES, "data.source")
   _require(d.name != "points" or bool(d.path), "data.path",
            "data.name='points' needs --config.data.path=FILE.npy holding an (N, 2) array")
   _require(d.name == "points" or not d.path, "data.path",
@@ -251,8 +258,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
            f"must be a tuple of category folder names, got {d.categories!r}")
   _require(d.num_points > 0, "data.num_points", f"must be positive, got {d.num_points}")
 
+
+def _validate_network(c: ml_collections.ConfigDict) -> None:
+  d = c.data
   n = c.network
-  _require(n.name in NETWORKS, "network.name", f"must be one of {NETWORKS}, got {n.name!r}")
+  _one_of(n.name, NETWORKS, "network.name")
   wants = NETWORK_OF_DATA.get(d.name)
   _require(n.name == wants, "network.name",
            f"data.name={d.name!r} needs the {wants!r} networks, got {n.name!r}")
@@ -271,11 +281,12 @@ def validate(c: ml_collections.ConfigDict) -> None:
            f"must be 'float32' or 'bfloat16', got {n.dtype!r}")
   _require(n.linear_init in networks.LINEAR_INITS, "network.linear_init",
            f"must be one of {sorted(networks.LINEAR_INITS)}, got {n.linear_init!r}")
-  _require(n.d_batch_norm in D_BATCH_NORM, "network.d_batch_norm",
-           f"must be one of {D_BATCH_NORM}, got {n.d_batch_norm!r}")
+  _one_of(n.d_batch_norm, D_BATCH_NORM, "network.d_batch_norm")
 
-  _require(c.objective in losses.OBJECTIVES, "objective",
-           f"must be one of {losses.OBJECTIVES}, got {c.objective!r}")
+
+def _validate_objective(c: ml_collections.ConfigDict) -> None:
+  n = c.network
+  _one_of(c.objective, losses.OBJECTIVES, "objective")
   _require(c.objective == "bce" or n.name == "cifar10", "objective",
            f"'semi_supervised' needs the CIFAR-10 discriminator (class logits), not {n.name!r}")
   try:
@@ -285,18 +296,16 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _require(not augmentations or n.name != "toy", "augment",
            "augmentations apply to images; the toy data are 2-D points")
 
+
+def _validate_latent(c: ml_collections.ConfigDict) -> None:
   z = c.latent
   _require(z.dim > 0, "latent.dim", f"must be positive, got {z.dim}")
   _require(z.num_components > 0, "latent.num_components",
            f"must be positive, got {z.num_components}")
-  _require(z.assignment in mixture.ASSIGNMENTS, "latent.assignment",
-           f"must be one of {mixture.ASSIGNMENTS}, got {z.assignment!r}")
-  _require(z.noise in mixture.NOISES, "latent.noise",
-           f"must be one of {mixture.NOISES}, got {z.noise!r}")
-  _require(z.eps_draw in EPS_DRAWS, "latent.eps_draw",
-           f"must be one of {EPS_DRAWS}, got {z.eps_draw!r}")
-  _require(z.sample_noise in SAMPLE_NOISES, "latent.sample_noise",
-           f"must be one of {SAMPLE_NOISES}, got {z.sample_noise!r}")
+  _one_of(z.assignment, mixture.ASSIGNMENTS, "latent.assignment")
+  _one_of(z.noise, mixture.NOISES, "latent.noise")
+  _one_of(z.eps_draw, EPS_DRAWS, "latent.eps_draw")
+  _one_of(z.sample_noise, SAMPLE_NOISES, "latent.sample_noise")
   uses_components = c.model in ("deligan", "moe", "ensemble")
   _require(not (uses_components and z.assignment == "batch")
            or z.num_components == c.batch_size, "latent.num_components",
@@ -310,22 +319,24 @@ def validate(c: ml_collections.ConfigDict) -> None:
              f"must be (low, high) with low <= high, got {low_high}")
   _require(z.sigma_reg >= 0, "latent.sigma_reg", f"must be >= 0, got {z.sigma_reg}")
 
+
+def _validate_optim(c: ml_collections.ConfigDict) -> None:
   o = c.optim
   _require(o.lr > 0, "optim.lr", f"must be positive, got {o.lr}")
   _require(o.mixture_lr is None or o.mixture_lr > 0, "optim.mixture_lr",
            f"must be positive (or None for the generator's), got {o.mixture_lr}")
   for field in ("b1", "b2"):
     _require(0 <= o[field] < 1, f"optim.{field}", f"must be in [0, 1), got {o[field]}")
-  _require(o.adam_epsilon in optim.ADAM_EPSILONS, "optim.adam_epsilon",
-           f"must be one of {optim.ADAM_EPSILONS}, got {o.adam_epsilon!r}")
+  _one_of(o.adam_epsilon, optim.ADAM_EPSILONS, "optim.adam_epsilon")
   _require((o.decay_start_epoch is None) == (o.decay_end_epoch is None), "optim.decay_end_epoch",
            "set both decay_start_epoch and decay_end_epoch, or neither")
   _require(o.decay_start_epoch is None or o.decay_start_epoch < o.decay_end_epoch,
            "optim.decay_start_epoch", "must be smaller than decay_end_epoch")
 
+
+def _validate_balance(c: ml_collections.ConfigDict) -> None:
   b = c.balance
-  _require(b.kind in balancing.RULES, "balance.kind",
-           f"must be one of {balancing.RULES}, got {b.kind!r}")
+  _one_of(b.kind, balancing.RULES, "balance.kind")
   _require(b.inner_updates > 0, "balance.inner_updates",
            f"must be positive, got {b.inner_updates}")
   _require(0 <= b.fixed_d_updates <= b.inner_updates, "balance.fixed_d_updates",
