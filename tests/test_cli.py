@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from deligan_jax.runs import workdir as run_dirs
+from deligan_jax.runs import workdir as workdir_lib
 from tests.conftest import REPO, load_config
 from tests.test_training import run_cli
 
@@ -23,7 +23,7 @@ TINY = ("--config.num_steps=8", "--config.steps_per_dispatch=4", "--config.log_e
 ])
 def test_default_workdir_is_named_from_the_config(name, arg, expected):
   config_file = f"configs/{name}.py" + (f":{arg}" if arg else "")
-  assert run_dirs.default_workdir(config_file, load_config(name, arg)) == \
+  assert workdir_lib.default_workdir(config_file, load_config(name, arg)) == \
       os.path.join("runs", expected)
 
 

@@ -27,6 +27,7 @@ from deligan_jax.data.common import DataError, Dataset
 from deligan_jax.data.points import toy_points
 from deligan_jax.step import state as train_state
 from deligan_jax.step.driver import StepDriver
+from deligan_jax import errors
 from deligan_jax import training
 from tests.conftest import REPO, small_config
 from tests.test_image_data import dot, write_png
@@ -255,7 +256,7 @@ def test_workdir_that_is_a_file(tmp_path, where):
   (tmp_path / "taken").write_text("not a folder")
   workdir = tmp_path / "taken" if where == "workdir" else tmp_path / "taken" / "run"
   before = snapshot(tmp_path)
-  with pytest.raises(training.WorkdirError, match=r"cannot be created: .*taken is a file"):
+  with pytest.raises(errors.WorkdirError, match=r"cannot be created: .*taken is a file"):
     training.train_and_evaluate(toy_config(), str(workdir))
   assert snapshot(tmp_path) == before
 
