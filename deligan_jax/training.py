@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import os
 import signal
 import threading
@@ -30,6 +31,7 @@ import tqdm
 from deligan_jax import balancing
 from deligan_jax import checkpoints
 from deligan_jax import config as config_lib
+from deligan_jax import distributed
 from deligan_jax import files
 from deligan_jax.data import datasets
 from deligan_jax.data.common import DataError
@@ -45,7 +47,7 @@ from deligan_jax import workdir_lock
 # Fields that may change between a run and its resumption (budget, logging, paths).
 RESUMABLE_CHANGES = ("num_steps", "log_every", "sample_every", "checkpoint_every",
                      "keep_checkpoints", "num_plot_samples", "steps_per_dispatch",
-                     "distributed", "data.dir", "data.source", "data.tfds_data_dir",
+                     "data.dir", "data.source", "data.tfds_data_dir",
                      "on_non_finite", "max_reseeds", "stall.windows", "stall.probe_tolerance",
                      "stall.action", "latent.sample_noise")
 
@@ -56,7 +58,7 @@ class WorkdirError(Exception):
 
 # Errors whose message says all there is to say: the CLI prints them without a traceback.
 BAD_INPUT = (config_lib.ConfigError, DataError, checkpoints.CheckpointError,
-             WorkdirError, workdir_lock.WorkdirBusy)
+             WorkdirError, workdir_lock.WorkdirBusy, distributed.DistributedError)
 
 
 def _check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -83,7 +85,8 @@ def _check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
   old = config_lib.flatten(previous.to_dict())
   new = config_lib.flatten(config.to_dict())
   changed = sorted(k for k in set(old) | set(new)
-                   if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+                   if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES
+                   and not k.startswith("distributed."))  # how many hosts run it
   if changed:
     raise config_lib.ConfigError(
         f"workdir {workdir} holds a run with a different config "
@@ -109,9 +112,12 @@ def _check_data(config: ml_collections.ConfigDict, x: np.ndarray) -> None:
 def plot_samples(model: models.GanModel, state: train_state.TrainState, config,
                  real: np.ndarray, path: str) -> None:
   """A 7x7-style grid of generated images, or generated beside real points (toy)."""
+  variables = distributed.for_primary((state.params, state.batch_stats))
+  if variables is None:
+    return  # another process of the run draws it
   key = jax.random.key(config.seed)  # the same latents at every step, for comparison
   samples, _ = models.for_sampling(model, config).generate(
-      state.params, state.batch_stats, key, config.num_plot_samples, train=False)
+      *variables, key, config.num_plot_samples, train=False)
   samples = np.asarray(jax.device_get(samples))
   title = f"{config.model}, batch {int(state.step)}"
   if samples.ndim == 2:
@@ -181,7 +187,19 @@ def _seed_runs(config: ml_collections.ConfigDict, workdir: str) -> list[_Run]:
 
 
 def _seed(state: train_state.TrainState, index: int, num_seeds: int) -> train_state.TrainState:
-  return state if num_seeds == 1 else jax.tree.map(lambda leaf: leaf[index], state)
+  return state if num_seeds == 1 else _take_seed(state, index)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _take_seed(state: train_state.TrainState, index: int) -> train_state.TrainState:
+  # One program rather than an eager slice per leaf: on a mesh spanning processes those
+  # interleaved with collectives hung now and then (gloo on CPU).
+  return jax.tree.map(lambda leaf: leaf[index], state)
+
+
+def _step(state: train_state.TrainState) -> int:
+  """The batch every seed of ``state`` has reached (also when they span processes)."""
+  return int(np.ravel(distributed.fetch(state.step))[0])
 
 
 def _restore(runs: list[_Run], state: train_state.TrainState) -> train_state.TrainState:
@@ -205,7 +223,9 @@ def _restore(runs: list[_Run], state: train_state.TrainState) -> train_state.Tra
     run.checkpointer.set_aside_newer(step)
   if len(runs) == 1:
     return restored[0]
-  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *restored)
+  # One program, as _take_seed.
+  return jax.jit(lambda *states: jax.tree.map(lambda *leaves: jnp.stack(leaves), *states))(
+      *restored)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state.TrainState:
@@ -236,17 +256,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
     if trainer.idle_note:
       logging.warning(trainer.idle_note)
     # From here on this run may write: another one on the same workdir is refused.
-    claim = cleanup.enter_context(workdir_lock.owned(workdir))
+    claim = cleanup.enter_context(distributed.owned(workdir))
     state = _restore(runs, trainer.init_state(config.seed))
     claim()
-    for path, run_config in configs.items():
-      _record_config(run_config, path)
+    if distributed.is_primary():
+      for path, run_config in configs.items():
+        _record_config(run_config, path)
     state = _train(config, trainer, runs, state, dataset.x, workdir, test_set)
 
     for k, run in enumerate(runs):
       plot_samples(model, _seed(state, k, config.num_seeds), run.config, dataset.x,
                    os.path.join(run.workdir, "samples.png"))
-    for path in configs:
+    for path in configs if distributed.is_primary() else ():
       records = run_log.read_metrics(path)
       if records:
         plots.save_loss_curves(records, os.path.join(path, "loss_curves.png"))
@@ -266,9 +287,11 @@ def _train(config, trainer, runs, state, real, workdir, test_set=None):
   retries = collections.Counter()  # retries from each checkpoint's step
   reseeded = None
   while True:
-    step = int(_seed(state, 0, len(runs)).step)
-    writers = [run_log.MetricWriter(run.workdir, step) for run in runs]
-    summary_writer = run_log.MetricWriter(workdir, step) if len(runs) > 1 else None
+    step = _step(state)
+    # Process 0 writes the metrics of a run over several processes.
+    writer = run_log.MetricWriter if distributed.is_primary() else run_log.NoWriter
+    writers = [writer(run.workdir, step) for run in runs]
+    summary_writer = writer(workdir, step) if len(runs) > 1 else None
     opened = writers + ([summary_writer] if summary_writer else [])
     try:
       if reseeded:
@@ -282,7 +305,7 @@ def _train(config, trainer, runs, state, real, workdir, test_set=None):
                         reseeds if config.on_non_finite == "reseed" else None) from None
       reseeds += 1
       state = _restore(runs, trainer.init_state(config.seed))
-      good = int(_seed(state, 0, len(runs)).step)
+      good = _step(state)
       retries[good] += 1
       state = train_state.reseed(state, retries[good])
       reseeded = {"reseed": retries[good], "non_finite_batch": error.step}
@@ -368,8 +391,8 @@ def _loop(config, trainer, runs, writers, summary_writer, state, real, workdir,
   """
   num_seeds = len(runs)
   updates_per_batch = trainer.rule.inner_updates
-  step = int(_seed(state, 0, num_seeds).step)
-  progress = tqdm.tqdm(total=config.num_steps * updates_per_batch * num_seeds,
+  step = _step(state)
+  progress = tqdm.tqdm(disable=not distributed.is_primary(),total=config.num_steps * updates_per_batch * num_seeds,
                        initial=step * updates_per_batch * num_seeds, unit="upd",
                        desc=f"{config.model} x{num_seeds}" if num_seeds > 1 else config.model,
                        dynamic_ncols=True, smoothing=0.1)
@@ -380,7 +403,7 @@ def _loop(config, trainer, runs, writers, summary_writer, state, real, workdir,
     while step < config.num_steps:
       batches = min(config.steps_per_dispatch, config.num_steps - step)
       state, metrics = trainer.train(state, batches)
-      metrics = jax.device_get(metrics)
+      metrics = distributed.fetch(metrics)
       step += batches
       _check_finite(metrics, step, batches, workdir)
       window.append(metrics)
@@ -411,12 +434,15 @@ def _loop(config, trainer, runs, writers, summary_writer, state, real, workdir,
           plot_samples(trainer.model, _seed(state, k, num_seeds), run.config, real,
                        os.path.join(run.workdir, "samples", f"step_{step:07d}.png"))
       stop_stalled = stalled is not None and config.stall.action == "stop"
-      if (step % config.checkpoint_every == 0 or step == config.num_steps or received
+      # A signal to one process of a run stops them all at the same batch.
+      signalled = distributed.any_process(bool(received))
+      if (step % config.checkpoint_every == 0 or step == config.num_steps or signalled
           or stop_stalled):
         for k, run in enumerate(runs):
           run.checkpointer.save(_seed(state, k, num_seeds))
-      if received and step < config.num_steps:
-        raise Interrupted(received[0], step, workdir)
+      if signalled and step < config.num_steps:
+        raise Interrupted(received[0] if received else "a signal to another process", step,
+                          workdir)
       if stop_stalled and step < config.num_steps:
         raise Stalled(stalled, step, workdir)
   return state
