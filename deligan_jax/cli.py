@@ -52,7 +52,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def renamed_flags(argv: list[str]) -> list[str]:
-  """``argv`` with earlier versions' ``--config.distributed[=BOOL]`` as ``...distributed.enabled``."""
+  """``argv`` with earlier versions' ``--config.distributed[=BOOL]`` as ``.enabled`` of it."""
   old = "--config.distributed"
   return [f"{old}.enabled{arg[len(old):]}" if arg == old or arg.startswith(f"{old}=") else arg
           for arg in argv]

@@ -98,6 +98,16 @@ def initialize(settings) -> None:
     logging.set_verbosity(logging.ERROR)  # process 0 says what the run has to say
 
 
+def check_devices_used(idle_note: str | None) -> None:
+  """Refuses a layout that leaves devices idle when the run spans several processes.
+
+  A process whose devices all sit idle would have no part in any step.
+  """
+  if idle_note and is_multi_process():
+    raise DistributedError(f"a run over several processes must use all their devices: "
+                           f"{idle_note}")
+
+
 def fetch(tree):
   """``tree``'s arrays as numpy on every process, also arrays sharded over several processes.
 

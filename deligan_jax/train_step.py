@@ -34,6 +34,7 @@ from deligan_jax import augment
 from deligan_jax import balancing
 from deligan_jax import config as config_lib
 from deligan_jax import device_layout
+from deligan_jax import distributed
 from deligan_jax import losses
 from deligan_jax import mixture
 from deligan_jax import optim
@@ -74,6 +75,7 @@ class Trainer:
     pool = list(mesh.devices.flat)
     self.layout = device_layout.Layout.plan(len(pool), num_seeds, step_config.batch_size)
     self.idle_note = self.layout.idle_note(pool)
+    distributed.check_devices_used(self.idle_note)  # before placing anything on them
     self.mesh = self.layout.mesh(pool)
     self.num_seeds = num_seeds
     self.replicated = NamedSharding(self.mesh, P())

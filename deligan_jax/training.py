@@ -392,7 +392,8 @@ def _loop(config, trainer, runs, writers, summary_writer, state, real, workdir,
   num_seeds = len(runs)
   updates_per_batch = trainer.rule.inner_updates
   step = _step(state)
-  progress = tqdm.tqdm(disable=not distributed.is_primary(),total=config.num_steps * updates_per_batch * num_seeds,
+  progress = tqdm.tqdm(total=config.num_steps * updates_per_batch * num_seeds,
+                       disable=not distributed.is_primary(),  # one bar for the run
                        initial=step * updates_per_batch * num_seeds, unit="upd",
                        desc=f"{config.model} x{num_seeds}" if num_seeds > 1 else config.model,
                        dynamic_ncols=True, smoothing=0.1)

@@ -101,7 +101,8 @@ def both_runs(request, tmp_path_factory):
   spec = ",".join(f"{name}:{seeds}:{STEPS}" for name, seeds in runs)
   two, one = tmp_path_factory.mktemp("two_processes"), tmp_path_factory.mktemp("one_process")
   address = f"localhost:{free_port()}"  # all three processes at once
-  processes = [start(address, k, two, spec) for k in range(PROCESSES)]
+  # The paper's batch of 50 and 1 seed would leave process 1's devices idle: refused.
+  processes = [start(address, k, two, f"{spec},toy:1:{STEPS}:50") for k in range(PROCESSES)]
   alone = start("none", 0, one, spec, num_devices=PROCESSES * 2, num_processes=1)
   return runs, two, one, [finish(p) for p in processes], finish(alone)
 
@@ -112,13 +113,17 @@ def test_two_processes_form_the_one_process_mesh(both_runs):
   for report in reports:
     assert (report["processes"], report["devices"], report["local_devices"]) == (2, 4, 2)
     for name, seeds in runs:
-      run = report["runs"][str(two / f"{name}_{seeds}")]
+      run = report["runs"][str(two / f"{name}_{seeds}_8")]
       # 1 seed: the batch split over all 4 devices; 4 seeds: one a device.
       assert run["mesh"] == ({"seeds": 1, "data": 4} if seeds == 1 else {"seeds": 4, "data": 1})
       assert run["state_devices"] == 4 and run["local_shards"] == 2  # its own devices only
+    refused = report["runs"][str(two / "toy_1_50")]["refused"]
+    assert refused.startswith("a run over several processes must use all their devices: 2 of "
+                              "4 devices idle") and "--config.num_seeds=2 " in refused
+    assert not (two / "toy_1_50").exists()
   assert alone["processes"] == 1 and alone["devices"] == 4
   assert [r["mesh"] for r in alone["runs"].values()] == [
-      r["mesh"] for r in reports[0]["runs"].values()]
+      r["mesh"] for r in list(reports[0]["runs"].values())[:len(runs)]]
 
 
 def test_two_processes_train_what_one_process_trains(both_runs):
@@ -127,8 +132,8 @@ def test_two_processes_train_what_one_process_trains(both_runs):
     config = config_for(name, num_seeds, STEPS, None, 1, 0)
     x = datasets.load(config.data).x
     for seed_two, seed_one in zip(
-        checkpoints.run_workdirs(config, str(two / f"{name}_{num_seeds}")),
-        checkpoints.run_workdirs(config, str(one / f"{name}_{num_seeds}"))):
+        checkpoints.run_workdirs(config, str(two / f"{name}_{num_seeds}_8")),
+        checkpoints.run_workdirs(config, str(one / f"{name}_{num_seeds}_8"))):
       seed_config, _, state_two = checkpoints.load_run(seed_two)  # 2 processes -> 1 device
       _, _, state_one = checkpoints.load_run(seed_one)
       assert int(state_two.step) == STEPS
@@ -146,7 +151,8 @@ def test_two_processes_train_what_one_process_trains(both_runs):
       for written in ("config.json", "samples.png", "loss_curves.png"):
         assert os.path.exists(os.path.join(seed_two, written)), written
     if num_seeds > 1:  # and the summary over seeds
-      assert [r["step"] for r in run_log.read_metrics(str(two / f"{name}_{num_seeds}"))] == [4, 8]
+      summary = run_log.read_metrics(str(two / f"{name}_{num_seeds}_8"))
+      assert [r["step"] for r in summary] == [4, 8]
 
 
 def test_a_process_killed_mid_run_and_both_resumed(tmp_path):
@@ -157,7 +163,7 @@ def test_a_process_killed_mid_run_and_both_resumed(tmp_path):
   runs = "toy:1:400"  # long enough to be killed mid-run
   address = f"localhost:{free_port()}"
   processes = [start(address, k, tmp_path, runs) for k in range(PROCESSES)]
-  checkpoint_dir = tmp_path / "toy_1" / checkpoints.CHECKPOINT_DIR
+  checkpoint_dir = tmp_path / "toy_1_8" / checkpoints.CHECKPOINT_DIR
   deadline = time.monotonic() + 600
   while not (checkpoint_dir.exists() and any(p.name.isdigit() for p in checkpoint_dir.iterdir())):
     assert time.monotonic() < deadline and all(p.poll() is None for p in processes)
@@ -172,7 +178,7 @@ def test_a_process_killed_mid_run_and_both_resumed(tmp_path):
   # records past it (none, or one of the killed run's) replaced.
   reports = run_two_processes(tmp_path, runs.replace(":400", f":{saved + 8}"))
   assert all(r["runs"] for r in reports)
-  steps = [r["step"] for r in run_log.read_metrics(str(tmp_path / "toy_1"))]
+  steps = [r["step"] for r in run_log.read_metrics(str(tmp_path / "toy_1_8"))]
   assert steps == list(range(4, saved + 9, 4))
 
 
