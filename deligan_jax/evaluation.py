@@ -51,14 +51,22 @@ def generate_samples(model, state, num: int, seed: int = 0, batch_norm: str = "r
   """
   key = jax.random.key(seed)
   if batch_norm == "running":
-    samples, _ = model.generate(state.params, state.batch_stats, key, num, train=False,
-                                component=component)
-    return np.asarray(samples)
+    return np.asarray(_generate_running(model, state.params, state.batch_stats, key, num,
+                                        component is not None, component or 0))
   draw = jax.jit(lambda params, stats, batch_key: model.generate(
       params, stats, batch_key, batch_size, train=True, component=component)[0])
   batches = [np.asarray(draw(state.params, state.batch_stats, jax.random.fold_in(key, i)))
              for i in range(-(-num // batch_size))]
   return np.concatenate(batches)[:num]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
+def _generate_running(model, params, batch_stats, key, num, one_component, component):
+  # One compiled program, the component an argument: run op by op, a model's generator
+  # compiled hundreds of small programs per start (most of eval.py's first start on a CPU)
+  # and dispatched thousands of them per start.
+  return model.generate(params, batch_stats, key, num, train=False,
+                        component=component if one_component else None)[0]
 
 
 def nearest_neighbour_distances(queries: np.ndarray, references: np.ndarray,

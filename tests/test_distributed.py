@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -23,7 +24,7 @@ import pytest
 from deligan_jax import checkpoints, cli, run_log
 from deligan_jax import config as config_lib
 from deligan_jax.data import datasets
-from tests.conftest import REPO, training_gaps_within_bound
+from tests.conftest import REPO, SHARED_DATA, training_gaps_within_bound
 from tests.distributed_check import config_for
 
 PROCESSES = 2
@@ -64,7 +65,8 @@ def free_port() -> int:
 
 def env_with_devices(num_devices: int) -> dict[str, str]:
   flags = f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count={num_devices}"
-  return dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS=flags)
+  return dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS=flags,
+              DELIGAN_DATA_DIR=os.environ.get("DELIGAN_DATA_DIR", str(SHARED_DATA)))
 
 
 def start(address: str, process_id: int, root, runs: str, num_devices: int = 2,
@@ -96,8 +98,9 @@ GROUPS = {"toy": [("toy", 1), ("toy", 4)], "mnist": [("mnist", 1), ("mnist", 4)]
 def both_runs(request, tmp_path_factory):
   """The group's runs trained by two processes of 2 devices and by one process of 4."""
   runs = GROUPS[request.param]
-  if request.param == "mnist":
-    request.getfixturevalue("mnist_dir")  # the configs read it through DELIGAN_DATA_DIR
+  data = Path(os.environ.get("DELIGAN_DATA_DIR", SHARED_DATA))
+  if request.param == "mnist" and not (data / "mnist" / "train-images-idx3-ubyte.gz").exists():
+    pytest.skip(f"MNIST idx files not found in {data / 'mnist'} (set DELIGAN_DATA_DIR)")
   spec = ",".join(f"{name}:{seeds}:{STEPS}" for name, seeds in runs)
   two, one = tmp_path_factory.mktemp("two_processes"), tmp_path_factory.mktemp("one_process")
   address = f"localhost:{free_port()}"  # all three processes at once
