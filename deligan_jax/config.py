@@ -62,7 +62,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = 2_000
   c.keep_checkpoints = 3
   c.num_plot_samples = 49
-  c.distributed = False             # jax.distributed.initialize() first (multi-host)
+  # One run over several processes (hosts); deligan_jax/distributed.py, docs/anywhere.md.
+  c.distributed = ml_collections.ConfigDict()
+  c.distributed.enabled = False
+  # Left unset: detected by jax.distributed.initialize() (Cloud TPU, SLURM, Open MPI).
+  c.distributed.coordinator_address = config_dict.placeholder(str)  # 'host:port' of process 0
+  c.distributed.num_processes = config_dict.placeholder(int)
+  c.distributed.process_id = config_dict.placeholder(int)
+  c.distributed.initialization_timeout = 300  # seconds for all processes to meet
   c.num_seeds = 1                   # S > 1: S runs (seeds seed..seed+S-1) in one program
   c.objective = "bce"               # or 'semi_supervised' (CIFAR-10's D with class logits)
   c.augment = ""                    # DiffAugment policy, e.g. 'color,translation,cutout'
@@ -220,8 +227,8 @@ def _check_fields(flat: dict) -> None:
 def validate(c: ml_collections.ConfigDict) -> None:
   """Raises :class:`ConfigError` naming the first field whose value cannot work."""
   _check_fields(flatten(c.to_dict()))
-  for section in (_validate_run, _validate_data, _validate_network, _validate_objective,
-                  _validate_latent, _validate_optim, _validate_balance):
+  for section in (_validate_run, _validate_distributed, _validate_data, _validate_network,
+                  _validate_objective, _validate_latent, _validate_optim, _validate_balance):
     section(c)
 
 
@@ -242,6 +249,20 @@ def _validate_run(c: ml_collections.ConfigDict) -> None:
   _one_of(c.stall.action, stall.ACTIONS, "stall.action")
   _one_of(c.batch_order, BATCH_ORDERS, "batch_order")
   _one_of(c.sample_batch_norm, SAMPLE_BATCH_NORMS, "sample_batch_norm")
+
+def _validate_distributed(c: ml_collections.ConfigDict) -> None:
+  dist = c.distributed
+  _require(dist.initialization_timeout > 0, "distributed.initialization_timeout",
+           f"must be positive, got {dist.initialization_timeout}")
+  _require(dist.num_processes is None or dist.num_processes > 0, "distributed.num_processes",
+           f"must be positive, got {dist.num_processes}")
+  _require(dist.process_id is None or 0 <= dist.process_id < (dist.num_processes or 2**31),
+           "distributed.process_id",
+           f"must be in [0, num_processes={dist.num_processes}), got {dist.process_id}")
+  address = dist.coordinator_address
+  _require(address is None or (address.rpartition(":")[0] != ""
+                               and address.rpartition(":")[2].isdigit()),
+           "distributed.coordinator_address", f"must be 'host:port', got {address!r}")
 
 
 def _validate_data(c: ml_collections.ConfigDict) -> None:
@@ -350,11 +371,16 @@ def to_json(c: ml_collections.ConfigDict) -> str:
 
 
 def from_json(text: str) -> ml_collections.ConfigDict:
-  """The inverse of :func:`to_json`, typed like :func:`base_config`."""
+  """The inverse of :func:`to_json`, typed like :func:`base_config`.
+
+  Reads the configs of earlier versions too, whose ``distributed`` was a bool.
+  """
   try:
     flat = flatten(json.loads(text))
   except json.JSONDecodeError as e:
     raise ConfigError(f"not a config in JSON: {e}") from e
+  if isinstance(flat.get("distributed"), bool):
+    flat["distributed.enabled"] = flat.pop("distributed")
   _check_fields(flat)
   c = base_config()
   c.update_from_flattened_dict(flat)

@@ -29,6 +29,10 @@ class WorkdirBusy(UserError):
   """Another live process owns the workdir."""
 
 
+class DistributedError(UserError):
+  """The processes of a run cannot be started together."""
+
+
 class WeightsError(UserError, RuntimeError):
   """Inception weights are missing, or a given file is not the expected archive."""
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import os
 import signal
 import threading
@@ -41,6 +42,7 @@ from deligan_jax.runs import plots
 from deligan_jax.step import stall
 from deligan_jax.runs import workdir as workdir_lib
 from deligan_jax.scores import seed_statistics
+from deligan_jax.step import distributed
 from deligan_jax.step import state as state_lib
 
 
@@ -56,6 +58,10 @@ def _check_data(config: ml_collections.ConfigDict, x: np.ndarray) -> None:
 def plot_samples(model: models.GanModel, state: state_lib.TrainState, config,
                  real: np.ndarray, path: str) -> None:
   """A 7x7-style grid of generated images, or generated beside real points (toy)."""
+  variables = distributed.for_primary((state.params, state.batch_stats))
+  if variables is None:
+    return  # process 0 draws it
+  state = state.replace(params=variables[0], batch_stats=variables[1])
   # The same latents at every step, for comparison.
   samples = sampling.draw(models.for_sampling(model, config), state, config.num_plot_samples,
                           seed=config.seed)
@@ -124,7 +130,19 @@ def _seed_runs(config: ml_collections.ConfigDict, workdir: str) -> list[_Run]:
 
 
 def _seed(state: state_lib.TrainState, index: int, num_seeds: int) -> state_lib.TrainState:
-  return state if num_seeds == 1 else jax.tree.map(lambda leaf: leaf[index], state)
+  return state if num_seeds == 1 else _take_seed(state, index)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _take_seed(state: state_lib.TrainState, index: int) -> state_lib.TrainState:
+  # One program rather than an eager slice per leaf: eager slices interleaved with the
+  # collectives of a mesh spanning processes can hang (gloo on CPU).
+  return jax.tree.map(lambda leaf: leaf[index], state)
+
+
+def _step(state: state_lib.TrainState) -> int:
+  """The batch every seed of ``state`` has reached (also when they span processes)."""
+  return int(np.ravel(distributed.fetch(state.step))[0])
 
 
 def _restore(runs: list[_Run], state: state_lib.TrainState) -> state_lib.TrainState:
@@ -148,7 +166,9 @@ def _restore(runs: list[_Run], state: state_lib.TrainState) -> state_lib.TrainSt
     run.checkpointer.set_aside_newer(step)
   if len(runs) == 1:
     return restored[0]
-  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *restored)
+  # One program, as _take_seed.
+  return jax.jit(lambda *states: jax.tree.map(lambda *leaves: jnp.stack(leaves), *states))(
+      *restored)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state_lib.TrainState:
@@ -181,14 +201,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
     claim = cleanup.enter_context(lock.owned(workdir))
     state = _restore(runs, driver.init_state(config.seed))
     claim()
-    for path, run_config in configs.items():
-      workdir_lib.record_config(run_config, path)
+    if distributed.is_primary():
+      for path, run_config in configs.items():
+        workdir_lib.record_config(run_config, path)
     state = _train_with_reseeds(config, driver, runs, state, dataset.x, workdir, test_set)
 
     for k, run in enumerate(runs):
       plot_samples(model, _seed(state, k, config.num_seeds), run.config, dataset.x,
                    os.path.join(run.workdir, "samples.png"))
-    for path in configs:
+    for path in configs if distributed.is_primary() else ():
       records = metrics_log.read_metrics(path)
       if records:
         plots.save_loss_curves(records, os.path.join(path, "loss_curves.png"))
@@ -208,9 +229,11 @@ def _train_with_reseeds(config, driver, runs, state, real, workdir, test_set=Non
   retries = collections.Counter()  # retries from each checkpoint's step
   reseeded = None
   while True:
-    step = int(_seed(state, 0, len(runs)).step)
-    writers = [metrics_log.MetricWriter(run.workdir, step) for run in runs]
-    summary_writer = metrics_log.MetricWriter(workdir, step) if len(runs) > 1 else None
+    step = _step(state)
+    # Process 0 writes the metrics of a run over several processes.
+    writer = metrics_log.MetricWriter if distributed.is_primary() else metrics_log.NoWriter
+    writers = [writer(run.workdir, step) for run in runs]
+    summary_writer = writer(workdir, step) if len(runs) > 1 else None
     opened = writers + ([summary_writer] if summary_writer else [])
     try:
       if reseeded:
@@ -224,7 +247,7 @@ def _train_with_reseeds(config, driver, runs, state, real, workdir, test_set=Non
                         reseeds if config.on_non_finite == "reseed" else None) from None
       reseeds += 1
       state = _restore(runs, driver.init_state(config.seed))
-      good = int(_seed(state, 0, len(runs)).step)
+      good = _step(state)
       retries[good] += 1
       state = state_lib.reseed(state, retries[good])
       reseeded = {"reseed": retries[good], "non_finite_batch": error.step}
@@ -310,8 +333,9 @@ def _dispatch_loop(config, driver, runs, writers, summary_writer, state, real, w
   """
   num_seeds = len(runs)
   updates_per_batch = driver.rule.inner_updates
-  step = int(_seed(state, 0, num_seeds).step)
+  step = _step(state)
   progress = tqdm.tqdm(total=config.num_steps * updates_per_batch * num_seeds,
+                       disable=not distributed.is_primary(),  # one bar for the run
                        initial=step * updates_per_batch * num_seeds, unit="upd",
                        desc=f"{config.model} x{num_seeds}" if num_seeds > 1 else config.model,
                        dynamic_ncols=True, smoothing=0.1)
@@ -322,7 +346,7 @@ def _dispatch_loop(config, driver, runs, writers, summary_writer, state, real, w
     while step < config.num_steps:
       batches = min(config.steps_per_dispatch, config.num_steps - step)
       state, metrics = driver.run(state, batches)
-      metrics = jax.device_get(metrics)
+      metrics = distributed.fetch(metrics)
       step += batches
       _check_finite(metrics, step, batches, workdir)
       window.append(metrics)
@@ -353,12 +377,15 @@ def _dispatch_loop(config, driver, runs, writers, summary_writer, state, real, w
           plot_samples(driver.model, _seed(state, k, num_seeds), run.config, real,
                        os.path.join(run.workdir, "samples", f"step_{step:07d}.png"))
       stop_stalled = stalled is not None and config.stall.action == "stop"
-      if (step % config.checkpoint_every == 0 or step == config.num_steps or received
+      # A signal to one process of a run stops them all at the same batch.
+      signalled = distributed.any_process(bool(received))
+      if (step % config.checkpoint_every == 0 or step == config.num_steps or signalled
           or stop_stalled):
         for k, run in enumerate(runs):
           run.checkpointer.save(_seed(state, k, num_seeds))
-      if received and step < config.num_steps:
-        raise Interrupted(received[0], step, workdir)
+      if signalled and step < config.num_steps:
+        raise Interrupted(received[0] if received else "a signal to another process", step,
+                          workdir)
       if stop_stalled and step < config.num_steps:
         raise Stalled(stalled, step, workdir)
   return state

@@ -26,7 +26,11 @@ USER_ERRORS = (errors.UserError, app.UsageError, FileNotFoundError,
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's parser; a bad flag, config file or ``--config.X`` override is one line."""
+  """absl's parser; a bad flag, config file or ``--config.X`` override is one line.
+
+  Earlier versions' ``--config.distributed[=BOOL]`` is read as ``--config.distributed.enabled``.
+  """
+  argv = renamed_flags(argv)
   try:
     remaining = flags.FLAGS(argv)
   except flags.Error as e:  # a value that does not parse, is out of bounds, or is missing
@@ -41,6 +45,13 @@ def parse_flags(argv: list[str]) -> list[str]:
       sys.exit(f"FATAL flags error: --config={flags.FLAGS['config'].serialize().split('=', 1)[-1]}"
                f" cannot be loaded: {_last_line(str(vars(config).get('_error', config)))}")
   return remaining
+
+
+def renamed_flags(argv: list[str]) -> list[str]:
+  """``argv`` with earlier versions' ``--config.distributed[=BOOL]`` as ``.enabled`` of it."""
+  old = "--config.distributed"
+  return [f"{old}.enabled{arg[len(old):]}" if arg == old or arg.startswith(f"{old}=") else arg
+          for arg in argv]
 
 
 def _last_line(message: str) -> str:

@@ -14,13 +14,14 @@ deligan_jax/runs/workdir.py), named on the first line of output.
 
 import sys
 
-import jax
 from absl import flags
 from ml_collections import config_flags
 
 from deligan_jax import cli
+from deligan_jax import config as config_lib
 from deligan_jax import training
 from deligan_jax.runs import workdir as workdir_lib
+from deligan_jax.step import distributed
 
 FLAGS = flags.FLAGS
 
@@ -36,15 +37,17 @@ def define_flags() -> None:
 
 def main(argv):
   del argv
-  if FLAGS.config.distributed:
-    jax.distributed.initialize()  # then the mesh spans every host's devices
+  config_lib.validate(FLAGS.config)
+  # With several processes the mesh then spans the devices of all of them.
+  distributed.initialize(FLAGS.config.distributed)
   try:
     workdir = FLAGS.workdir
     if workdir is None:
       workdir = workdir_lib.default_workdir(config_flags.get_config_filename(FLAGS["config"]),
                                             FLAGS.config)
-      print(f"workdir: {workdir} (the default for this config; --workdir chooses another)",
-            flush=True)
+      if distributed.is_primary():
+        print(f"workdir: {workdir} (the default for this config; --workdir chooses another)",
+              flush=True)
     training.train_and_evaluate(FLAGS.config, workdir)
   except training.Interrupted as stop:
     sys.exit(f"interrupted by {stop}")

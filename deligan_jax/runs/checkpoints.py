@@ -17,6 +17,7 @@ import shutil
 
 from absl import logging
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from deligan_jax import config as config_lib
@@ -24,6 +25,7 @@ from deligan_jax import experiment as experiment_lib
 from deligan_jax import models
 from deligan_jax.errors import CheckpointError
 from deligan_jax.runs import checksums
+from deligan_jax.step import distributed
 from deligan_jax.runs.workdir import CONFIG_FILE
 from deligan_jax.step import state as train_state
 
@@ -60,10 +62,12 @@ class Checkpointer:
     return self._manager.latest_step()
 
   def save(self, state: train_state.TrainState) -> None:
-    step = int(state.step)
+    step = int(np.ravel(distributed.fetch(state.step))[0])
     try:
+      # Every process of a run writes its shards; process 0 then the manifest.
       self._manager.save(step, args=ocp.args.StandardSave(state))
-      checksums.write_manifest(self._step_dir(step))
+      distributed.primary_only(lambda: checksums.write_manifest(self._step_dir(step)),
+                               f"manifest {self._step_dir(step)}")
     except OSError as e:
       raise CheckpointError(
           f"could not write checkpoint {step} to {self._manager.directory} ({e}); the latest "
@@ -103,7 +107,10 @@ class Checkpointer:
     steps again, which orbax would skip while they are present; moving keeps
     their bytes for inspection.
     """
-    for newer in [s for s in self._manager.all_steps() if s > step]:
+    newer_steps = [s for s in self._manager.all_steps() if s > step]
+    if not distributed.is_primary():
+      newer_steps = []  # process 0 moves them
+    for newer in newer_steps:
       target = os.path.join(self._workdir, SET_ASIDE_DIR, str(newer))
       suffix = 1
       while os.path.exists(target):
@@ -113,6 +120,7 @@ class Checkpointer:
       shutil.move(self._step_dir(newer), target)
       logging.warning("moved checkpoint %d, newer than checkpoint %d that this run resumes "
                       "from, to %s (nothing is deleted)", newer, step, target)
+    distributed.barrier(f"set aside {self._manager.directory}")
     self._manager.reload()
 
   def restore(self, like: train_state.TrainState,

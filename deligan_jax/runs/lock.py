@@ -15,10 +15,12 @@ import fcntl
 import json
 import os
 import socket
-from deligan_jax.errors import WorkdirBusy
 from typing import Callable, Iterator
 
 from absl import logging
+
+from deligan_jax.errors import WorkdirBusy
+from deligan_jax.step import distributed
 
 LOCK_FILE = "run.lock"
 
@@ -39,6 +41,31 @@ def _owner(f) -> dict:
 
 @contextlib.contextmanager
 def owned(workdir: str) -> Iterator[Callable[[], None]]:
+  """:func:`owned_by_this_process` for a run of one or several processes.
+
+  Process 0 takes the lock for the whole run; the others hold none. When the
+  workdir is busy every process raises WorkdirBusy with process 0's line.
+  """
+  if not distributed.is_multi_process():
+    with owned_by_this_process(workdir) as claim:
+      yield claim
+    return
+  with contextlib.ExitStack() as stack:
+    refused = ""
+    claim = lambda: None  # noqa: E731  (the others claim nothing)
+    if distributed.is_primary():
+      try:
+        claim = stack.enter_context(owned_by_this_process(workdir))
+      except WorkdirBusy as busy:
+        refused = str(busy) or "busy"
+    refused = distributed.from_primary(refused)
+    if refused:
+      raise WorkdirBusy(refused)
+    yield claim
+
+
+@contextlib.contextmanager
+def owned_by_this_process(workdir: str) -> Iterator[Callable[[], None]]:
   """Holds ``workdir``'s lock for the block; raises WorkdirBusy when a live run holds it.
 
   Yields ``claim``, which writes this process into the lock file: a run calls

@@ -61,3 +61,16 @@ class MetricWriter:
   def close(self) -> None:
     self._file.close()
     self._tensorboard.close()
+
+
+class NoWriter:
+  """A :class:`MetricWriter` that writes nothing (the processes of a run but the first)."""
+
+  def __init__(self, workdir: str, resume_step: int):
+    del workdir, resume_step
+
+  def write(self, step: int, scalars: dict[str, float]) -> None:
+    del step, scalars
+
+  def close(self) -> None:
+    pass

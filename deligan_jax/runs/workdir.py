@@ -35,7 +35,7 @@ def default_workdir(config_file: str, config: ml_collections.ConfigDict) -> str:
 # Fields that may change between a run and its resumption (budget, logging, paths).
 RESUMABLE_CHANGES = ("num_steps", "log_every", "sample_every", "checkpoint_every",
                      "keep_checkpoints", "num_plot_samples", "steps_per_dispatch",
-                     "distributed", "data.dir", "data.source", "data.tfds_data_dir",
+                     "data.dir", "data.source", "data.tfds_data_dir",
                      "on_non_finite", "max_reseeds", "stall.windows", "stall.probe_tolerance",
                      "stall.action", "latent.sample_noise")
 
@@ -65,7 +65,8 @@ def check(config: ml_collections.ConfigDict, workdir: str) -> None:
   old = config_lib.flatten(previous.to_dict())
   new = config_lib.flatten(config.to_dict())
   changed = sorted(k for k in set(old) | set(new)
-                   if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+                   if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES
+                   and not k.startswith("distributed."))  # how many hosts run it
   if changed:
     raise ConfigError(
         f"workdir {workdir} holds a run with a different config "

@@ -22,6 +22,7 @@ from deligan_jax import errors
 from deligan_jax.models import GanModel
 from deligan_jax.step import balancing
 from deligan_jax.step import device_layout
+from deligan_jax.step import distributed
 from deligan_jax.step import state as state_lib
 from deligan_jax.step import updates
 
@@ -54,6 +55,7 @@ class StepDriver:
     pool = list(mesh.devices.flat)
     self.layout = device_layout.Layout.plan(len(pool), num_seeds, step_config.batch_size)
     self.idle_note = self.layout.idle_note(pool)
+    distributed.check_devices_used(self.idle_note)  # before placing anything on them
     self.mesh = self.layout.mesh(pool)
     self.num_seeds = num_seeds
     self.replicated = NamedSharding(self.mesh, P())
