@@ -222,19 +222,27 @@ def _small(name):
   return config, model, balancing.BalanceRule.from_config(config.balance)
 
 
+TRAIN_SIZE = 24  # three batches of 8: the init pass reads the labelled stream's first two
+
+
 @functools.lru_cache(maxsize=None)
 def _cifar():
   config, model, rule = _small("cifar10")
-  trainer = StepDriver(model, rule, updates.StepConfig.from_config(config),
-                       np.zeros((8, 32, 32, 3), np.float32), make_mesh(jax.devices()[:1]),
-                       train_labels=np.zeros(8, np.int32))
+  rng = np.random.default_rng(4)
+  train_x = rng.uniform(-1, 1, (TRAIN_SIZE, 32, 32, 3)).astype(np.float32)
+  trainer = StepDriver(model, rule, updates.StepConfig.from_config(config), train_x,
+                       make_mesh(jax.devices()[:1]),
+                       train_labels=rng.integers(0, 10, TRAIN_SIZE).astype(np.int32))
   reference = dg_cifar_pytensor.CifarReference(
       batch_size=8, z_dim=config.latent.dim, gen_dim=config.network.generator_width,
       disc_dim=config.network.discriminator_width, mbd_kernels=config.network.mbd_kernels,
       mbd_dims=config.network.mbd_dims, input_noise=0.0, dropout_p=0.0)
   layout = CIFAR_LAYOUT(config.network.generator_width)
-  return config, model, trainer, reference, layout
+  # One compiled init, shared by every CIFAR-10 test (compiling dominates their cost).
+  return config, trainer, reference, layout, train_x, trainer.init_state(SEED)
 
+
+SEED = 1
 
 # Tolerances (float32). Data-dependent init: both normalise the same pre-activations by their
 # batch moments, summed in another order: 1e-4 relative. Gradients of the first update: the
@@ -242,7 +250,6 @@ def _cifar():
 # ~0. Parameters: one official Adam step moves each entry by at most lr * |g| / sqrt(g^2 +
 # 1e-8) <= lr, and equal gradients give equal steps up to that 1e-3 relative: RTOL 1e-4 on
 # the parameter plus ATOL_PER_UPDATE = lr / 10 per update.
-INIT_RTOL = 1e-4
 GRAD_RTOL, GRAD_ATOL = 1e-3, 1e-6
 
 
@@ -252,14 +259,18 @@ def _assert_params(ours, theirs, atol, where):
                                err_msg=f"{name} {where}")
 
 
-# Slow: building the PyTensor graphs takes minutes on a 2-core CPU.
-@pytest.mark.slow
 def test_cifar_data_dependent_init_matches_the_script():
-  config, model, _, reference, layout = _cifar()
-  examples = np.random.default_rng(0).uniform(-1, 1, (16, 32, 32, 3)).astype(np.float32)
-  key = jax.random.key(5)
-  params, _ = model.init(key, examples)
-  before = _to_port(params, layout)
+  """The trainer's init pass against the script's ``init_param(trainx[:N])``, where trainx is
+  the labelled array in training order: N = init_examples = the first two labelled batches
+  of epoch 0 (the script: trainx[:500], its first five batches). G: one code per component.
+  """
+  config, trainer, reference, layout, train_x, state = _cifar()
+  init_key, run_key = jax.random.split(jax.random.key(SEED))
+  labelled = jax.random.fold_in(run_key, train_state.LABELLED_TAG)
+  first = np.concatenate([np.asarray(batches.batch_indices(labelled, 0, position, 8, TRAIN_SIZE,
+                                                           config.batch_order))
+                          for position in range(config.network.init_examples // 8)])
+  before = _to_port(state.params, layout)
   # The script's initial values of what its init pass sets.
   for name in before:
     if name.endswith(".g"):
@@ -269,20 +280,13 @@ def test_cifar_data_dependent_init_matches_the_script():
   before["disc14.log_weight_scale"] = np.zeros_like(before["disc14.log_weight_scale"])
   before["disc14.b"] = -np.ones_like(before["disc14.b"])
   reference.set(before)
-  reference.noise.set_value(_eps(jax.random.fold_in(key, 3), (8, config.latent.dim)))
-  reference.init_param(_nchw(examples))
-  _assert_params(_to_port(params, layout), reference.get(), 1e-6, "after the init pass")
-
-
-def _cifar_start(seed=1):
-  """Both sides at the project's initial state; the port's Adam state fresh."""
-  config, model, trainer, reference, layout = _cifar()
-  state = trainer.init_state(seed)
-  opt_state = updates.with_learning_rates(trainer.step, state.opt_state, 1.0)
-  reference.reset_optimiser()
-  reference.set(_to_port(state.params, layout))
-  return config, trainer, reference, layout, (state.params, state.batch_stats, opt_state,
-                                              state.balance)
+  reference.noise.set_value(_eps(jax.random.fold_in(init_key, 3), (8, config.latent.dim)))
+  reference.init_param(_nchw(train_x[first]))
+  _assert_params(_to_port(state.params, layout), reference.get(), 1e-6, "after the init pass")
+  # Another set of 16 images initialises differently: the check sees which images were used.
+  reference.set(before)
+  reference.init_param(_nchw(np.delete(train_x, first[:8], axis=0)[:16]))
+  assert np.abs(reference.get()["disc2.g"] - _to_port(state.params, layout)["disc2.g"]).max() > 1e-3
 
 
 def _cifar_batch(seed):
@@ -290,6 +294,58 @@ def _cifar_batch(seed):
   return {"labelled": rng.uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32),
           "real": rng.uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32),
           "labels": rng.integers(0, 10, 8).astype(np.int32)}
+
+
+def _first_moment_gradients(opt_state, name, b1):
+  """The raw gradient of an optimiser's first step: Adam's m is then (1 - b1) * g (exact in
+  float32 for b1 = 0.5), so the update under test also yields the gradient it took."""
+  return jax.tree.map(lambda m: np.asarray(m) / (1 - b1), opt_state[name].inner_state[0].mu)
+
+
+@functools.lru_cache(maxsize=None)
+def _cifar_updates():
+  """Two batches of the 'fixed' rule, D, G, G, G, on both sides from the same start: what
+  each side holds after every update, and the raw gradients of the first D and first G step.
+  """
+  config, trainer, reference, layout, _, state = _cifar()
+  reference.reset_optimiser()
+  reference.set(_to_port(state.params, layout))
+  carry = (state.params, state.batch_stats,
+           updates.with_learning_rates(trainer.step, state.opt_state, 1.0), state.balance)
+  update = jax.jit(functools.partial(updates.balanced_update, trainer.step))
+  lr = np.float32(config.optim.lr)
+  steps, grads = [], {}
+  for batch in range(2):
+    data = _cifar_batch(batch)
+    for index in range(4):
+      k = 4 * batch + index
+      key = jax.random.fold_in(jax.random.key(7), k)
+      reference.noise.set_value(_eps(key, (8, config.latent.dim)))
+      if k == 0:
+        grads["their_d"] = dict(zip(reference.param_names(reference.disc_params),
+                                    reference.disc_grads(_nchw(data["labelled"]), data["labels"],
+                                                         _nchw(data["real"]))))
+      if k == 1:
+        their_list = reference.gen_grads()
+        grads["their_g"] = dict(zip(reference.param_names(reference.gen_params),
+                                    their_list[:-1]))
+        grads["their_sigma_term"] = their_list[-1]
+        grads["params_at_g"] = carry[0]
+      carry, (_, update_g, loss) = update(carry, key, data, index)
+      if index == 0:
+        loss_lab, loss_unl, _ = reference.train_batch_disc(
+            _nchw(data["labelled"]), data["labels"], _nchw(data["real"]), lr)
+        their_loss = loss_lab + loss_unl
+      else:
+        their_loss = reference.train_batch_gen(lr)[2]
+      if k == 0:
+        grads["our_d"] = _first_moment_gradients(carry[2], "discriminator", config.optim.b1)
+      if k == 1:
+        grads["our_g"] = {name: _first_moment_gradients(carry[2], name, config.optim.b1)
+                          for name in ("generator", "mixture")}
+      steps.append((bool(update_g), float(loss), float(their_loss),
+                    _to_port(carry[0], layout), reference.get()))
+  return config, layout, steps, grads
 
 
 def _assert_grads(ours, theirs, what):
@@ -301,59 +357,35 @@ def _assert_grads(ours, theirs, what):
                                err_msg=f"{what} {name}")
 
 
-# Slow: building the PyTensor graphs takes minutes on a 2-core CPU.
-@pytest.mark.slow
 def test_cifar_first_update_gradients_match_the_script():
-  config, trainer, reference, layout, carry = _cifar_start()
-  params, batch_stats = carry[:2]
-  data = _cifar_batch(0)
-  key = jax.random.key(11)
-  reference.noise.set_value(_eps(key, (8, config.latent.dim)))
-  d_grads_of = jax.jit(functools.partial(updates.discriminator_grads, trainer.step))
-  (_, _), d_grads = d_grads_of(params, batch_stats, key, data)
-  theirs = dict(zip(reference.param_names(reference.disc_params), reference.disc_grads(
-      _nchw(data["labelled"]), data["labels"], _nchw(data["real"]))))
-  ours = _to_port({"discriminator": d_grads, **{k: params[k] for k in ("generator", "mixture")}},
+  """The raw gradients of the first D step and of the first G step (G's network and the
+  mixture's mu and sigma), each side at the same parameters; then sigma's regulariser."""
+  config, layout, _, grads = _cifar_updates()
+  params = grads["params_at_g"]
+  ours = _to_port({"discriminator": grads["our_d"],
+                   **{k: params[k] for k in ("generator", "mixture")}},
                   [row for row in layout if row[0][0] == "discriminator"])
-  _assert_grads(ours, theirs, "D gradient")
-  g_grads_of = jax.jit(functools.partial(updates.generator_grads, trainer.step))
-  (_, (_, g_loss)), g_grads = g_grads_of(params, batch_stats, key, data)
-  their_list = reference.gen_grads()
-  theirs = dict(zip(reference.param_names(reference.gen_params), their_list[:-1]))
-  ours = _to_port({**g_grads, "discriminator": params["discriminator"]},
+  _assert_grads(ours, grads["their_d"], "D gradient")
+  ours = _to_port({**grads["our_g"], "discriminator": params["discriminator"]},
                   [row for row in layout if row[0][0] != "discriminator"])
-  _assert_grads(ours, theirs, "G gradient (adversarial part)")
-  # The script computes the sigma term but never adds it; so does the config (weight 0).
+  # The script computes the sigma term but never adds it; so does the config (weight 0): mu's
+  # and sigma's gradients are their adversarial part alone on both sides.
   assert config.latent.sigma_reg == 0.0
+  _assert_grads(ours, grads["their_g"], "G gradient (adversarial part)")
   regulariser = jax.grad(mixture.sigma_regularizer)(params["mixture"])["sigma"]
-  np.testing.assert_allclose(0.05 * np.asarray(regulariser), their_list[-1], rtol=1e-5,
-                             err_msg="the sigma term's gradient")
+  np.testing.assert_allclose(0.05 * np.asarray(regulariser), grads["their_sigma_term"],
+                             rtol=1e-5, err_msg="the sigma term's gradient")
 
 
-# Slow: building the PyTensor graphs takes minutes on a 2-core CPU.
-@pytest.mark.slow
 def test_cifar_updates_match_the_script_one_d_then_three_g():
   """Two batches of the 'fixed' rule: D, G, G, G, each compared after its step."""
-  config, trainer, reference, layout, carry = _cifar_start()
-  update = jax.jit(functools.partial(updates.balanced_update, trainer.step))
+  config, _, steps, _ = _cifar_updates()
   lr = np.float32(config.optim.lr)
-  for batch in range(2):
-    data = _cifar_batch(batch)
-    for index in range(4):
-      k = 4 * batch + index
-      key = jax.random.fold_in(jax.random.key(7), k)
-      reference.noise.set_value(_eps(key, (8, config.latent.dim)))
-      carry, (_, update_g, loss) = update(carry, key, data, index)
-      if index == 0:
-        loss_lab, loss_unl, _ = reference.train_batch_disc(
-            _nchw(data["labelled"]), data["labels"], _nchw(data["real"]), lr)
-        their_loss = loss_lab + loss_unl
-      else:
-        their_loss = reference.train_batch_gen(lr)[2]
-      where = f"after update {k + 1} ({'G' if update_g else 'D'})"
-      assert bool(update_g) == (index > 0), where
-      np.testing.assert_allclose(float(loss), their_loss, rtol=1e-5, err_msg=f"loss {where}")
-      _assert_params(_to_port(carry[0], layout), reference.get(), lr / 10 * (k + 1), where)
+  for k, (update_g, loss, their_loss, ours, theirs) in enumerate(steps):
+    where = f"after update {k + 1} ({'G' if update_g else 'D'})"
+    assert update_g == (k % 4 > 0), where
+    np.testing.assert_allclose(loss, their_loss, rtol=1e-5, err_msg=f"loss {where}")
+    _assert_params(ours, theirs, lr / 10 * (k + 1), where)
 
 
 # --- step-level equivalence: sketches ---------------------------------------------------------
@@ -361,8 +393,6 @@ def test_cifar_updates_match_the_script_one_d_then_three_g():
 SKETCH_LAYOUT = functools.partial(_improved_gan_layout, (2, 3, 5, 7), (8,), 10, 11)
 
 
-# Slow: building the PyTensor graphs takes minutes on a 2-core CPU.
-@pytest.mark.slow
 def test_sketch_probe_schedule_and_forced_update_match_the_script_over_two_batches():
   """Natural decisions over two batches of the sketch rule, the first opening with a forced
   half-lr D update (a G streak of 6 carried in). After each batch: every parameter (tolerance

@@ -21,6 +21,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from deligan_jax import errors
 from deligan_jax.models import GanModel
 from deligan_jax.step import balancing
+from deligan_jax.step import batches
 from deligan_jax.step import device_layout
 from deligan_jax.step import distributed
 from deligan_jax.step import state as state_lib
@@ -65,8 +66,6 @@ class StepDriver:
                              batch_sharding=NamedSharding(self.mesh, P(device_layout.DATA_AXIS)))
     train_x = np.asarray(train_x, np.float32)
     self.train_set = {"x": self._replicate(train_x)}
-    self.init_examples = self._replicate(
-        train_x[init_example_indices(len(train_x), step_config.init_examples)])
     if train_labels is not None:
       self.train_set["labels"] = self._replicate(np.asarray(train_labels, np.int32))
     self._run = jax.jit(self._run_seeds if num_seeds > 1 else self._run_batches,
@@ -89,13 +88,28 @@ class StepDriver:
     return jax.make_array_from_callback(array.shape, self.replicated, lambda index: array[index])
 
   def init_state(self, seed: int) -> state_lib.TrainState:
-    """A fresh state (stacked over seeds when ``num_seeds > 1``), laid out over the mesh."""
+    """A fresh state (stacked over seeds when ``num_seeds > 1``), laid out over the mesh.
+
+    Data-dependent initialisation sees the first ``init_examples`` samples of epoch 0's
+    order (the labelled stream's, semi-supervised): the official CIFAR-10 and sketch scripts
+    call ``init_param(trainx[:500])`` (``[:400]``) on the array whose batches they then
+    train on in order.
+    """
     create = functools.partial(state_lib.init_state, self.model, self.rule,
-                               examples=self.init_examples)
+                               examples=self._init_examples)
     if self.num_seeds > 1:
       seeds = seed + jnp.arange(self.num_seeds)
       return jax.jit(jax.vmap(create), out_shardings=self.state_sharding)(seeds)
     return jax.jit(create, out_shardings=self.state_sharding)(seed)
+
+  def _init_examples(self, run_key: jax.Array) -> jax.Array:
+    """The first ``init_examples`` samples of epoch 0 under the run's key."""
+    cfg = self.config
+    tag = state_lib.LABELLED_TAG if cfg.objective == "semi_supervised" else state_lib.SHUFFLE_TAG
+    count = min(cfg.init_examples, self.step.num_samples)
+    order = batches.batch_indices(jax.random.fold_in(run_key, tag), 0, 0, count,
+                                  self.step.num_samples, "fixed")
+    return self.train_set["x"][order]  # one gather, once: take_rows' loop would slow compiling
 
   def lower(self, state: state_lib.TrainState, num_batches: int):
     """The step for ``num_batches`` batches, lowered for ahead-of-time compilation."""
@@ -135,9 +149,3 @@ class StepDriver:
     if self.layout.seeds == 1 and jax.default_backend() == "cpu":
       return jax.lax.map(run, states)
     return jax.vmap(run, spmd_axis_name=device_layout.SEEDS_AXIS)(states)
-
-
-def init_example_indices(num_samples: int, count: int) -> np.ndarray:
-  """The training samples of the data-dependent init pass: a fixed random subset, sorted
-  (datasets may be stored class by class, as the sketches are)."""
-  return np.sort(np.random.default_rng(0).permutation(num_samples)[:count])

@@ -6,7 +6,7 @@ the batch index, which is what makes resumed runs draw what uninterrupted ones d
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import flax.struct
 import jax
@@ -30,14 +30,18 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 def init_state(model: GanModel, rule: balancing.BalanceRule, seed: int,
-               examples: jax.Array) -> TrainState:
+               examples: jax.Array | Callable[[jax.Array], jax.Array]) -> TrainState:
   """A fresh state: parameters (initialised on real ``examples``), optimisers, rule state.
+
+  ``examples``: an array, or a function of the run's key that returns one.
 
   The optimisers' hyperparameters (b1, b2) do not change the state's structure,
   so defaults serve; ``jax.eval_shape`` of this (``examples`` may be a
   ``jax.ShapeDtypeStruct``) gives a checkpoint's layout.
   """
   init_key, run_key = jax.random.split(jax.random.key(seed))
+  if callable(examples):  # chosen from the run's key (the driver: its first batches)
+    examples = examples(run_key)
   params, batch_stats = model.init(init_key, examples)
   opt_state = {name: optim.adam(0.5, 0.999).init(params[name]) for name in optim.OPTIMISED}
   return TrainState(step=jnp.int32(0), key=jax.random.key_data(run_key), params=params,

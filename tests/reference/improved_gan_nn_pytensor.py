@@ -20,11 +20,18 @@ Changed, because it no longer exists:
   ``ReshapeLayer``, ``GlobalPoolLayer``, ``DropoutLayer``, ``get_output``,
   ``get_all_params``, ``init.Normal``/``init.Constant``.
 * PyTensor has no CNN convolution (``theano.tensor.nnet.conv2d``, cuDNN's ``dnn_conv``
-  and ``AbstractConv2d_gradInputs`` were removed): :func:`conv2d` is the same operation
-  (a true convolution, i.e. flipped filters, with Lasagne's pad and stride) written as a
-  sum of strided slices times the filter taps, in PyTensor, so PyTensor differentiates it;
-  ``AbstractConv2d_gradInputs`` is that convolution's input gradient, taken by PyTensor
-  (``pullback``), which is what the op computes.
+  and ``AbstractConv2d_gradInputs`` were removed): :class:`Conv2d`,
+  :class:`Conv2dGradInputs` and :class:`Conv2dGradWeights` are Theano's three
+  ``AbstractConv2d`` ops (a true convolution, i.e. flipped filters, with Lasagne's pad and
+  stride; its input gradient; its filter gradient), each the others' gradient as in Theano,
+  with a numpy ``perform``. ``Deconv2DLayer`` applies ``Conv2dGradInputs`` as the official
+  layer applies ``AbstractConv2d_gradInputs``.
+* ``T.eye(input.shape[0])`` in ``MinibatchLayer`` -> :func:`_eye_like_rows`, the same
+  matrix: PyTensor's ``Eye`` infers its static shape while the graph is built, walking the
+  whole network above it.
+* Functions run without graph rewrites (``optimizer=None``), on Python implementations of
+  the ops (``linker='py'``): the graphs as written compile in a second; rewriting and C
+  compilation took minutes per function on a 2-core CPU.
 * ``MRG_RandomStreams`` -> PyTensor's ``RandomStream`` (the stream differs; tests set
   the noise to 0 or feed it).
 """
@@ -34,13 +41,16 @@ from __future__ import annotations
 import numpy as np
 import pytensor
 import pytensor.tensor as T
-from pytensor.gradient import pullback
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
 from pytensor.tensor.random.utils import RandomStream
 
 FLOATX = "float32"
 pytensor.config.floatX = FLOATX
-# Python implementations of the ops: compiling C for every op of a fresh graph takes minutes.
-MODE = pytensor.compile.mode.Mode(linker="py", optimizer="fast_compile")
+# The graphs as written, on Python implementations of the ops (see the header).
+MODE = pytensor.compile.mode.Mode(linker="py", optimizer=None)
+# No stack trace recorded per graph node: it only improves error messages, at seconds a graph.
+pytensor.config.traceback__limit = 0
 
 
 def floatx(value):
@@ -189,25 +199,117 @@ class NINLayer(Layer):
     return self.nonlinearity(activation)
 
 
+# --- convolution: Theano's AbstractConv2d family, in numpy ---------------------------------
+#
+# Theano's conv2d, its weight gradient and its input gradient were three ops whose gradients
+# are each other; PyTensor removed them. These are the same three operations (Lasagne's true
+# convolution, i.e. flipped filters, with pad and stride; NCHW, W (out, in, kh, kw)), their
+# perform in numpy. Written as PyTensor slices instead, the graphs took minutes to build,
+# differentiate and compile.
+
+
+def _taps(filter_size, stride, out_size):
+  """(dy, dx, rows, columns): the padded-input window that each filter tap reads."""
+  (kh, kw), (height, width) = filter_size, out_size
+  return [(dy, dx, slice(dy, dy + stride * (height - 1) + 1, stride),
+           slice(dx, dx + stride * (width - 1) + 1, stride))
+          for dy in range(kh) for dx in range(kw)]
+
+
+class _ConvOp(Op):
+  __props__ = ("filter_size", "pad", "stride", "image_size")
+
+  def __init__(self, filter_size, pad, stride, image_size):
+    self.filter_size, self.pad, self.stride = tuple(filter_size), int(pad), int(stride)
+    self.image_size = tuple(int(n) for n in image_size)
+
+  @property
+  def out_size(self):
+    return tuple((n + 2 * self.pad - k) // self.stride + 1
+                 for n, k in zip(self.image_size, self.filter_size))
+
+  def _node(self, *inputs):
+    inputs = [T.as_tensor_variable(x) for x in inputs]
+    return Apply(self, inputs, [T.tensor(dtype=FLOATX, shape=(None,) * 4)])
+
+  def _flipped(self, W):
+    return W[:, :, ::-1, ::-1]
+
+  def _padded(self, x):
+    p = self.pad
+    return np.pad(x, ((0, 0), (0, 0), (p, p), (p, p))) if p else x
+
+
+class Conv2d(_ConvOp):
+  """conv2d(x, W): (B, in, H, W) -> (B, out, H', W')."""
+
+  def make_node(self, x, W):
+    return self._node(x, W)
+
+  def perform(self, node, inputs, outputs):
+    x, W = inputs
+    padded, flipped = self._padded(x), self._flipped(W)
+    out = np.zeros((len(x), len(W), *self.out_size), FLOATX)
+    for dy, dx, rows, columns in _taps(self.filter_size, self.stride, self.out_size):
+      out += np.einsum("bchw,oc->bohw", padded[:, :, rows, columns], flipped[:, :, dy, dx])
+    outputs[0][0] = out
+
+  def pullback(self, inputs, outputs, output_grads):
+    x, W = inputs
+    (top,) = output_grads
+    args = (self.filter_size, self.pad, self.stride, self.image_size)
+    return [Conv2dGradInputs(*args)(W, top), Conv2dGradWeights(*args)(x, top)]
+
+
+class Conv2dGradInputs(_ConvOp):
+  """AbstractConv2d_gradInputs(W, top): the input gradient of conv2d, (B, in, H, W)."""
+
+  def make_node(self, W, top):
+    return self._node(W, top)
+
+  def perform(self, node, inputs, outputs):
+    W, top = inputs
+    flipped, p = self._flipped(W), self.pad
+    padded = np.zeros((len(top), W.shape[1], *(n + 2 * p for n in self.image_size)), FLOATX)
+    for dy, dx, rows, columns in _taps(self.filter_size, self.stride, self.out_size):
+      padded[:, :, rows, columns] += np.einsum("bohw,oc->bchw", top, flipped[:, :, dy, dx])
+    height, width = self.image_size
+    outputs[0][0] = np.ascontiguousarray(padded[:, :, p:p + height, p:p + width])
+
+  def pullback(self, inputs, outputs, output_grads):
+    W, top = inputs
+    (g,) = output_grads  # gradient with respect to this op's output, an image
+    args = (self.filter_size, self.pad, self.stride, self.image_size)
+    return [Conv2dGradWeights(*args)(g, top), Conv2d(*args)(g, W)]
+
+
+class Conv2dGradWeights(_ConvOp):
+  """AbstractConv2d_gradWeights(x, top): the filter gradient of conv2d, (out, in, kh, kw)."""
+
+  def make_node(self, x, top):
+    return self._node(x, top)
+
+  def perform(self, node, inputs, outputs):
+    x, top = inputs
+    padded = self._padded(x)
+    flipped = np.zeros((top.shape[1], x.shape[1], *self.filter_size), FLOATX)
+    for dy, dx, rows, columns in _taps(self.filter_size, self.stride, self.out_size):
+      flipped[:, :, dy, dx] = np.einsum("bohw,bchw->oc", top, padded[:, :, rows, columns])
+    outputs[0][0] = np.ascontiguousarray(self._flipped(flipped))
+
+  def pullback(self, inputs, outputs, output_grads):
+    x, top = inputs
+    (g,) = output_grads  # a filter bank
+    args = (self.filter_size, self.pad, self.stride, self.image_size)
+    return [Conv2dGradInputs(*args)(g, top), Conv2d(*args)(x, g)]
+
+
 def conv2d(x, W, filter_size, pad, stride, image_size):
   """Lasagne's convolution (flip_filters=True): NCHW input, W (out, in, kh, kw).
 
   ``image_size``: (height, width) of ``x``, as Python ints (the layers' output shapes).
   """
-  kh, kw = filter_size
-  flipped = W[:, :, ::-1, ::-1]
-  if pad:  # zero rows and columns around x (T.pad's graph is slow to build)
-    rows = T.zeros_like(x[:, :, :pad, :])
-    x = T.concatenate([rows, x, rows], axis=2)
-    columns = T.zeros_like(x[:, :, :, :pad])
-    x = T.concatenate([columns, x, columns], axis=3)
-  height = (image_size[0] + 2 * pad - kh) // stride + 1
-  width = (image_size[1] + 2 * pad - kw) // stride + 1
-  taps = [x[:, :, dy:dy + stride * (height - 1) + 1:stride, dx:dx + stride * (width - 1) + 1:stride]
-          for dy in range(kh) for dx in range(kw)]
-  patches = T.stack(taps, axis=2)  # (B, in, kh * kw, H', W')
-  kernel = flipped.reshape((flipped.shape[0], flipped.shape[1], kh * kw))
-  return T.tensordot(patches, kernel, axes=[[1, 2], [1, 2]]).dimshuffle(0, 3, 1, 2)
+  return Conv2d(filter_size, pad, stride, image_size)(x, W)
 
 
 class Conv2DDNNLayer(Layer):
@@ -387,15 +489,20 @@ class Deconv2DLayer(Layer):
     # AbstractConv2d_gradInputs(imshp=target_shape, kshp=W_shape, subsample=stride,
     # border_mode='half'): the gradient of conv2d(image, W) with respect to its image.
     assert self.stride[0] == self.stride[1] and self.filter_size[0] == self.filter_size[1]
-    image = T.zeros(self.target_shape, dtype=FLOATX)
-    forward = conv2d(image, self.W, self.filter_size, self.filter_size[0] // 2, self.stride[0],
-                     self.target_shape[2:])
-    activation = pullback(forward, image, input)
+    activation = Conv2dGradInputs(self.filter_size, self.filter_size[0] // 2, self.stride[0],
+                                  self.target_shape[2:])(self.W, input)
 
     if self.b is not None:
       activation += self.b.dimshuffle("x", 0, "x", "x")
 
     return self.nonlinearity(activation)
+
+
+def _eye_like_rows(x):
+  """T.eye(x.shape[0]), built from the rows' running count: PyTensor's Eye infers its shape
+  when built by walking the whole network above ``x`` (about 30 s per graph here)."""
+  index = T.cumsum(T.ones_like(x[:, 0, 0]))
+  return T.cast(T.eq(index.dimshuffle(0, "x"), index.dimshuffle("x", 0)), FLOATX)
 
 
 # minibatch discrimination layer
@@ -424,7 +531,7 @@ class MinibatchLayer(Layer):
     activation = T.tensordot(input, self.W, [[1], [0]])
     abs_dif = (T.sum(abs(activation.dimshuffle(0, 1, 2, "x")
                          - activation.dimshuffle("x", 1, 2, 0)), axis=2)
-               + 1e6 * T.eye(input.shape[0]).dimshuffle(0, "x", 1))
+               + 1e6 * _eye_like_rows(activation).dimshuffle(0, "x", 1))
 
     if init:
       mean_min_abs_dif = 0.5 * T.mean(T.min(abs_dif, axis=2), axis=0)
