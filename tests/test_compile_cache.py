@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import REPO
 
-COMPILE = ("import jax, jax.numpy as jnp; from deligan_jax import compile_cache\n"
+COMPILE = ("import jax, jax.numpy as jnp; from deligan_jax.runs import compile_cache\n"
            "compile_cache.enable(); jax.jit(lambda x: x * 2 + 1)(jnp.ones(3)).block_until_ready()")
 
 

@@ -15,7 +15,7 @@ from tests.test_cli import TINY, one_line_refusal
 from tests.test_faults import snapshot
 from tests.test_training import run_cli
 
-HOLD = ("import sys, time; from deligan_jax import workdir_lock\n"
+HOLD = ("import sys, time; from deligan_jax.runs import lock as workdir_lock\n"
         "with workdir_lock.owned(sys.argv[1]) as claim:\n"
         "  claim(); print('held', flush=True); time.sleep(600)")
 
