@@ -1,6 +1,6 @@
 r"""First start against second start with the persistent compilation cache.
 
-  PYTHONPATH=. DELIGAN_DATA_DIR=../shared/data python benchmarks/compile_cache.py
+  DELIGAN_DATA_DIR=../shared/data python -m benchmarks.compile_cache
 
 Starts ``train.py --config configs/mnist.py`` for a few batches twice (each in
 a new workdir, so both compile and train the same programs) and ``eval.py``
@@ -10,7 +10,6 @@ shipped MNIST classifier (copied into the cache folder), so no classifier is
 trained. Wall times include Python and JAX imports, which no cache saves.
 """
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -21,7 +20,12 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from deligan_jax.scores import classifier  # noqa: E402  (after the path above)
+from absl import flags  # noqa: E402  (after the path above)
+
+from deligan_jax import cli  # noqa: E402
+from deligan_jax.scores import classifier  # noqa: E402
+
+FLAGS = flags.FLAGS
 
 TRAIN = ("--config.num_steps=4", "--config.steps_per_dispatch=2", "--config.log_every=2",
          "--config.sample_every=4", "--config.checkpoint_every=4")
@@ -42,10 +46,12 @@ def timed(args: list[str], env: dict) -> tuple[float, int]:
   return time.perf_counter() - start, entries(env["DELIGAN_CACHE_DIR"]) - before
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--eval_samples", type=int, default=500)
-  args = parser.parse_args()
+def define_flags() -> None:
+  flags.DEFINE_integer("eval_samples", 500, "Samples eval.py scores.", lower_bound=2)
+
+
+def main(argv) -> None:
+  del argv
   scratch = tempfile.mkdtemp(prefix="deligan_compile_cache_")
   try:
     cache = os.path.join(scratch, "cache")
@@ -59,11 +65,11 @@ def main() -> None:
     train = [os.path.join(REPO, "train.py"), "--config", os.path.join(REPO, "configs", "mnist.py"),
              *TRAIN]
     evaluate = [os.path.join(REPO, "eval.py"), "--workdir", os.path.join(scratch, "run_0"),
-                f"--num_samples={args.eval_samples}", f"--classifier_steps={steps}"]
+                f"--num_samples={FLAGS.eval_samples}", f"--classifier_steps={steps}"]
     figures = {
         "train.py (mnist, 4 batches)": [timed([*train, "--workdir", os.path.join(scratch, f"run_{k}")],
                                                env) for k in range(2)],
-        f"eval.py (mnist, {args.eval_samples} samples)": [timed(evaluate, env) for _ in range(2)],
+        f"eval.py (mnist, {FLAGS.eval_samples} samples)": [timed(evaluate, env) for _ in range(2)],
     }
     print(f"compilation cache: {entries(cache)} entries in {os.path.join(cache, 'jax')}")
     # A second start that compiles adds entries; one that is merely slower (a loaded
@@ -79,4 +85,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main, define_flags)

@@ -1,7 +1,7 @@
 r"""One process with 4 devices against two processes with 2 devices each, same mesh.
 
-  PYTHONPATH=. python benchmarks/scaling.py                 # MNIST, paper widths, 2 seeds
-  PYTHONPATH=. python benchmarks/scaling.py --config toy --num_seeds 4
+  python -m benchmarks.scaling                  # MNIST, paper widths, 2 seeds
+  python -m benchmarks.scaling --experiment toy --num_seeds 4
 
 Simulated CPU devices (``--xla_force_host_platform_device_count``) on this
 machine: both set-ups run the same ``seeds`` x ``data`` program on 4 devices;
@@ -14,7 +14,6 @@ each update all-reduces over each mesh axis on a v4-32 pod slice (16 chips),
 from the parameter counts of the paper-width networks.
 """
 
-import argparse
 import json
 import os
 import socket
@@ -24,6 +23,10 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+
+from absl import flags  # noqa: E402  (after the path above)
+
+FLAGS = flags.FLAGS
 
 DEVICES = 4
 
@@ -37,7 +40,7 @@ def worker(args) -> None:
   from deligan_jax.step import distributed
   from tests.conftest import load_config
 
-  config = load_config(args.config, "bimodal,deligan" if args.config == "toy" else None)
+  config = load_config(args.experiment, "bimodal,deligan" if args.experiment == "toy" else None)
   config.num_seeds = args.num_seeds
   config.steps_per_dispatch = args.steps_per_dispatch
   if args.address:
@@ -72,11 +75,11 @@ def run_setup(args, num_processes: int) -> dict:
     with socket.socket() as s:
       s.bind(("localhost", 0))
       address = f"localhost:{s.getsockname()[1]}"
-  common = [sys.executable, os.path.abspath(__file__), "--worker", "--config", args.config,
-            "--num_seeds", str(args.num_seeds), "--dispatches", str(args.dispatches),
-            "--steps_per_dispatch", str(args.steps_per_dispatch),
-            "--num_processes", str(num_processes), "--address", address]
-  processes = [subprocess.Popen([*common, "--process_id", str(k)], cwd=REPO, env=env,
+  common = [sys.executable, os.path.abspath(__file__), "--worker", f"--experiment={args.experiment}",
+            f"--num_seeds={args.num_seeds}", f"--dispatches={args.dispatches}",
+            f"--steps_per_dispatch={args.steps_per_dispatch}",
+            f"--num_processes={num_processes}", f"--address={address}"]
+  processes = [subprocess.Popen([*common, f"--process_id={k}"], cwd=REPO, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for k in range(num_processes)]
   outputs = [p.communicate() for p in processes]
@@ -121,27 +124,31 @@ def on_paper() -> None:
             f"{4 * d / 1e6:.2f} MB ({factor * 4 * d / 1e6:.2f} MB sent a device) | 0 |")
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--config", default="mnist", choices=("mnist", "toy"))
+def define_flags() -> None:
+  flags.DEFINE_enum("experiment", "mnist", ("mnist", "toy"), "The experiment's config.")
   # 2: the paper's batch of 50 splits over 2 devices, so 1 seed would leave 2 of 4 idle
   # (refused across processes).
-  parser.add_argument("--num_seeds", type=int, default=2)
-  parser.add_argument("--dispatches", type=int, default=3)
-  parser.add_argument("--steps_per_dispatch", type=int, default=5)
-  parser.add_argument("--paper_only", action="store_true", help="only the v4-32 figures")
-  parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-  parser.add_argument("--address", default="", help=argparse.SUPPRESS)
-  parser.add_argument("--num_processes", type=int, default=1, help=argparse.SUPPRESS)
-  parser.add_argument("--process_id", type=int, default=0, help=argparse.SUPPRESS)
-  args = parser.parse_args()
+  flags.DEFINE_integer("num_seeds", 2, "Seeds trained together.", lower_bound=1)
+  flags.DEFINE_integer("dispatches", 3, "Timed dispatches.", lower_bound=1)
+  flags.DEFINE_integer("steps_per_dispatch", 5, "Batches per dispatch.", lower_bound=1)
+  flags.DEFINE_bool("paper_only", False, "Only the v4-32 figures.")
+  # Set by the parent for the processes it starts.
+  flags.DEFINE_bool("worker", False, "One process of a set-up.")
+  flags.DEFINE_string("address", "", "The coordinator of a set-up's processes.")
+  flags.DEFINE_integer("num_processes", 1, "Processes of the set-up.")
+  flags.DEFINE_integer("process_id", 0, "This process.")
+
+
+def main(argv) -> None:
+  del argv
+  args = FLAGS
   if args.worker:
     worker(args)
     return
   if not args.paper_only:
     figures = {n: run_setup(args, n) for n in (1, 2)}
     base = figures[1]
-    print(f"{args.config}, num_seeds={args.num_seeds}, {args.dispatches} x "
+    print(f"{args.experiment}, num_seeds={args.num_seeds}, {args.dispatches} x "
           f"{args.steps_per_dispatch} batches timed, {DEVICES} simulated CPU devices "
           f"on {os.cpu_count()} cores")
     print("| set-up | seeds x data | s / update | updates / s | vs 1 x 4 |")
@@ -155,4 +162,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  main()
+  from deligan_jax import cli  # noqa: E402  (after the path above)
+  cli.run(main, define_flags)

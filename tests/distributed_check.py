@@ -18,6 +18,7 @@ import sys
 import jax
 
 from deligan_jax import config as config_lib
+from deligan_jax import errors
 from deligan_jax import training
 from deligan_jax.step import distributed
 from deligan_jax.data import datasets
@@ -53,7 +54,7 @@ def main(address: str, num_processes: int, process_id: int, root: str, runs: str
     workdir = os.path.join(root, f"{name}_{num_seeds}_{config.batch_size}")
     try:
       state = training.train_and_evaluate(config, workdir)
-    except training.BAD_INPUT as error:
+    except errors.UserError as error:
       report["runs"][workdir] = {"refused": str(error)}
       continue
     leaf = jax.tree.leaves(state.params)[0]

@@ -22,7 +22,7 @@ def test_bench_quick_json():
   (``test_train_step.py::test_two_dispatches_equal_one``) and the bfloat16 step
   (``test_train_step.py::test_mixed_precision_keeps_float32_parameters_and_optimiser_state``)."""
   result = subprocess.run(
-      [sys.executable, "bench.py", "--config", "configs/mnist.py", "--quick", "--json",
+      [sys.executable, "-m", "benchmarks.bench", "--config", "configs/mnist.py", "--quick", "--json",
        "--batch_sizes=8", "--config.network.generator_width=4",
        "--config.network.discriminator_width=4"],
       cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
@@ -48,7 +48,7 @@ def test_bench_quick_json():
 
 def test_bench_scaling_reports_the_ratio_to_the_paper_size_and_compile_seconds():
   result = subprocess.run(
-      [sys.executable, "bench.py", "--scaling=toy", "--quick", "--json", "--dtypes=float32"],
+      [sys.executable, "-m", "benchmarks.bench", "--scaling=toy", "--quick", "--json", "--dtypes=float32"],
       cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
       timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -63,7 +63,7 @@ def test_bench_scaling_reports_the_ratio_to_the_paper_size_and_compile_seconds()
 
 
 def test_bench_scaling_refuses_an_unknown_dataset_in_one_line():
-  result = subprocess.run([sys.executable, "bench.py", "--scaling=toy,imagenet"], cwd=REPO,
+  result = subprocess.run([sys.executable, "-m", "benchmarks.bench", "--scaling=toy,imagenet"], cwd=REPO,
                           env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
                           text=True, timeout=600)
   assert result.returncode != 0 and "Traceback" not in result.stderr

@@ -329,7 +329,7 @@ def test_disk_full_while_writing_a_checkpoint(toy_workdir, monkeypatch):
 
 
 def metric_steps(workdir):
-  return [(r["step"], r.get("reseed")) for r in training.run_log.read_metrics(str(workdir))]
+  return [(r["step"], r.get("reseed")) for r in training.metrics_log.read_metrics(str(workdir))]
 
 
 def test_reseed_continues_from_the_last_good_checkpoint(toy_run, toy_workdir, monkeypatch,
@@ -353,7 +353,7 @@ def test_reseed_continues_from_the_last_good_checkpoint(toy_run, toy_workdir, mo
   assert injected == [8] and int(state.step) == 16
   assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state.params))
   assert metric_steps(toy_workdir) == [(4, None), (8, None), (8, 1), (12, None), (16, None)]
-  assert training.run_log.read_metrics(str(toy_workdir))[2] == {
+  assert training.metrics_log.read_metrics(str(toy_workdir))[2] == {
       "step": 8, "reseed": 1, "non_finite_batch": 9}
   assert "a loss became NaN or infinite at batch 9; continuing from batch 8 with new " \
       "randomness (retry 1 from there; reseed 1 of at most 3)" in caplog.text
@@ -430,7 +430,7 @@ def test_memory_stays_flat_over_many_dispatches(tmp_path, monkeypatch):
   assert len(set(arrays)) == 1  # device arrays: the same count and bytes throughout
   assert heap[-1] - heap[0] < 128 * 1024
   assert resident[-1] - resident[0] < 8 * 1024 * 1024
-  assert len(training.run_log.read_metrics(str(tmp_path))) == 700
+  assert len(training.metrics_log.read_metrics(str(tmp_path))) == 700
 
 
 # --- kill anywhere -------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import pytest
 from deligan_jax.step import balancing
 from deligan_jax import config as config_lib
 from deligan_jax.models import conv
-from deligan_jax.scores import evaluation
+from deligan_jax import sampling
 from deligan_jax import mixture
 from deligan_jax.models import networks
 from deligan_jax.step import batches
@@ -137,13 +137,13 @@ def test_samples_for_scoring_use_batch_statistics_when_asked():
   # Running averages away from their initial values, so that the two modes differ.
   batch_stats = jax.tree.map(lambda leaf: leaf + 0.5, batch_stats)
   state = types.SimpleNamespace(params=params, batch_stats=batch_stats)
-  samples = evaluation.generate_samples(model, state, 10, seed=2, batch_norm="batch",
+  samples = sampling.draw(model, state, 10, seed=2, batch_norm="batch",
                                         batch_size=4)
   key = jax.random.key(2)
   expected = np.concatenate([np.asarray(model.generate(
       params, batch_stats, jax.random.fold_in(key, i), 4, train=True)[0]) for i in range(3)])
   np.testing.assert_allclose(samples, expected[:10], atol=1e-6)
-  running = evaluation.generate_samples(model, state, 10, seed=2)
+  running = sampling.draw(model, state, 10, seed=2)
   assert np.abs(running - samples).max() > 0.01
 
 

@@ -89,8 +89,8 @@ def _predict(params, images, num_classes):
 
 # The MNIST classifier shipped with the package (how it was made: CLASSIFIERS.md beside it),
 # for evaluation where the MNIST training images are missing.
-SHIPPED_MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data",
-                             "mnist_cnn_steps300_seed0")
+SHIPPED_MNIST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             "data", "mnist_cnn_steps300_seed0")
 
 
 def train_classifier(data_config: Any, cache_dir: str | None = None, steps: int = 2000,
