@@ -15,7 +15,7 @@ from ml_collections import config_dict
 from deligan_jax.step import augment
 from deligan_jax.step import balancing
 from deligan_jax.models import conv
-from deligan_jax.data import common as data_common
+from deligan_jax.data import dataset as dataset_lib
 from deligan_jax.data import datasets
 from deligan_jax.step import losses
 from deligan_jax import mixture
@@ -30,7 +30,7 @@ NETWORKS = tuple(networks.SAMPLE_SHAPES)
 # The networks each dataset's samples fit.
 NETWORK_OF_DATA = {"toy_unimodal": "toy", "toy_bimodal": "toy", "points": "toy",
                    "mnist": "mnist", "cifar10": "cifar10", "sketches": "sketches"}
-DATA_SOURCES = data_common.SOURCES
+DATA_SOURCES = dataset_lib.SOURCES
 
 
 ON_NON_FINITE = ("stop", "reseed")

@@ -23,7 +23,7 @@ import pytest
 
 from deligan_jax.runs import checkpoints
 from deligan_jax import config as config_lib
-from deligan_jax.data.common import DataError, Dataset
+from deligan_jax.data.dataset import DataError, Dataset
 from deligan_jax.data.points import toy_points
 from deligan_jax.step import state as train_state
 from deligan_jax.step.driver import StepDriver

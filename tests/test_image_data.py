@@ -11,7 +11,7 @@ from PIL import Image
 
 from deligan_jax.data import datasets, labelled
 from deligan_jax.data.cifar10 import CIFAR10_CLASSES, load_cifar10, read_cifar10_batch
-from deligan_jax.data.common import DATA_DIR_ENV, DataError, random_subset
+from deligan_jax.data.dataset import DATA_DIR_ENV, DataError, random_subset
 from deligan_jax.data.sketches import load_sketches, preprocess_sketch
 from tests.conftest import SHARED_DATA
 

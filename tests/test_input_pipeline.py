@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from deligan_jax.data import datasets, labelled
-from deligan_jax.data.common import DATA_DIR_ENV, DataError, Dataset, last_per_class, resolve_data_dir
+from deligan_jax.data.dataset import DATA_DIR_ENV, DataError, Dataset, last_per_class, resolve_data_dir
 from deligan_jax.data.mnist import load_mnist, read_idx
 from deligan_jax.data.points import TOY_MODES, load_points, toy_points
 

@@ -12,7 +12,7 @@ from deligan_jax import training
 from deligan_jax.scores import classifier
 from deligan_jax.scores import evaluation
 from deligan_jax.data import datasets, embedded
-from deligan_jax.data.common import DataError
+from deligan_jax.data.dataset import DataError
 from tests.conftest import REPO, small_config
 from tests.test_cli import TINY
 from tests.test_training import run_cli

@@ -27,7 +27,7 @@ from deligan_jax.step import optim
 from deligan_jax.step import state as train_state
 from deligan_jax.step import updates
 from deligan_jax.step.driver import StepDriver, make_mesh
-from deligan_jax.data import common as data_common
+from deligan_jax.data import dataset as dataset_lib
 from deligan_jax.models import build
 from tests.conftest import small_config
 
@@ -107,8 +107,8 @@ def test_cifar_subset_is_the_official_selection_index_for_index():
   labels = (index % 10).astype(np.int32)
   official_x = (-127.5 + images.transpose(0, 3, 1, 2).astype(np.float32)) / 128.  # cifar10_data
   theirs, their_labels, _, _ = dg_cifar_pytensor.select_training_subset(official_x, labels)
-  ours, our_labels = data_common.random_subset(images, labels, 2000, 1)
-  ours = data_common.to_model_scale(ours, "cifar10")
+  ours, our_labels = dataset_lib.random_subset(images, labels, 2000, 1)
+  ours = dataset_lib.to_model_scale(ours, "cifar10")
   decode = lambda x: np.rint(x[:, 0, 0, :2] * 128 + 127.5).astype(int) @ np.array([1, 256])
   np.testing.assert_array_equal(decode(ours), decode(theirs.transpose(0, 2, 3, 1)))
   np.testing.assert_array_equal(our_labels, their_labels)

@@ -12,7 +12,7 @@ from deligan_jax import config as config_lib
 from deligan_jax import models
 from deligan_jax.models import networks
 from deligan_jax.data import datasets
-from deligan_jax.data.common import DataError
+from deligan_jax.data.dataset import DataError
 from tests.conftest import examples, small_config
 
 

@@ -37,7 +37,7 @@ def test_resume_continues_exactly(tmp_path):
 
 def test_resume_of_mnist_model_with_batch_norm(tmp_path, monkeypatch):
   # MNIST networks on random images: batch norm statistics must resume too.
-  from deligan_jax.data.common import Dataset
+  from deligan_jax.data.dataset import Dataset
   images = np.random.default_rng(0).uniform(-1, 1, (40, 28, 28, 1)).astype(np.float32)
   monkeypatch.setattr(training.datasets, "load",
                       lambda _: Dataset(images, None, "random"))
@@ -179,7 +179,7 @@ def test_training_on_a_user_point_set(tmp_path):
 def test_non_finite_values_stop_training_and_keep_the_last_good_checkpoint(tmp_path,
                                                                           monkeypatch):
   from deligan_jax.runs import checkpoints
-  from deligan_jax.data.common import Dataset
+  from deligan_jax.data.dataset import Dataset
   from deligan_jax.data.points import toy_points
   config = small_config("toy", "bimodal,deligan")
   config.num_steps = 4

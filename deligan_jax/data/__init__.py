@@ -1,12 +1,12 @@
 """Data sources for DeLiGAN: toy 2-D Gaussians, user point sets, MNIST, CIFAR-10, sketches.
 
 One module per source (`points`, `mnist`, `cifar10`, `sketches`), what they
-share in `common` (errors, the Dataset record, the data folder, subsets) and
+share in `dataset` (the Dataset record, the data folder, subsets) and
 `labelled` (the 'files' / 'tfds' choice of MNIST and CIFAR-10); `datasets`
 holds the entry points that a data config drives.
 
 Everything returns plain numpy arrays; no JAX is needed. Every bad input
-raises `common.DataError`, whose message names the file or field at fault and
+raises `errors.DataError`, whose message names the file or field at fault and
 says how to fix it. Nothing is ever written into a data directory.
 
 MNIST and CIFAR-10 come from one of two sources:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from deligan_jax.data.common import DATA_DIR_ENV, DataError
+from deligan_jax.data.dataset import DATA_DIR_ENV, DataError
 from deligan_jax.data.labelled import ImageSource, checked_images, load_labelled
 
 CIFAR10_NUM_TRAIN_DEFAULT = 2000  # The paper trains on 2000 random CIFAR-10 images.

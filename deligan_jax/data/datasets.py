@@ -7,7 +7,7 @@ from absl import logging
 import numpy as np
 
 from deligan_jax.data import cifar10, embedded, mnist, points, sketches
-from deligan_jax.data.common import (DATA_DIR_ENV, SPLITS, DataError, Dataset, config_field,
+from deligan_jax.data.dataset import (DATA_DIR_ENV, SPLITS, DataError, Dataset, config_field,
                                      last_per_class, random_subset, to_model_scale)
 
 IMAGE_DATASETS = ("mnist", "cifar10", "sketches")

@@ -2,7 +2,7 @@ r"""The paper's 500 MNIST training images, shipped inside the package.
 
 ``mnist500.npz`` beside this module holds the last 50 images of each digit of
 the standard MNIST training set (the official selection, see
-:func:`deligan_jax.data.common.last_per_class`), so the MNIST config trains
+:func:`deligan_jax.data.dataset.last_per_class`), so the MNIST config trains
 with no data folder and no internet. PROVENANCE.md beside it records its
 source files, their checksums and its licence. It is made from the idx files
 with::
@@ -17,7 +17,7 @@ import zipfile
 import numpy as np
 
 from deligan_jax.data import mnist
-from deligan_jax.data.common import DataError, last_per_class
+from deligan_jax.data.dataset import DataError, last_per_class
 
 MNIST500_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mnist500.npz")
 MNIST500_PER_CLASS = 50

@@ -7,7 +7,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from deligan_jax.data.common import DATA_DIR_ENV, SOURCES, SPLITS, DataError, resolve_data_dir
+from deligan_jax.data.dataset import DATA_DIR_ENV, SOURCES, SPLITS, DataError, resolve_data_dir
 
 class ImageSource(NamedTuple):
   """How one labelled image dataset is found, read and checked."""

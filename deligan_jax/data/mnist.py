@@ -9,7 +9,7 @@ import zlib
 
 import numpy as np
 
-from deligan_jax.data.common import DATA_DIR_ENV, DataError
+from deligan_jax.data.dataset import DATA_DIR_ENV, DataError
 from deligan_jax.data.labelled import ImageSource, checked_images, load_labelled
 
 MNIST_PER_CLASS_DEFAULT = 50  # The paper trains on 50 images per digit.

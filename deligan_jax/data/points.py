@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from deligan_jax.data.common import DataError
+from deligan_jax.data.dataset import DataError
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from deligan_jax.data.common import DATA_DIR_ENV, DataError, resolve_data_dir
+from deligan_jax.data.dataset import DATA_DIR_ENV, DataError, resolve_data_dir
 
 SKETCH_SPLITS = ("all", "train", "test")
 SKETCH_SIZE = 32

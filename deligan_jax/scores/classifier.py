@@ -29,7 +29,7 @@ import tqdm
 from deligan_jax.step import augment
 from deligan_jax.models import conv
 from deligan_jax.runs import cache
-from deligan_jax.data import common as data_common
+from deligan_jax.data import dataset as dataset_lib
 from deligan_jax.data import datasets
 from deligan_jax.data import mnist
 
@@ -104,8 +104,8 @@ def train_classifier(data_config: Any, cache_dir: str | None = None, steps: int 
   """
   try:
     train = datasets.load_split(data_config, "train")
-  except data_common.DataError as error:
-    if data_common.config_field(data_config, "name") != "mnist":
+  except dataset_lib.DataError as error:
+    if dataset_lib.config_field(data_config, "name") != "mnist":
       raise
     return _mnist_without_training_images(cache_dir, steps, seed, error)
   path = os.path.join(cache.folder(cache_dir),
@@ -162,7 +162,7 @@ def _load(path: str, image_shape, class_names, dataset: str, seed: int) -> Class
                     f"{dataset}-cnn")
 
 
-def _data_tag(train: data_common.Dataset) -> str:
+def _data_tag(train: dataset_lib.Dataset) -> str:
   """What tells apart the training sets a dataset can have, for the cache file's name.
 
   MNIST's training split is always the same 60000 images (and older caches

@@ -34,7 +34,7 @@ import numpy as np
 from deligan_jax.runs import cache
 from deligan_jax.scores import inception
 from deligan_jax.scores import metrics
-from deligan_jax.data import common as data_common
+from deligan_jax.data import dataset as dataset_lib
 from deligan_jax.data import datasets
 from deligan_jax.scores.inception import store
 
@@ -106,7 +106,7 @@ class Reference:
   train_features: np.ndarray  # the run's training images (CIFAR-10: its subset)
 
 
-def _real_features(params, dataset: data_common.Dataset, cache_dir) -> np.ndarray:
+def _real_features(params, dataset: dataset_lib.Dataset, cache_dir) -> np.ndarray:
   return store.real_features(params, inception.to_uint8(dataset.x), cache_dir)
 
 

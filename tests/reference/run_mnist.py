@@ -21,7 +21,7 @@ import sys
 import numpy as np
 
 from deligan_jax.runs import plots
-from deligan_jax.data import common as data_common
+from deligan_jax.data import dataset as dataset_lib
 from deligan_jax.data import mnist
 from tests.reference import checkpoints
 from tests.reference import dg_mnist_tf
@@ -32,8 +32,8 @@ RUN_ARGS = ("model", "d_batch_norm", "window")  # must not change on resume
 def mnist_500(data_dir: str) -> np.ndarray:
   """The script's data: the last 50 training images of each digit, (500, 784) in [-1, 1]."""
   images, labels = mnist.load_mnist(data_dir, source="files")
-  images, _ = data_common.last_per_class(images, labels, 50)
-  return data_common.to_model_scale(images).reshape(-1, 28 * 28)
+  images, _ = dataset_lib.last_per_class(images, labels, 50)
+  return dataset_lib.to_model_scale(images).reshape(-1, 28 * 28)
 
 
 def save_balance_plot(windows: list[dict], path: str) -> None:

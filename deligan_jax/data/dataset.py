@@ -1,5 +1,5 @@
-"""What every data source shares: the error type, the Dataset record, finding
-the data folder, subsets, scaling and reading data config fields."""
+"""The Dataset record and what every data source shares to build one: finding the data
+folder, the paper's subsets, the model's pixel scale, reading data config fields."""
 
 import os
 from typing import Any, NamedTuple
