@@ -140,9 +140,10 @@ def _take_seed(state: state_lib.TrainState, index: int) -> state_lib.TrainState:
   return jax.tree.map(lambda leaf: leaf[index], state)
 
 
-def _step(state: state_lib.TrainState) -> int:
-  """The batch every seed of ``state`` has reached (also when they span processes)."""
-  return int(np.ravel(distributed.fetch(state.step))[0])
+@jax.jit
+def _stack_seeds(*states: state_lib.TrainState) -> state_lib.TrainState:
+  # One program, as _take_seed; compiled once, not at every restore.
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
 
 
 def _restore(runs: list[_Run], state: state_lib.TrainState) -> state_lib.TrainState:
@@ -166,9 +167,7 @@ def _restore(runs: list[_Run], state: state_lib.TrainState) -> state_lib.TrainSt
     run.checkpointer.set_aside_newer(step)
   if len(runs) == 1:
     return restored[0]
-  # One program, as _take_seed.
-  return jax.jit(lambda *states: jax.tree.map(lambda *leaves: jnp.stack(leaves), *states))(
-      *restored)
+  return _stack_seeds(*restored)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state_lib.TrainState:
@@ -229,7 +228,7 @@ def _train_with_reseeds(config, driver, runs, state, real, workdir, test_set=Non
   retries = collections.Counter()  # retries from each checkpoint's step
   reseeded = None
   while True:
-    step = _step(state)
+    step = distributed.batch_reached(state)
     # Process 0 writes the metrics of a run over several processes.
     writer = metrics_log.MetricWriter if distributed.is_primary() else metrics_log.NoWriter
     writers = [writer(run.workdir, step) for run in runs]
@@ -247,7 +246,7 @@ def _train_with_reseeds(config, driver, runs, state, real, workdir, test_set=Non
                         reseeds if config.on_non_finite == "reseed" else None) from None
       reseeds += 1
       state = _restore(runs, driver.init_state(config.seed))
-      good = _step(state)
+      good = distributed.batch_reached(state)
       retries[good] += 1
       state = state_lib.reseed(state, retries[good])
       reseeded = {"reseed": retries[good], "non_finite_batch": error.step}
@@ -333,7 +332,7 @@ def _dispatch_loop(config, driver, runs, writers, summary_writer, state, real, w
   """
   num_seeds = len(runs)
   updates_per_batch = driver.rule.inner_updates
-  step = _step(state)
+  step = distributed.batch_reached(state)
   progress = tqdm.tqdm(total=config.num_steps * updates_per_batch * num_seeds,
                        disable=not distributed.is_primary(),  # one bar for the run
                        initial=step * updates_per_batch * num_seeds, unit="upd",

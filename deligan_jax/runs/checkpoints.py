@@ -17,7 +17,6 @@ import shutil
 
 from absl import logging
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
 from deligan_jax import config as config_lib
@@ -62,7 +61,7 @@ class Checkpointer:
     return self._manager.latest_step()
 
   def save(self, state: train_state.TrainState) -> None:
-    step = int(np.ravel(distributed.fetch(state.step))[0])
+    step = distributed.batch_reached(state)
     try:
       # Every process of a run writes its shards; process 0 then the manifest.
       self._manager.save(step, args=ocp.args.StandardSave(state))

@@ -113,6 +113,14 @@ def fetch(tree):
   return multihost_utils.process_allgather(tree, tiled=True)
 
 
+def batch_reached(state) -> int:
+  """The batch ``state`` has reached (its first seed's, when stacked), in every process.
+
+  A collective when there are several processes: every process must call it.
+  """
+  return int(np.ravel(fetch(state.step))[0])
+
+
 def for_primary(tree):
   """``tree`` itself in a run of one process; else a numpy copy in process 0, None in the others.
 
