@@ -70,6 +70,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.distributed.num_processes = config_dict.placeholder(int)
   c.distributed.process_id = config_dict.placeholder(int)
   c.distributed.initialization_timeout = 300  # seconds for all processes to meet
+  # Seconds without a heartbeat after which a process counts as dead and the run ends.
+  c.distributed.heartbeat_timeout = 100
   c.num_seeds = 1                   # S > 1: S runs (seeds seed..seed+S-1) in one program
   c.objective = "bce"               # or 'semi_supervised' (CIFAR-10's D with class logits)
   c.augment = ""                    # DiffAugment policy, e.g. 'color,translation,cutout'
@@ -250,10 +252,13 @@ def _validate_run(c: ml_collections.ConfigDict) -> None:
   _one_of(c.batch_order, BATCH_ORDERS, "batch_order")
   _one_of(c.sample_batch_norm, SAMPLE_BATCH_NORMS, "sample_batch_norm")
 
+
 def _validate_distributed(c: ml_collections.ConfigDict) -> None:
   dist = c.distributed
   _require(dist.initialization_timeout > 0, "distributed.initialization_timeout",
            f"must be positive, got {dist.initialization_timeout}")
+  _require(dist.heartbeat_timeout > 0, "distributed.heartbeat_timeout",
+           f"must be positive, got {dist.heartbeat_timeout}")
   _require(dist.num_processes is None or dist.num_processes > 0, "distributed.num_processes",
            f"must be positive, got {dist.num_processes}")
   _require(dist.process_id is None or 0 <= dist.process_id < (dist.num_processes or 2**31),

@@ -24,6 +24,10 @@ from deligan_jax.step import distributed
 from deligan_jax.data import datasets
 from tests.conftest import small_config
 
+# Seconds after which a process that stopped counts as lost; short, so that a test that
+# kills one process does not wait JAX's default 100 s for the other to end.
+HEARTBEAT_TIMEOUT = 20
+
 
 def config_for(name: str, num_seeds: int, num_steps: int, address: str | None,
                num_processes: int, process_id: int, batch_size: int = 8):
@@ -36,6 +40,7 @@ def config_for(name: str, num_seeds: int, num_steps: int, address: str | None,
     config.distributed.num_processes = num_processes
     config.distributed.process_id = process_id
     config.distributed.initialization_timeout = 60
+    config.distributed.heartbeat_timeout = HEARTBEAT_TIMEOUT
   config_lib.validate(config)
   return config
 
@@ -53,7 +58,8 @@ def main(address: str, num_processes: int, process_id: int, root: str, runs: str
   for (name, num_seeds, *_), config in zip(specs, configs):
     workdir = os.path.join(root, f"{name}_{num_seeds}_{config.batch_size}")
     try:
-      state = training.train_and_evaluate(config, workdir)
+      with distributed.one_line_when_a_process_stops():
+        state = training.train_and_evaluate(config, workdir)
     except errors.UserError as error:
       report["runs"][workdir] = {"refused": str(error)}
       continue

@@ -10,6 +10,7 @@ are added (the cross-process all-reduce is gloo's, the in-process one XLA's):
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,7 +28,8 @@ from deligan_jax.runs import metrics_log as run_log
 from deligan_jax import config as config_lib
 from deligan_jax.data import datasets
 from tests.conftest import REPO, SHARED_DATA, training_gaps_within_bound
-from tests.distributed_check import config_for
+from tests.distributed_check import HEARTBEAT_TIMEOUT, config_for
+from tests.test_topology import run_check
 
 PROCESSES = 2
 STEPS = 8
@@ -49,7 +51,8 @@ def test_earlier_bool_configs_and_flags_read_as_enabled():
     ("coordinator_address", "host0", "must be 'host:port'"),
     ("num_processes", 0, "must be positive"),
     ("process_id", 2, "must be in [0, num_processes=2)"),
-    ("initialization_timeout", 0, "must be positive")])
+    ("initialization_timeout", 0, "must be positive"),
+    ("heartbeat_timeout", 0, "must be positive")])
 def test_bad_distributed_fields_are_named(field, value, message):
   config = config_lib.base_config()
   config.distributed.num_processes = 2
@@ -160,11 +163,25 @@ def test_two_processes_train_what_one_process_trains(both_runs):
       assert [r["step"] for r in summary] == [4, 8]
 
 
-def test_a_process_killed_mid_run_and_both_resumed(tmp_path):
-  """One process dies (SIGKILL) after the first checkpoint; both started again resume from it.
+def test_two_processes_checkpoints_sample_evaluate_and_resume_on_one_device(both_runs,
+                                                                             tmp_path):
+  """The topology matrix's 2 processes -> 1: what sample, eval and train.py do with a run."""
+  runs, two, _, _, _ = both_runs
+  if runs[0][0] != "toy":
+    pytest.skip("tests.topology_check reads toy runs")
+  for _, num_seeds in runs:
+    workdir = tmp_path / f"toy_{num_seeds}"
+    shutil.copytree(two / f"toy_{num_seeds}_8", workdir)
+    read = run_check("read", workdir, num_seeds, 1)
+    assert len(read["seeds"]) == num_seeds
+    for seed in read["seeds"].values():
+      assert np.isfinite(seed["samples"]).all() and seed["modes_covered"] >= 0
+      assert seed["steps"] == [4, 8, 12]  # continued from the two processes' batch 8
 
-  The survivor is stopped too, as a cluster's scheduler stops the rest of a job.
-  """
+
+def test_a_process_killed_mid_run_ends_the_other_and_both_resume(tmp_path):
+  """Process 1 dies (SIGKILL) after the first checkpoint; process 0 ends by itself within
+  the heartbeat timeout; both started again resume from the last checkpoint."""
   runs = "toy:1:400"  # long enough to be killed mid-run
   address = f"localhost:{free_port()}"
   processes = [start(address, k, tmp_path, runs) for k in range(PROCESSES)]
@@ -174,9 +191,15 @@ def test_a_process_killed_mid_run_and_both_resumed(tmp_path):
     assert time.monotonic() < deadline and all(p.poll() is None for p in processes)
     time.sleep(0.2)
   processes[1].send_signal(signal.SIGKILL)
-  processes[0].send_signal(signal.SIGKILL)
-  for p in processes:
-    p.communicate(timeout=60)
+  killed = time.monotonic()
+  processes[1].communicate(timeout=60)
+  _, err = processes[0].communicate(timeout=HEARTBEAT_TIMEOUT + 60)
+  # Its collective with the lost process fails (our line), or the coordination service
+  # misses the lost process's heartbeats and JAX ends this one (JAX's line).
+  assert processes[0].returncode != 0
+  assert ("another process of this run stopped" in err
+          or "This most likely indicates that another task died" in err), err[-3000:]
+  assert time.monotonic() - killed < HEARTBEAT_TIMEOUT + 30
   saved = max(int(p.name) for p in checkpoint_dir.iterdir() if p.name.isdigit())
   assert 0 < saved < 400
   # Started again, both processes go on from the saved batch: the metrics continue, the
@@ -185,6 +208,33 @@ def test_a_process_killed_mid_run_and_both_resumed(tmp_path):
   assert all(r["runs"] for r in reports)
   steps = [r["step"] for r in run_log.read_metrics(str(tmp_path / "toy_1_8"))]
   assert steps == list(range(4, saved + 9, 4))
+
+
+def test_a_collective_failed_by_a_lost_process_ends_in_one_line():
+  """The error a gloo collective raised in a run whose other process was killed (copied
+  from such a run) ends the process with one line; any other error passes through."""
+  script = """
+import jax
+from deligan_jax.step import distributed
+distributed.is_multi_process = lambda: True
+try:
+  with distributed.one_line_when_a_process_stops():
+    raise ValueError("a bug of this process")
+except ValueError:
+  print("passed through", flush=True)
+with distributed.one_line_when_a_process_stops():
+  raise jax.errors.JaxRuntimeError(
+      "UNKNOWN: Gloo AllGather failed: [external/gloo/gloo/transport/tcp/pair.cc:538] "
+      "Read error [127.0.0.1]:17093: Connection reset by peer")
+"""
+  done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env_with_devices(1),
+                        capture_output=True, text=True, timeout=120)
+  assert done.returncode == 1 and done.stdout == "passed through\n"
+  assert done.stderr.splitlines() == [
+      "error: another process of this run stopped (killed, crashed or preempted), so this one "
+      "ends too: start every process again with the same command, and the run resumes from "
+      "its last checkpoint (UNKNOWN: Gloo AllGather failed: [external/gloo/gloo/transport/tcp/"
+      "pair.cc:538] Read error [127.0.0.1]:17093: Connection reset by peer)"], done.stderr
 
 
 def test_an_unreachable_coordinator_ends_the_start_within_its_timeout(tmp_path):

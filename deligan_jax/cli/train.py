@@ -48,7 +48,8 @@ def main(argv):
       if distributed.is_primary():
         print(f"workdir: {workdir} (the default for this config; --workdir chooses another)",
               flush=True)
-    training.train_and_evaluate(FLAGS.config, workdir)
+    with distributed.one_line_when_a_process_stops():
+      training.train_and_evaluate(FLAGS.config, workdir)
   except training.Interrupted as stop:
     sys.exit(f"interrupted by {stop}")
   except training.NonFinite as error:

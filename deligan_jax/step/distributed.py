@@ -20,10 +20,11 @@ workdir lock, checkpoint manifests) runs in process 0 alone
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
-from typing import Callable
+from typing import Callable, Iterator
 
 from absl import logging
 import jax
@@ -78,9 +79,10 @@ def initialize(settings) -> None:
   watchdog.daemon = True
   watchdog.start()
   try:
-    jax.distributed.initialize(**given, initialization_timeout=timeout + _JAX_GRACE_S)
+    jax.distributed.initialize(**given, initialization_timeout=timeout + _JAX_GRACE_S,
+                               heartbeat_timeout_seconds=settings.heartbeat_timeout)
   except (ValueError, RuntimeError) as error:
-    last = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+    last = _last_line(error)
     if "coordinator_address" in str(error) and "coordinator_address" not in given:
       raise DistributedError(
           "config.distributed.enabled=True, but no cluster (Cloud TPU, SLURM, Open MPI) was "
@@ -91,6 +93,36 @@ def initialize(settings) -> None:
     watchdog.cancel()
   if not is_primary():
     logging.set_verbosity(logging.ERROR)  # process 0 says what the run has to say
+
+
+# How a collective fails when another process of the run has stopped (gloo on CPU; the
+# coordination service once that process has missed its heartbeats).
+_LOST_PROCESS_SIGNS = ("closed by peer", "reset by peer", "heartbeat timeout",
+                       "stopped sending heartbeats", "Barrier failed")
+
+
+@contextlib.contextmanager
+def one_line_when_a_process_stops() -> Iterator[None]:
+  """Ends this process with one line when another process of the run stops mid-run.
+
+  A collective with a process that was killed fails with JAX's runtime error; this
+  process then exits with status 1 at once, without JAX's shutdown, which would wait
+  for the lost process. When the loss surfaces only as missed heartbeats
+  (``config.distributed.heartbeat_timeout`` seconds), JAX ends the process itself.
+  """
+  try:
+    yield
+  except Exception as error:  # pylint: disable=broad-except
+    if is_multi_process() and any(sign in str(error) for sign in _LOST_PROCESS_SIGNS):
+      _give_up("another process of this run stopped (killed, crashed or preempted), so this "
+               "one ends too: start every process again with the same command, and the run "
+               f"resumes from its last checkpoint ({_last_line(error)})")
+    raise
+
+
+def _last_line(error: BaseException) -> str:
+  text = str(error).strip()
+  return text.splitlines()[-1] if text else type(error).__name__
 
 
 def check_devices_used(idle_note: str | None) -> None:
