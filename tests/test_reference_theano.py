@@ -393,14 +393,10 @@ def test_cifar_updates_match_the_script_one_d_then_three_g():
 SKETCH_LAYOUT = functools.partial(_improved_gan_layout, (2, 3, 5, 7), (8,), 10, 11)
 
 
-def test_sketch_probe_schedule_and_forced_update_match_the_script_over_two_batches():
-  """Natural decisions over two batches of the sketch rule, the first opening with a forced
-  half-lr D update (a G streak of 6 carried in). After each batch: every parameter (tolerance
-  as for CIFAR-10 per update), thres, the streak counters, how many G and D updates, and the
-  mean of the deciding g's (1e-5 relative: whole-batch means).
-  """
+@functools.lru_cache(maxsize=None)
+def _sketches():
+  """The small sketch config, its driver on one batch of 8, the port, and the initial state."""
   config, model, rule = _small("sketches")
-  assert rule.probe_reuse and rule.probe_train_mode and rule.forced_d_lr_factor == 0.5
   batch = np.random.default_rng(0).uniform(-1, 1, (8, 32, 32, 1)).astype(np.float32)
   trainer = StepDriver(model, rule, updates.StepConfig.from_config(config), batch,
                        make_mesh(jax.devices()[:1]))
@@ -409,7 +405,53 @@ def test_sketch_probe_schedule_and_forced_update_match_the_script_over_two_batch
       disc_dim=config.network.discriminator_width, mbd_kernels=config.network.mbd_kernels,
       mbd_dims=config.network.mbd_dims, input_noise=0.0, dropout_p=0.0)
   layout = SKETCH_LAYOUT(config.network.generator_width)
-  state = trainer.init_state(1)
+  return config, rule, trainer, reference, layout, batch, trainer.init_state(1)
+
+
+def test_sketch_first_update_gradients_match_the_script():
+  """The raw gradients at the initial parameters, for one eps: D's, and G's and the
+  mixture's in two parts, the adversarial loss's and the sigma term's (weight 0.05, which
+  the sketch script adds to G's loss). Tolerances as for CIFAR-10's gradients."""
+  config, _, trainer, reference, layout, batch, state = _sketches()
+  assert config.latent.sigma_reg == 0.05
+  reference.set(_to_port(state.params, layout))
+  key = jax.random.key(3)
+  reference.noise.set_value(_eps(key, (8, config.latent.dim)))
+  data = {"real": jnp.asarray(batch)}
+  _, d_grads = updates.discriminator_grads(trainer.step, state.params, state.batch_stats, key,
+                                           data)
+  d_layout = [row for row in layout if row[0][0] == "discriminator"]
+  their_d = dict(zip(reference.param_names(reference.disc_params),
+                     reference.disc_grads(_nchw(batch))))
+  _assert_grads(_to_port({"discriminator": d_grads}, d_layout), their_d, "D gradient")
+
+  trainable = {k: state.params[k] for k in ("generator", "mixture")}
+
+  def part(index):
+    return jax.grad(lambda t: updates.generator_objective(
+        trainer.step, t, state.params, state.batch_stats, key, data)[0][index])(trainable)
+
+  their = reference.gen_grads()
+  their_adversarial = dict(zip(reference.param_names(reference.gen_params), their[:-1]))
+  g_layout = [row for row in layout if row[0][0] != "discriminator"]
+  _assert_grads(_to_port(part(0), g_layout), their_adversarial, "G gradient (adversarial part)")
+  regulariser = part(1)
+  assert all(not np.any(leaf) for leaf in jax.tree.leaves(
+      {k: v for k, v in regulariser.items() if k != "mixture"}))
+  np.testing.assert_array_equal(regulariser["mixture"]["mu"], 0)
+  np.testing.assert_allclose(regulariser["mixture"]["sigma"], their[-1], rtol=1e-5,
+                             err_msg="the sigma term's gradient")
+
+
+def test_sketch_probe_schedule_and_forced_update_match_the_script_over_two_batches():
+  """Natural decisions over two batches of the sketch rule, the first opening with a forced
+  half-lr D update (a G streak of 6 carried in). After each batch: every parameter (tolerance
+  as for CIFAR-10 per update), thres, the streak counters, how many G and D updates, and the
+  mean of the deciding g's (1e-5 relative: whole-batch means).
+  """
+  config, rule, trainer, reference, layout, batch, state = _sketches()
+  assert rule.probe_reuse and rule.probe_train_mode and rule.forced_d_lr_factor == 0.5
+  reference.reset_optimiser()
   reference.set(_to_port(state.params, layout))
   train_batch = jax.jit(functools.partial(updates.train_step, trainer.step))
   lr = np.float32(config.optim.lr)

@@ -102,6 +102,9 @@ class SketchReference(ReferenceHooks):
 
     # --- hooks for tests -----------------------------------------------------
     self.disc_params, self.gen_params = disc_params, gen_params
+    self.disc_grads = _function([x_lab], T.grad(disc_cost, disc_params), mode=mode)
+    self.gen_grads = _function([], T.grad(loss_gen, gen_params) + T.grad(sigloss, [sig1]),
+                               mode=mode)
     self._hooks(gen_layers, disc_layers, disc_param_updates + gen_param_updates)
     self.count1, self.count2, self.t1, self.thres = 0, 0, 0.70, 1.0
 
