@@ -40,7 +40,6 @@ RESUMABLE_CHANGES = ("num_steps", "log_every", "sample_every", "checkpoint_every
                      "stall.action", "latent.sample_noise")
 
 
-
 def check(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Refuses a workdir that cannot be written or that holds a run of another config.
 
