@@ -5,9 +5,11 @@ import socket
 import urllib.parse
 from typing import Callable, NamedTuple
 
+from absl import logging
 import numpy as np
 
 from deligan_jax.data.dataset import DATA_DIR_ENV, SOURCES, SPLITS, DataError, resolve_data_dir
+
 
 class ImageSource(NamedTuple):
   """How one labelled image dataset is found, read and checked."""
@@ -125,7 +127,7 @@ def load_tfds(
   # it becomes a DataError that keeps the cause.
   try:
     builder = tfds.builder(spec.tfds_name, data_dir=tfds_data_dir)
-    if not builder.is_prepared() and (manual_dir is None
+    if not _is_prepared(builder) and (manual_dir is None
                                       or spec.missing(manual_dir, split) is not None):
       _check_reachable(builder.url_infos or {})
     builder.download_and_prepare(
@@ -139,6 +141,16 @@ def load_tfds(
     ) from e
   images, labels = spec.from_tfds(examples, split)
   return checked_images(spec, images, labels, f"tensorflow-datasets {spec.tfds_name} {split!r}")
+
+
+def _is_prepared(builder) -> bool:
+  # tfds warns of every variant folder it finds unprepared; whatever follows says what matters.
+  level = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)
+  try:
+    return builder.is_prepared()
+  finally:
+    logging.set_verbosity(level)
 
 
 DOWNLOAD_PROBE_TIMEOUT_S = 5.0
