@@ -100,38 +100,11 @@ class Step:
 def train_step(step: Step, state: state_lib.TrainState, train_set: dict):
   """One batch: ``inner_updates`` balanced updates; returns the new state and its metrics."""
   cfg, rule = step.config, step.rule
-  base = jax.random.wrap_key_data(state.key)
-  epoch = state.step // step.batches_per_epoch
-  position = state.step % step.batches_per_epoch
-  data = draw_batch(step, train_set, base, epoch, position)
-  batch_key = jax.random.fold_in(jax.random.fold_in(base, state_lib.LATENTS_TAG), state.step)
-
-  balance = jax.tree.map(functools.partial(jnp.where, position == 0),
-                         balancing.start_epoch(rule, state.balance), state.balance)
-  forced_d = balancing.forces_discriminator_update(rule, balance)
-  balance = balancing.start_batch(rule, balance)
-  factor = optim.learning_rate_factor(epoch, cfg.decay_start_epoch, cfg.decay_end_epoch)
-  opt_state = with_learning_rates(step, state.opt_state, factor)
-  params, batch_stats = state.params, state.batch_stats
-  # With probe_reuse (sketches), one probe opens the batch, before the forced D update.
-  first_g = (probe(step, params, batch_stats, jax.random.fold_in(batch_key,
-                                                                 rule.inner_updates + 1))
-             if rule.probe_reuse else None)
-  if rule.forced_d_lr_factor > 0:
-    params, batch_stats, opt_state = forced_discriminator_update(
-        step, forced_d, params, batch_stats, opt_state, factor,
-        jax.random.fold_in(batch_key, rule.inner_updates), data)
+  carry, data, batch_key, factor, forced_d = open_batch(step, state, train_set)
 
   def inner(carry, update_index):
-    # 'per_batch': every update of the batch reuses the first one's key, hence its eps.
-    latent_key = jax.random.fold_in(batch_key, update_index if cfg.eps_draw == "per_update"
-                                    else 0)
-    update = reusing_update if rule.probe_reuse else balanced_update
-    return update(step, carry, latent_key, data, update_index)
+    return batch_update(step, carry, batch_key, data, update_index)
 
-  carry = (params, batch_stats, opt_state, balance)
-  if rule.probe_reuse:
-    carry = (*carry, first_g)
   carry, (g, update_g, loss) = jax.lax.scan(inner, carry, jnp.arange(rule.inner_updates))
   params, batch_stats, opt_state, balance = carry[:4]
 
@@ -159,6 +132,51 @@ def train_step(step: Step, state: state_lib.TrainState, train_set: dict):
   new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                             opt_state=opt_state, balance=balance)
   return new_state, metrics
+
+
+def open_batch(step: Step, state: state_lib.TrainState, train_set: dict):
+  """What comes before a batch's updates: its data, the rule's move of thres, the sketch
+  rule's first probe and forced D update.
+
+  Returns ``(carry, data, batch_key, factor, forced_d)``: the carry of the first
+  :func:`batch_update`, the batch, its latent key, the learning-rate factor and whether
+  D's update was forced.
+  """
+  cfg, rule = step.config, step.rule
+  base = jax.random.wrap_key_data(state.key)
+  epoch = state.step // step.batches_per_epoch
+  position = state.step % step.batches_per_epoch
+  data = draw_batch(step, train_set, base, epoch, position)
+  batch_key = jax.random.fold_in(jax.random.fold_in(base, state_lib.LATENTS_TAG), state.step)
+
+  balance = jax.tree.map(functools.partial(jnp.where, position == 0),
+                         balancing.start_epoch(rule, state.balance), state.balance)
+  forced_d = balancing.forces_discriminator_update(rule, balance)
+  balance = balancing.start_batch(rule, balance)
+  factor = optim.learning_rate_factor(epoch, cfg.decay_start_epoch, cfg.decay_end_epoch)
+  opt_state = with_learning_rates(step, state.opt_state, factor)
+  params, batch_stats = state.params, state.batch_stats
+  # With probe_reuse (sketches), one probe opens the batch, before the forced D update.
+  first_g = (probe(step, params, batch_stats, jax.random.fold_in(batch_key,
+                                                                 rule.inner_updates + 1))
+             if rule.probe_reuse else None)
+  if rule.forced_d_lr_factor > 0:
+    params, batch_stats, opt_state = forced_discriminator_update(
+        step, forced_d, params, batch_stats, opt_state, factor,
+        jax.random.fold_in(batch_key, rule.inner_updates), data)
+  carry = (params, batch_stats, opt_state, balance)
+  if rule.probe_reuse:
+    carry = (*carry, first_g)
+  return carry, data, batch_key, factor, forced_d
+
+
+def batch_update(step: Step, carry, batch_key, data, update_index):
+  """Update ``update_index`` of the batch: the rule's update with this update's latent key."""
+  # 'per_batch': every update of the batch reuses the first one's key, hence its eps.
+  latent_key = jax.random.fold_in(batch_key, update_index if step.config.eps_draw == "per_update"
+                                  else 0)
+  update = reusing_update if step.rule.probe_reuse else balanced_update
+  return update(step, carry, latent_key, data, update_index)
 
 
 def draw_batch(step: Step, train_set: dict, base_key: jax.Array, epoch: jax.Array,

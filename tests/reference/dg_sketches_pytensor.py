@@ -12,7 +12,8 @@ probe: both networks in training mode, no update) and the balancing loop of one 
 Changed, because it no longer exists or cannot be shared otherwise: as in
 :mod:`tests.reference.dg_cifar_pytensor` (G's noise is the shared variable ``self.noise``,
 which the loop takes from ``noise(call, k)`` before every call that runs G; input noise and
-dropout are arguments; functions compile on first call); ``xrange`` -> ``range``.
+dropout are arguments; functions compile on first call); ``xrange`` -> ``range``; the
+batch's loop calls ``after()`` after each update, for the tests to read the parameters.
 """
 
 from __future__ import annotations
@@ -108,13 +109,14 @@ class SketchReference(ReferenceHooks):
     self._hooks(gen_layers, disc_layers, disc_param_updates + gen_param_updates)
     self.count1, self.count2, self.t1, self.thres = 0, 0, 0.70, 1.0
 
-  def run_batch(self, batch, lr, lrd, noise, log):
+  def run_batch(self, batch, lr, lrd, noise, log, after=lambda: None):
     """One pass of the script's ``for t in range(nr_batches_train)`` body on ``batch`` (NCHW).
 
     ``noise(call, k)`` gives G's eps for each call that runs G: the batch's first probe
     ('first'), the forced D update ('forced'), inner update k ('update') and the probe after
     a D update ('probe'). ``log(event, value)`` sees the forced update ('forced', its loss)
-    and each update ('G' or 'D', with the genloss that decided it).
+    and each update ('G' or 'D', with the genloss that decided it); ``after()`` is called
+    after each of them has changed the parameters.
     """
     def call(function, name, k, *args):
       self.noise.set_value(noise(name, k))
@@ -126,6 +128,7 @@ class SketchReference(ReferenceHooks):
         self.count1=0
         ll, lu =call(self.train_batch_disc, "forced", 0, batch,lrd)
         log("forced", ll + lu)
+        after()
     if self.count2<-1:
         self.thres=max(self.thres-0.003, self.t1)
         self.count2=0
@@ -134,11 +137,13 @@ class SketchReference(ReferenceHooks):
         if(genloss>self.thres):
             log("G", genloss)
             sigm, sigmloss, genloss = call(self.train_batch_gen, "update", k, lr)
+            after()
             self.count1+=1
             self.count2=0
         else:
             log("D", genloss)
             ll, lu = call(self.train_batch_disc, "update", k, batch,lr)
+            after()
             sigm, sigmloss, genloss = call(self.batch_gen, "probe", k)
             self.count1=0
             self.count2-=1
