@@ -85,7 +85,7 @@ def test_mission_command_trains_from_an_empty_folder_without_data_or_home(tmp_pa
   assert result.returncode == 0, result.stderr[-3000:]
   notes = [l for l in result.stderr.splitlines() if "shipped with the package" in l]
   assert len(notes) == 1 and "mnist500.npz" in notes[0], result.stderr[-3000:]
-  # That line is all it warns of (tfds's own notes on its unprepared folders are not).
+  # That line is its only logged warning (tfds's notes on its unprepared folders are not).
   warnings = [l for l in result.stderr.splitlines() if re.match(r"(W\d{4} |WARNING:)", l)]
   assert warnings == notes, result.stderr[-3000:]
   workdir = cwd / "runs" / "mnist_deligan"

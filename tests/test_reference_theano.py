@@ -451,7 +451,7 @@ FUSED_ATOL = 1e-6
 def test_sketch_probe_schedule_and_forced_update_match_the_script_over_two_batches():
   """Natural decisions over two batches of the sketch rule, the first opening with a forced
   half-lr D update (a G streak of 6 carried in). After each update (the batch run update by
-  update: ``updates.open_batch``, then ``updates.batch_update``): every parameter, tolerance as
+  update: ``updates.open_batch``, then ``updates.inner_update``): every parameter, tolerance as
   for CIFAR-10 per update. After each batch of the fused step (``updates.train_step``, what
   training runs): the same parameters as update by update (FUSED_ATOL), thres, the streak
   counters, how many G and D updates, and the mean of the deciding g's (1e-5 relative:
@@ -461,9 +461,10 @@ def test_sketch_probe_schedule_and_forced_update_match_the_script_over_two_batch
   assert rule.probe_reuse and rule.probe_train_mode and rule.forced_d_lr_factor == 0.5
   reference.reset_optimiser()
   reference.set(_to_port(state.params, layout))
+  reference.count1, reference.count2, reference.t1, reference.thres = 0, 0, 0.70, 1.0
   train_batch = jax.jit(functools.partial(updates.train_step, trainer.step))
   open_batch = jax.jit(functools.partial(updates.open_batch, trainer.step))
-  batch_update = jax.jit(functools.partial(updates.batch_update, trainer.step))
+  inner_update = jax.jit(functools.partial(updates.inner_update, trainer.step))
   lr = np.float32(config.optim.lr)
   base = jax.random.wrap_key_data(state.key)
   seen, done = set(), 0
@@ -494,7 +495,7 @@ def test_sketch_probe_schedule_and_forced_update_match_the_script_over_two_batch
     carry, data, key, _, forced = open_batch(state, trainer.train_set)
     ours_after = [carry[0]] if bool(forced) else []
     for k in range(rule.inner_updates):
-      carry, _ = batch_update(carry, key, data, k)
+      carry, _ = inner_update(carry, key, data, k)
       ours_after.append(carry[0])
     assert len(ours_after) == len(theirs_after) == len(events), events
     for (event, _), ours, theirs in zip(events, ours_after, theirs_after):

@@ -50,7 +50,8 @@ def is_primary() -> bool:
 
 
 def _give_up(message: str) -> None:
-  # From the watchdog thread: the main thread is inside JAX's connect call.
+  # Without JAX's shutdown, which would wait for the processes that did not come or left;
+  # from any thread (the start's watchdog runs while the main thread is in JAX's connect).
   sys.stderr.write(f"error: {message}\n")
   sys.stderr.flush()
   os._exit(1)  # pylint: disable=protected-access
@@ -95,10 +96,16 @@ def initialize(settings) -> None:
     logging.set_verbosity(logging.ERROR)  # process 0 says what the run has to say
 
 
-# How a collective fails when another process of the run has stopped (gloo on CPU; the
-# coordination service once that process has missed its heartbeats).
-_LOST_PROCESS_SIGNS = ("closed by peer", "reset by peer", "heartbeat timeout",
-                       "stopped sending heartbeats", "Barrier failed")
+# How JAX's runtime reports, in Python, a collective with a process that has stopped (gloo on
+# CPU; the coordination service once that process has missed its heartbeats).
+_LOST_PROCESS_SIGNS = ("closed by peer", "reset by peer", "Broken pipe", "heartbeat timeout",
+                       "stopped sending heartbeats")
+
+
+def _lost_process(error: BaseException) -> bool:
+  text = str(error)
+  from_runtime = isinstance(error, jax.errors.JaxRuntimeError) or "Gloo" in text
+  return from_runtime and any(sign in text for sign in _LOST_PROCESS_SIGNS)
 
 
 @contextlib.contextmanager
@@ -113,7 +120,7 @@ def one_line_when_a_process_stops() -> Iterator[None]:
   try:
     yield
   except Exception as error:  # pylint: disable=broad-except
-    if is_multi_process() and any(sign in str(error) for sign in _LOST_PROCESS_SIGNS):
+    if is_multi_process() and _lost_process(error):
       _give_up("another process of this run stopped (killed, crashed or preempted), so this "
                "one ends too: start every process again with the same command, and the run "
                f"resumes from its last checkpoint ({_last_line(error)})")

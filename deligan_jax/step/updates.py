@@ -103,7 +103,7 @@ def train_step(step: Step, state: state_lib.TrainState, train_set: dict):
   carry, data, batch_key, factor, forced_d = open_batch(step, state, train_set)
 
   def inner(carry, update_index):
-    return batch_update(step, carry, batch_key, data, update_index)
+    return inner_update(step, carry, batch_key, data, update_index)
 
   carry, (g, update_g, loss) = jax.lax.scan(inner, carry, jnp.arange(rule.inner_updates))
   params, batch_stats, opt_state, balance = carry[:4]
@@ -139,7 +139,7 @@ def open_batch(step: Step, state: state_lib.TrainState, train_set: dict):
   rule's first probe and forced D update.
 
   Returns ``(carry, data, batch_key, factor, forced_d)``: the carry of the first
-  :func:`batch_update`, the batch, its latent key, the learning-rate factor and whether
+  :func:`inner_update`, the batch, its latent key, the learning-rate factor and whether
   D's update was forced.
   """
   cfg, rule = step.config, step.rule
@@ -170,7 +170,7 @@ def open_batch(step: Step, state: state_lib.TrainState, train_set: dict):
   return carry, data, batch_key, factor, forced_d
 
 
-def batch_update(step: Step, carry, batch_key, data, update_index):
+def inner_update(step: Step, carry, batch_key, data, update_index):
   """Update ``update_index`` of the batch: the rule's update with this update's latent key."""
   # 'per_batch': every update of the batch reuses the first one's key, hence its eps.
   latent_key = jax.random.fold_in(batch_key, update_index if step.config.eps_draw == "per_update"
