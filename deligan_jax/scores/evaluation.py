@@ -29,6 +29,7 @@ from deligan_jax import models
 from deligan_jax import sampling
 from deligan_jax.data import datasets, points
 from deligan_jax.errors import DataError
+from deligan_jax.runs import atomic_files
 from deligan_jax.runs import checkpoints
 from deligan_jax.runs import metrics_log as run_log
 from deligan_jax.runs import plots
@@ -253,10 +254,10 @@ def evaluate(workdir: str, num_samples: int | None = None, cache: str | None = N
                                   classifier_steps, out_dir, paper_protocol))
   else:
     results.update(_toy_scores(config, samples, train_x, out_dir))
-  with open(os.path.join(out_dir, RESULTS), "w") as f:
-    json.dump(run_log.json_safe(results), f, indent=2)
-  with open(os.path.join(out_dir, REPORT), "w") as f:
-    f.write(report(results))
+  # Whole or not at all: trajectory and compare read them back instead of scoring again.
+  atomic_files.write_atomic(os.path.join(out_dir, RESULTS),
+                            json.dumps(run_log.json_safe(results), indent=2))
+  atomic_files.write_atomic(os.path.join(out_dir, REPORT), report(results))
   return results
 
 
