@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from deligan_jax.runs import checkpoints
+from deligan_jax.scores import compare
 from deligan_jax.scores import evaluation
 from deligan_jax.scores import trajectory
 from deligan_jax import training
@@ -68,3 +69,18 @@ def test_trajectory_reuses_evaluations_and_refuses_a_bad_step_in_one_line(two_ar
                        timeout=600)
   assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
   assert "holds no checkpoint of batch 6; it holds [4, 8]" in bad.stderr
+
+
+def test_trajectory_takes_the_runs_own_evaluation_of_its_step_only_if_scored_alike(two_arms):
+  run = two_arms / "gan" / "seed_1"
+  own = evaluation.evaluate(str(run), num_samples=200)
+  assert own["step"] == 8 and own["sample_seed"] == trajectory.SAMPLE_SEED
+  step_report = run / "eval_steps" / "0000008" / "eval.json"
+  step_report.unlink(missing_ok=True)
+  reused = trajectory.scores_at(str(run), 8, num_samples=200, cache=None)
+  assert not step_report.exists()  # eval.py's scores served, nothing scored again
+  assert reused["high_quality"] == pytest.approx(100 * own["modes"]["high_quality_fraction"])
+  # Another sample count is another evaluation.
+  other = trajectory.scores_at(str(run), 8, num_samples=150, cache=None)
+  assert json.loads(step_report.read_text())["num_samples"] == 150
+  assert other == compare.seed_scores(json.loads(step_report.read_text()))

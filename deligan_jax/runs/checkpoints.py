@@ -171,14 +171,19 @@ def on_this_device(abstract_state):
                       abstract_state)
 
 
-def load_run(workdir: str,
-             step: int | None = None) -> tuple[object, models.GanModel, train_state.TrainState]:
-  """The config, model and train state (at ``step``, default the latest) of a run."""
+def read_config(workdir: str):
+  """The config a run recorded in its workdir."""
   config_path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(config_path):
     raise FileNotFoundError(f"{workdir} holds no {CONFIG_FILE}: is it a training workdir?")
   with open(config_path) as f:
-    config = config_lib.from_json(f.read())
+    return config_lib.from_json(f.read())
+
+
+def load_run(workdir: str,
+             step: int | None = None) -> tuple[object, models.GanModel, train_state.TrainState]:
+  """The config, model and train state (at ``step``, default the latest) of a run."""
+  config = read_config(workdir)
   if config.num_seeds > 1:
     raise FileNotFoundError(f"{workdir} holds {config.num_seeds} seeds; pass one of its "
                             f"seed folders ({', '.join(run_workdirs(config, workdir))}) as "

@@ -243,12 +243,13 @@ def evaluate(workdir: str, num_samples: int | None = None, cache: str | None = N
   os.makedirs(out_dir, exist_ok=True)
   image_data = config.network.name != "toy"
   paper_protocol = paper_protocol and config.data.name in paper_scores.DATASETS
-  num_samples = num_samples or (50000 if paper_protocol else 5000 if image_data else 2000)
+  num_samples = num_samples or default_sample_count(config, paper_protocol)
   sampler = models.for_sampling(model, config)
   samples = sampling.draw_as_scored(model, config, state, num_samples, seed)
   train_x = datasets.load(config.data).x
   results = {"workdir": workdir, "model": config.model, "dataset": config.data.name,
-             "step": int(state.step), "num_samples": num_samples, "sample_noise": sampler.noise}
+             "step": int(state.step), "num_samples": num_samples, "sample_seed": seed,
+             "sample_noise": sampler.noise}
   if image_data:
     results.update(_image_outputs(config, sampler, state, samples, train_x, cache,
                                   classifier_steps, out_dir, paper_protocol))
@@ -259,6 +260,13 @@ def evaluate(workdir: str, num_samples: int | None = None, cache: str | None = N
                             json.dumps(run_log.json_safe(results), indent=2))
   atomic_files.write_atomic(os.path.join(out_dir, REPORT), report(results))
   return results
+
+
+def default_sample_count(config, paper_protocol: bool) -> int:
+  """How many samples :func:`evaluate` scores when not told: the official counts."""
+  if paper_protocol and config.data.name in paper_scores.DATASETS:
+    return 50000
+  return 5000 if config.network.name != "toy" else 2000
 
 
 def step_dir(workdir: str, step: int) -> str:

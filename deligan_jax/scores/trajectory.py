@@ -4,7 +4,8 @@ r"""Scores over training: each arm's seeds evaluated at chosen checkpoints, with
 run), as :mod:`deligan_jax.scores.compare` lays them out. Every seed's checkpoint of
 each step is scored by :func:`evaluation.evaluate` (outputs under the run's
 ``eval_steps/<step>/``; an evaluation already there is reused, so an interrupted
-trajectory resumes). Written into ``WORKDIR``: ``trajectory.json`` (every
+trajectory resumes, and so is the run's own ``eval.json`` where ``eval.py`` scored that
+step with the same sample count and seed). Written into ``WORKDIR``: ``trajectory.json`` (every
 value), ``trajectory.md`` (mean ± std per arm and step) and ``trajectory.png``:
 the scores at each step, next to D's share of updates and the mixture's mean
 sigma over the whole run from ``metrics.jsonl``, each a mean over seeds with a
@@ -30,10 +31,15 @@ from deligan_jax.scores import seed_statistics
 # Training curves read from metrics.jsonl, averaged over bins of this many batches.
 CURVES = (("d_fraction", "D's share of updates"), ("sigma_mean", "mixture mean |sigma|"))
 CURVE_BIN = 1000
+# The evaluation seed: every checkpoint's samples drawn from the same noise, as eval.py's are.
+SAMPLE_SEED = 0
 
 
 def scores_at(run_dir: str, step: int, num_samples: int | None, cache: str | None) -> dict | None:
   """:func:`compare.seed_scores` of one run at ``step``; None if it has no such checkpoint yet."""
+  own = _own_evaluation(run_dir, step, num_samples)
+  if own is not None:
+    return compare.seed_scores(own)
   path = os.path.join(evaluation.step_dir(run_dir, step), evaluation.RESULTS)
   if not os.path.isfile(path):
     checkpointer = checkpoints.Checkpointer(run_dir)
@@ -43,9 +49,23 @@ def scores_at(run_dir: str, step: int, num_samples: int | None, cache: str | Non
       checkpointer.close()
     if not present:
       return None
-    evaluation.evaluate(run_dir, num_samples, cache, paper_protocol=False, step=step)
+    evaluation.evaluate(run_dir, num_samples, cache, seed=SAMPLE_SEED, paper_protocol=False,
+                        step=step)
   with open(path) as f:
     return compare.seed_scores(json.load(f))
+
+
+def _own_evaluation(run_dir: str, step: int, num_samples: int | None) -> dict | None:
+  """The run's own eval.json (``eval.py``'s) if it scored ``step`` as :func:`scores_at` would."""
+  path = os.path.join(run_dir, evaluation.RESULTS)
+  if not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    results = json.load(f)
+  count = num_samples or evaluation.default_sample_count(checkpoints.read_config(run_dir),
+                                                         paper_protocol=False)
+  same = (results.get("step"), results.get("num_samples"), results.get("sample_seed"))
+  return results if same == (step, count, SAMPLE_SEED) else None
 
 
 def binned_curve(records: list[dict], key: str, bin_size: int = CURVE_BIN) -> dict[int, float]:
