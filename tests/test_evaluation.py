@@ -169,11 +169,12 @@ def test_compare_tabulates_the_paper_protocol_beside_its_real_floors(tmp_path, m
   scores = compare_cli.train_and_compare(small_config("cifar10"), ["gan", "deligan"], 2,
                                          str(tmp_path), num_samples=500, paper_protocol=True)
   assert asked == [(500, True)] * 4
-  assert [s["m_is_paper"] for s in scores["deligan"]] == [3.0, 5.0]
+  assert [s["m_is_paper"] for s in scores["deligan"].values()] == [3.0, 5.0]
   table = (tmp_path / "comparison.md").read_text()
   assert "m-IS, paper protocol ↑" in table and "Inception FID vs test ↓" in table
   deligan = next(line for line in table.splitlines() if line.startswith("| deligan (2 seeds) |"))
-  assert deligan.endswith("| 4.000 ± 1.000 | 40.000 ± 10.000 | 0.400 ± 0.100 |"), deligan
+  # Sample std (ddof 1) of 3 and 5: sqrt(2).
+  assert deligan.endswith("| 4.000 ± 1.414 | 40.000 ± 14.142 | 0.400 ± 0.141 |"), deligan
   assert "m-IS of the 1000 test images 1.700 ± 0.200" in table
   assert "500 training images vs the test images 65.500" in table
 
@@ -203,8 +204,8 @@ def test_tabulate_gives_every_seed_and_each_pair_s_difference_with_its_interval(
   write_evaluations(tmp_path, "deligan", [2.5, 2.5], spread_within=0.5)
   write_evaluations(tmp_path, "deligan_forced", [3.0, 3.0, 3.0], spread_within=1.5)
   scores = compare.tabulate(str(tmp_path), ["gan", "deligan", "deligan_forced"])
-  assert [s["m_is"] for s in scores["deligan"]] == [2.5, 2.5]
-  assert np.isnan(scores["gan"][0]["component_spread"])
+  assert [s["m_is"] for s in scores["deligan"].values()] == [2.5, 2.5]
+  assert np.isnan(scores["gan"]["seed_0"]["component_spread"])
   lines = (tmp_path / "comparison.md").read_text().splitlines()
   row = lambda start: next(l for l in lines if l.startswith(start)).removesuffix(" |").split(" | ")
   titles = row("| model |")
@@ -215,8 +216,26 @@ def test_tabulate_gives_every_seed_and_each_pair_s_difference_with_its_interval(
   spread = titles.index("spread within a component ↑")
   assert row("| deligan_forced − deligan |")[spread] == "+1.000 [+1.000, +1.000] *"
   assert row("| deligan − gan |")[spread] == "n/a"
-  assert row("| gan | 2 |")[m_is + 1] == "2.000"  # every seed has its own row (after its number)
+  # Every seed has its own row, named by its folder, with the batch and count it was scored at.
+  assert row("| gan | seed_2 |")[2:4] == ["40000", "5000"]
+  assert row("| gan | seed_2 |")[m_is + 3] == "2.000"
   assert "mnist runs at batch 40000, 5000 samples" in lines[0]
+  assert not any("Unlike runs pooled" in l for l in lines)
+
+
+def test_tabulate_names_seeds_by_folder_and_flags_seeds_scored_unlike(tmp_path):
+  write_evaluations(tmp_path, "gan", [2.0, 2.2, 2.4])
+  write_evaluations(tmp_path, "deligan", [2.5, 2.7])
+  (tmp_path / "gan" / "seed_1" / "eval.json").unlink()  # not evaluated yet
+  late = tmp_path / "deligan" / "seed_1" / "eval.json"
+  late.write_text(late.read_text().replace('"step": 40000', '"step": 33000'))
+  scores = compare.tabulate(str(tmp_path), ["gan", "deligan"])
+  assert list(scores["gan"]) == ["seed_0", "seed_2"]  # seed_2 keeps its name
+  lines = (tmp_path / "comparison.md").read_text().splitlines()
+  assert "runs at batch 33000/40000" in lines[0]
+  assert any(l.startswith("**Unlike runs pooled:**") for l in lines)
+  assert any(l.startswith("| deligan | seed_1 | 33000 | 5000 | 2.700 |") for l in lines)
+  assert any(l.startswith("| gan | seed_2 | 40000 |") for l in lines)
 
 
 def test_compare_tabulate_on_the_command_line(tmp_path):

@@ -260,6 +260,20 @@ def test_distinct_count_chains_close_pairs():
   assert metrics.distinct_count(line[::-1], 1.0) == 2
 
 
+def test_distinct_count_merges_chains_that_cross_blocks(monkeypatch):
+  """Block by block (3 rows each), shuffled chains give the components of the whole graph."""
+  from scipy.sparse.csgraph import connected_components
+  monkeypatch.setattr(metrics, "_ROWS_PER_CHUNK", 3)
+  rng = np.random.default_rng(2)
+  # Chains of 1-6 points 0.9 apart, chains 5 apart, rows shuffled.
+  starts = np.cumsum(rng.integers(1, 7, 12) * 0.9 + 5.0)
+  line = np.concatenate([s + 0.9 * np.arange(rng.integers(1, 7)) for s in starts])
+  points = rng.permutation(line)[:, None]
+  expected = connected_components(brute_force_distances(points) < 1.0, directed=False)[0]
+  assert metrics.distinct_count(points, 1.0) == expected == 12
+  assert metrics.distinct_count(np.zeros((10, 3)), 0.5) == 1  # every pair close
+
+
 def official_m_is(preds, splits=10):
   """The official m-IS (src/modified_inception_scores/.../transfer_cifar10_softmax_b1.py)."""
   argmax = preds.argmax(axis=1)

@@ -1,4 +1,4 @@
-"""Mean ± std over seeds and the bootstrap interval of a difference, on inputs whose answer is known."""
+"""Mean ± sample std over seeds and the bootstrap interval of a difference, on inputs whose answer is known."""
 
 import itertools
 
@@ -50,4 +50,16 @@ def test_non_finite_seeds_are_left_out_and_reproducible():
   without = seed_statistics.bootstrap_difference([1.0, 2.0], [0.0, 1.0])
   assert with_nan == without
   assert np.isnan(seed_statistics.bootstrap_difference([np.inf], [1.0]).estimate)
-  assert seed_statistics.mean_std([1.0, 3.0, np.nan]) == (2.0, 1.0)
+  assert seed_statistics.mean_std([1.0, 3.0, np.nan]) == (2.0, pytest.approx(np.sqrt(2)))
+
+
+def test_one_seed_on_either_side_gives_no_interval_and_no_star():
+  lone = seed_statistics.bootstrap_difference([1.49], [1.7, 1.8, 1.9])
+  assert lone.estimate == pytest.approx(-0.31) and not lone.excludes_zero
+  assert lone.cell() == "-0.310 [no interval: 1 seed]"
+  assert seed_statistics.bootstrap_difference([1.49], [1.77]).cell() == (
+      "-0.280 [no interval: 1 seed]")
+  assert np.isnan(seed_statistics.mean_std([1.49])[1])
+  assert seed_statistics.mean_std_cell([1.49]) == "1.490"
+  assert seed_statistics.mean_std_cell([1.0, 3.0]) == "2.000 ± 1.414"
+  assert seed_statistics.mean_std_cell([np.nan]) == "n/a"

@@ -33,7 +33,7 @@ def test_trajectory_scores_each_kept_checkpoint_of_each_seed(two_arms):
   assert [len(scores["deligan"][step]) for step in (4, 8, 12)] == [2, 2, 0]  # no batch 12
   # The last step's scores are those of the run's own (latest) evaluation.
   latest = evaluation.evaluate(str(two_arms / "deligan" / "seed_1"), num_samples=200)
-  assert scores["deligan"][8][1]["high_quality"] == pytest.approx(
+  assert scores["deligan"][8]["seed_1"]["high_quality"] == pytest.approx(
       100 * latest["modes"]["high_quality_fraction"])
   assert (two_arms / "deligan" / "seed_0" / "eval_steps" / "0000004" / "eval.json").is_file()
   early = json.loads((two_arms / "deligan" / "seed_0" / "eval_steps" / "0000004" /
@@ -44,9 +44,9 @@ def test_trajectory_scores_each_kept_checkpoint_of_each_seed(two_arms):
   # D's share per 1000-batch bin from metrics.jsonl: both seeds' 8 batches in bin 1000.
   records = [json.loads(l) for l in
              (two_arms / "gan" / "seed_0" / "metrics.jsonl").read_text().splitlines()]
-  assert data["curves"]["gan"]["d_fraction"][0] == {
+  assert data["curves"]["gan"]["d_fraction"]["seed_0"] == {
       1000: pytest.approx(np.mean([r["d_fraction"] for r in records]))}
-  assert data["curves"]["deligan"]["sigma_mean"][0][1000] > 0
+  assert data["curves"]["deligan"]["sigma_mean"]["seed_0"][1000] > 0
   saved = json.loads((two_arms / "trajectory.json").read_text())
   assert set(saved["scores"]["gan"]) == {"4", "8", "12"}
   assert "| deligan (2) | 8 |" in (two_arms / "trajectory.md").read_text()
@@ -71,7 +71,7 @@ def test_trajectory_reuses_evaluations_and_refuses_a_bad_step_in_one_line(two_ar
   assert "holds no checkpoint of batch 6; it holds [4, 8]" in bad.stderr
 
 
-def test_trajectory_takes_the_runs_own_evaluation_of_its_step_only_if_scored_alike(two_arms):
+def test_trajectory_takes_an_evaluation_already_written_only_if_scored_alike(two_arms):
   run = two_arms / "gan" / "seed_1"
   own = evaluation.evaluate(str(run), num_samples=200)
   assert own["step"] == 8 and own["sample_seed"] == trajectory.SAMPLE_SEED
@@ -84,3 +84,8 @@ def test_trajectory_takes_the_runs_own_evaluation_of_its_step_only_if_scored_ali
   other = trajectory.scores_at(str(run), 8, num_samples=150, cache=None)
   assert json.loads(step_report.read_text())["num_samples"] == 150
   assert other == compare.seed_scores(json.loads(step_report.read_text()))
+  # An earlier step's evaluation written another way (eval.py --step) is scored again.
+  evaluation.evaluate(str(run), num_samples=150, step=4)
+  early = trajectory.scores_at(str(run), 4, num_samples=200, cache=None)
+  rescored = json.loads((run / "eval_steps" / "0000004" / "eval.json").read_text())
+  assert rescored["num_samples"] == 200 and early == compare.seed_scores(rescored)

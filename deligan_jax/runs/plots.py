@@ -100,14 +100,18 @@ def save_image_scatter(points: np.ndarray, images: np.ndarray, path: str, title:
 
 
 def save_comparison(scores: dict[str, list[dict]], columns, path: str) -> None:
-  """One bar panel per score: each model's mean over seeds, with the std as error bar."""
+  """One bar panel per score: each model's mean over seeds, its sample std as error bar."""
   fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 3.4), squeeze=False)
   models = list(scores)
   for ax, (key, title, higher) in zip(axes[0], columns):
     values = [np.array([run[key] for run in scores[m]], np.float64) for m in models]
-    values = [v[np.isfinite(v)] if np.isfinite(v).any() else np.zeros(1) for v in values]
-    ax.bar(range(len(models)), [v.mean() for v in values], yerr=[v.std() for v in values],
-           color="tab:blue", capsize=3)
+    values = [v[np.isfinite(v)] for v in values]
+    for i, v in enumerate(values):
+      if v.size:
+        ax.bar(i, v.mean(), yerr=v.std(ddof=1) if v.size > 1 else None, color="tab:blue",
+               capsize=3)
+      else:  # a score this model does not have (e.g. a GAN's spread within a component)
+        ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(range(len(models)), models, rotation=45, ha="right")
     ax.set_title(f"{title} ({'higher' if higher else 'lower'} is better)", fontsize=9)
   fig.tight_layout()
@@ -115,22 +119,34 @@ def save_comparison(scores: dict[str, list[dict]], columns, path: str) -> None:
   plt.close(fig)
 
 
-def _band(ax, xs, per_seed: np.ndarray, label: str, color) -> None:
-  """Mean over seeds (rows) as a line, ± one std as a shaded band; NaN cells left out."""
+def _band(ax, xs, per_seed: np.ndarray, label: str, color, log: bool = False) -> None:
+  """Mean over seeds (rows) as a line, ± one std as a shaded band; NaN cells left out.
+
+  ``log``: on a log axis, both taken of log10 of the values (a geometric mean and a
+  band of a factor either side), so that a band never reaches 0 or below.
+  """
+  if log:
+    per_seed = np.log10(np.where(per_seed > 0, per_seed, np.nan))
   keep = np.isfinite(per_seed).any(axis=0)
   per_seed = per_seed[:, keep]
   if not per_seed.size:
     return
-  xs, mean, std = np.asarray(xs)[keep], np.nanmean(per_seed, axis=0), np.nanstd(per_seed, axis=0)
+  xs, mean = np.asarray(xs)[keep], np.nanmean(per_seed, axis=0)
+  std = np.nan_to_num(np.nanstd(per_seed, axis=0, ddof=1)) if len(per_seed) > 1 else 0 * mean
+  low, high = mean - std, mean + std
+  if log:
+    mean, low, high = 10 ** mean, 10 ** low, 10 ** high
+    ax.set_yscale("log")
   ax.plot(xs, mean, marker="o" if len(xs) < 20 else None, color=color, label=label)
-  ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.2)
+  ax.fill_between(xs, low, high, color=color, alpha=0.2)
 
 
 def save_trajectory(scores: dict, columns, curves: dict, curve_titles, path: str) -> None:
   """Scores at each evaluated step and training curves, per arm, mean over seeds ± std.
 
-  ``scores``: ``{arm: {step: [seed scores]}}``; ``curves``: ``{arm: {key:
-  [{batch: value} per seed]}}`` with the titles ``curve_titles`` ((key, title)).
+  ``scores``: ``{arm: {step: {seed: scores}}}``; ``curves``: ``{arm: {key: {seed:
+  {batch: value}}}}`` with the titles ``curve_titles`` ((key, title)); the mixture's
+  sigma on a log axis.
   """
   panels = len(columns) + len(curve_titles)
   width = min(panels, 4)
@@ -140,25 +156,23 @@ def save_trajectory(scores: dict, columns, curves: dict, curve_titles, path: str
   for ax, (key, title, higher) in zip(axes.flat, columns):
     for (arm, by_step), color in zip(scores.items(), colors):
       steps = sorted(by_step)
-      seeds = max((len(by_step[s]) for s in steps), default=0)
-      grid = np.full((max(seeds, 1), len(steps)), np.nan)
+      seeds = sorted({seed for step in steps for seed in by_step[step]})
+      grid = np.full((max(len(seeds), 1), len(steps)), np.nan)
       for j, step in enumerate(steps):
-        for i, run in enumerate(by_step[step]):
+        for seed, run in by_step[step].items():
           value = run.get(key)
-          grid[i, j] = np.nan if value is None else value
+          grid[seeds.index(seed), j] = np.nan if value is None else value
       _band(ax, steps, grid, arm, color)
     ax.set_title(f"{title} ({'higher' if higher else 'lower'} is better)", fontsize=9)
   for ax, (key, title) in zip(list(axes.flat)[len(columns):], curve_titles):
     for (arm, by_key), color in zip(curves.items(), colors):
-      per_seed = by_key[key]
+      per_seed = list(by_key[key].values())
       batches = sorted({b for curve in per_seed for b in curve})
       if not batches:
         continue
       grid = np.array([[curve.get(b, np.nan) for b in batches] for curve in per_seed])
-      _band(ax, batches, grid, arm, color)
+      _band(ax, batches, grid, arm, color, log=key == "sigma_mean")
     ax.set_title(title, fontsize=9)
-    if key == "sigma_mean":
-      ax.set_yscale("log")
   for ax in axes.flat[:panels]:
     ax.set_xlabel("batch", fontsize=8)
   for ax in axes.flat[panels:]:

@@ -20,6 +20,7 @@ import numpy as np
 
 from deligan_jax import errors
 from deligan_jax.runs import checkpoints
+from deligan_jax.runs import metrics_log as run_log
 from deligan_jax.runs import plots
 from deligan_jax.scores import evaluation
 from deligan_jax.scores import paper_protocol as paper_scores
@@ -50,9 +51,11 @@ def seed_scores(results: dict) -> dict[str, float]:
             "kid": results["kid"][0], "precision": results["precision"],
             "recall": results["recall"],
             "copies": 100 * results["memorisation"]["fraction_closer_than_test_p1"]}
+  if "classes_covered" in results:
+    scores.update(classes=results["classes_covered"])
   if "diversity" in results:
     spread = results["diversity"]
-    scores.update(classes=results["classes_covered"], distinct=spread["distinct_samples"],
+    scores.update(distinct=spread["distinct_samples"],
                   spread=spread["spread_samples"],
                   component_spread=spread.get("spread_within_component", float("nan")))
   if "paper_protocol" in results:
@@ -71,22 +74,22 @@ def seed_dirs(arm_dir: str) -> list[str]:
   return [arm_dir] if os.path.isfile(os.path.join(arm_dir, checkpoints.CONFIG_FILE)) else []
 
 
-def evaluated_seeds(arm_dir: str) -> list[dict]:
-  """The eval.json of each run of one arm (:func:`seed_dirs`) that has been evaluated."""
-  paths = [os.path.join(d, evaluation.RESULTS) for d in seed_dirs(arm_dir)]
-  paths = [p for p in paths if os.path.isfile(p)]
-  if not paths:
+def evaluated_seeds(arm_dir: str) -> dict[str, dict]:
+  """``{run folder's name: its eval.json}`` of each evaluated run of one arm (:func:`seed_dirs`)."""
+  results = {}
+  for run in seed_dirs(arm_dir):
+    path = os.path.join(run, evaluation.RESULTS)
+    if os.path.isfile(path):
+      with open(path) as f:
+        results[os.path.basename(run)] = json.load(f)
+  if not results:
     raise errors.RequestError(f"{arm_dir} holds no evaluated run ({evaluation.RESULTS}); run "
-                           "eval.py on its seeds first")
-  results = []
-  for path in paths:
-    with open(path) as f:
-      results.append(json.load(f))
+                              "eval.py on its seeds first")
   return results
 
 
 def tabulate(workdir: str, arms: list[str] | None = None) -> dict:
-  """Tables of every arm's evaluated seeds under ``workdir``; returns ``{arm: [scores]}``.
+  """Tables of every arm's evaluated seeds under ``workdir``; returns ``{arm: {seed: scores}}``.
 
   An arm is a folder of ``workdir`` (a model trained by ``deligan_jax.cli.compare``, or any run
   trained another way, e.g. with other config overrides) holding one evaluated
@@ -100,23 +103,26 @@ def tabulate(workdir: str, arms: list[str] | None = None) -> dict:
   if not arms:
     raise errors.RequestError(f"{workdir} holds no evaluated runs")
   results = {arm: evaluated_seeds(os.path.join(workdir, arm)) for arm in arms}
-  scores = {arm: [seed_scores(r) for r in runs] for arm, runs in results.items()}
-  first = next(iter(results.values()))[0]
+  scores = {arm: {seed: seed_scores(r) for seed, r in runs.items()}
+            for arm, runs in results.items()}
+  first = next(iter(next(iter(results.values())).values()))
   columns = [c for c in (TOY_COLUMNS if "modes" in first else IMAGE_COLUMNS + PAPER_COLUMNS)
-             if any(c[0] in s for runs in scores.values() for s in runs)]
+             if any(c[0] in s for runs in scores.values() for s in runs.values())]
   # Missing or non-finite (stored as null) values are NaN.
-  scores = {arm: [{key: float("nan") if s.get(key) is None else s[key] for key, _, _ in columns}
-                  for s in runs] for arm, runs in scores.items()}
-  steps = sorted({r["step"] for runs in results.values() for r in runs})
-  header = (f"{first.get('dataset', '')} runs at batch {'/'.join(map(str, steps))}, "
-            f"{first['num_samples']} samples scored per seed".lstrip())
+  scores = {arm: {seed: {key: float("nan") if s.get(key) is None else s[key]
+                         for key, _, _ in columns} for seed, s in runs.items()}
+            for arm, runs in scores.items()}
+  scored_at = {arm: {seed: (r["step"], r["num_samples"]) for seed, r in runs.items()}
+               for arm, runs in results.items()}
+  with open(os.path.join(workdir, "comparison.json"), "w") as f:
+    json.dump(run_log.json_safe(scores), f, indent=2)
   floors = (paper_scores.floors_line(first["paper_protocol"]) if "paper_protocol" in first
             else None)
-  with open(os.path.join(workdir, "comparison.json"), "w") as f:
-    json.dump(scores, f, indent=2)
   with open(os.path.join(workdir, "comparison.md"), "w") as f:
-    f.write(report(scores, columns, header) + (f"\n{floors}\n" if floors else ""))
-  plots.save_comparison(scores, columns, os.path.join(workdir, "comparison.png"))
+    f.write(report(scores, columns, scored_at, first.get("dataset", ""))
+            + (f"\n{floors}\n" if floors else ""))
+  plots.save_comparison({arm: list(runs.values()) for arm, runs in scores.items()}, columns,
+                        os.path.join(workdir, "comparison.png"))
   return scores
 
 
@@ -124,41 +130,54 @@ def _holds_evaluations(path: str) -> bool:
   return any(os.path.isfile(os.path.join(d, evaluation.RESULTS)) for d in seed_dirs(path))
 
 
-def report(scores: dict, columns, header: str) -> str:
+def report(scores: dict, columns, scored_at: dict, dataset: str = "") -> str:
   """Markdown: mean ± std per arm, every seed's values, and each pair's difference.
 
-  Differences are later arm minus earlier arm, with the 95% percentile-bootstrap
-  interval over seeds (:func:`seed_statistics.bootstrap_difference`); a star
-  marks an interval that excludes 0.
+  ``scores``: ``{arm: {seed: {key: value}}}``; ``scored_at``: ``{arm: {seed:
+  (batch, sample count)}}``, which heads the tables, or warns when the seeds differ
+  in it (their means then pool unlike runs). Differences are later arm minus
+  earlier arm, with the 95% percentile-bootstrap interval over seeds
+  (:func:`seed_statistics.bootstrap_difference`); a star marks an interval that excludes 0.
   """
+  settings = sorted({at for runs in scored_at.values() for at in runs.values()})
+  batches = "/".join(str(b) for b in sorted({b for b, _ in settings}))
+  counts = "/".join(str(n) for n in sorted({n for _, n in settings}))
+  header = f"{dataset} runs at batch {batches}, {counts} samples scored per seed".lstrip()
   titles = [f"{title} {'↑' if higher else '↓'}" for _, title, higher in columns]
   rule = "|" + " --- |" * (len(columns) + 1)
-  lines = [f"{header}; mean ± std over seeds.", "", f"| model | {' | '.join(titles)} |", rule]
+  lines = [f"{header}; mean ± sample std over seeds.", ""]
+  if len(settings) > 1:
+    lines += ["**Unlike runs pooled:** the seeds were not all scored at one batch with one sample "
+              "count (see the seed table); finish and evaluate them alike before reading the "
+              "differences.", ""]
+  lines += [f"| model | {' | '.join(titles)} |", rule]
   for arm, runs in scores.items():
     cells = []
     for key, _, _ in columns:
-      values = np.array([run[key] for run in runs], np.float64)
-      mean, std = seed_statistics.mean_std(values)
-      cell = f"{mean:.3f} ± {std:.3f}" if np.isfinite(mean) else "n/a"
+      values = np.array([run[key] for run in runs.values()], np.float64)
+      cell = seed_statistics.mean_std_cell(values)
       bad = int(np.sum(~np.isfinite(values)))
       if bad:  # e.g. mode KL when no sample is near any mode
         cell += f" ({bad} of {values.size} seeds: not finite)"
       cells.append(cell)
     lines.append(f"| {arm} ({len(runs)} seeds) | " + " | ".join(cells) + " |")
-  lines += ["", "Every seed:", "", f"| model | seed | {' | '.join(titles)} |",
-            "|" + " --- |" * (len(columns) + 2)]
+  lines += ["", "Every seed:", "", f"| model | seed | batch | samples | {' | '.join(titles)} |",
+            "|" + " --- |" * (len(columns) + 4)]
   for arm, runs in scores.items():
-    for k, run in enumerate(runs):
-      lines.append(f"| {arm} | {k} | " + " | ".join(f"{run[key]:.3f}" for key, _, _ in columns)
-                   + " |")
-  pairs = [(later, earlier) for i, earlier in enumerate(scores) for later in list(scores)[i + 1:]]
+    for seed, run in runs.items():
+      batch, count = scored_at[arm][seed]
+      lines.append(f"| {arm} | {seed} | {batch} | {count} | "
+                   + " | ".join(f"{run[key]:.3f}" for key, _, _ in columns) + " |")
+  arms = list(scores)
+  pairs = [(later, earlier) for i, earlier in enumerate(arms) for later in arms[i + 1:]]
   if pairs:
     lines += ["", "Differences of means (row's first model minus its second) with the 95% "
               "bootstrap interval over seeds; * marks an interval that excludes 0:", "",
               f"| difference | {' | '.join(titles)} |", rule]
     for later, earlier in pairs:
       cells = [seed_statistics.bootstrap_difference(
-                   [run[key] for run in scores[later]],
-                   [run[key] for run in scores[earlier]]).cell() for key, _, _ in columns]
+                   [run[key] for run in scores[later].values()],
+                   [run[key] for run in scores[earlier].values()]).cell()
+               for key, _, _ in columns]
       lines.append(f"| {later} − {earlier} | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"

@@ -191,6 +191,8 @@ def diversity(model, state, samples: np.ndarray, test, out_dir: str,
          "spread_real": metrics.mean_pairwise_distance(flat(real[:k])),
          "spread_real_within_class": float(np.mean(per_class))}
   if model.has_components:
+    # Running averages even where the config scores with batch statistics: a batch drawn
+    # from one component, normalised by its own statistics, would be spread out again.
     draws = [sampling.draw(model, state, k, seed, component=c)
              for c in range(model.num_components)]
     within = [metrics.mean_pairwise_distance(flat(d)) for d in draws]

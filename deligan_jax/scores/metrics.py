@@ -243,14 +243,17 @@ def distinct_count(points: np.ndarray, threshold: float) -> int:
   points = _as_matrix("points", points)
   if not threshold >= 0:
     raise ValueError(f"threshold must be >= 0, got {threshold}")
-  rows, cols = [], []
+  # Merged block by block, each row joined to the first row of its component so far: memory
+  # stays one block of pairs even when every pair is close (a collapsed model: n^2 / 2).
+  n = len(points)
+  labels = np.arange(n)
   for start, squared in _squared_distance_blocks(points, points):
     i, j = np.nonzero(squared < threshold ** 2)
-    rows.append(start + i)
-    cols.append(j)
-  rows, cols = np.concatenate(rows), np.concatenate(cols)
-  graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(points),) * 2)
-  return int(connected_components(graph, directed=False)[0])
+    rows, cols = np.concatenate([np.arange(n), start + i]), np.concatenate([labels, j])
+    graph = coo_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n, n))
+    component = connected_components(graph, directed=False)[1]
+    labels = np.unique(component, return_index=True)[1][component]  # its first row
+  return int(len(np.unique(labels)))
 
 
 def mean_pairwise_distance(points: np.ndarray) -> float:

@@ -10,7 +10,8 @@ interval that contains 0 says the seeds cannot tell the models apart.
 
 With few seeds (3 to 5) the percentile interval is narrower than the truth (a
 resample cannot leave the range of the observed values), so it is a lower
-bound on the uncertainty, not a test to lean on near its edge.
+bound on the uncertainty, not a test to lean on near its edge. With one seed on
+either side there is no interval at all: every resample is that seed.
 """
 
 from __future__ import annotations
@@ -30,9 +31,21 @@ def finite(values) -> np.ndarray:
 
 
 def mean_std(values) -> tuple[float, float]:
-  """Mean and (population) standard deviation of the finite values; NaN when there are none."""
+  """Mean and sample standard deviation (ddof 1) of the finite values.
+
+  The mean is NaN when there are none, the standard deviation when there are fewer than 2.
+  """
   kept = finite(values)
-  return (float(kept.mean()), float(kept.std())) if kept.size else (float("nan"),) * 2
+  mean = float(kept.mean()) if kept.size else float("nan")
+  return mean, float(kept.std(ddof=1)) if kept.size > 1 else float("nan")
+
+
+def mean_std_cell(values, digits: int = 3) -> str:
+  """``'1.250 ± 0.100'``; the mean alone for one value, ``'n/a'`` for none."""
+  mean, std = mean_std(values)
+  if not np.isfinite(mean):
+    return "n/a"
+  return f"{mean:.{digits}f} ± {std:.{digits}f}" if np.isfinite(std) else f"{mean:.{digits}f}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +63,8 @@ class Difference:
     """``'+0.120 [+0.020, +0.230]'``, starred when the interval excludes 0."""
     if not np.isfinite(self.estimate):
       return "n/a"
+    if not np.isfinite(self.low):
+      return f"{self.estimate:+.{digits}f} [no interval: 1 seed]"
     star = " *" if self.excludes_zero else ""
     return (f"{self.estimate:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
             f"{star}")
@@ -59,12 +74,15 @@ def bootstrap_difference(a, b, confidence: float = CONFIDENCE, resamples: int = 
                          seed: int = 0) -> Difference:
   """``mean(a) - mean(b)`` and its percentile-bootstrap interval over the seeds of each.
 
-  Non-finite values are left out; NaN when either side has none. The same
-  inputs and ``seed`` give the same interval.
+  Non-finite values are left out; NaN when either side has none, and a NaN
+  interval when either side has one value. The same inputs and ``seed`` give the
+  same interval.
   """
   a, b = finite(a), finite(b)
   if not (a.size and b.size):
     return Difference(float("nan"), float("nan"), float("nan"))
+  if min(a.size, b.size) < 2:
+    return Difference(float(a.mean() - b.mean()), float("nan"), float("nan"))
   rng = np.random.default_rng(seed)
   means_a = rng.choice(a, (resamples, a.size)).mean(axis=1)
   means_b = rng.choice(b, (resamples, b.size)).mean(axis=1)

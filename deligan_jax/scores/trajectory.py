@@ -29,41 +29,43 @@ from deligan_jax.scores import evaluation
 from deligan_jax.scores import seed_statistics
 
 # Training curves read from metrics.jsonl, averaged over bins of this many batches.
-CURVES = (("d_fraction", "D's share of updates"), ("sigma_mean", "mixture mean |sigma|"))
+CURVES = (("d_fraction", "D's share of updates"),
+          ("sigma_mean", "mixture mean |sigma| (geometric over seeds)"))
 CURVE_BIN = 1000
 # The evaluation seed: every checkpoint's samples drawn from the same noise, as eval.py's are.
 SAMPLE_SEED = 0
 
 
 def scores_at(run_dir: str, step: int, num_samples: int | None, cache: str | None) -> dict | None:
-  """:func:`compare.seed_scores` of one run at ``step``; None if it has no such checkpoint yet."""
-  own = _own_evaluation(run_dir, step, num_samples)
-  if own is not None:
-    return compare.seed_scores(own)
-  path = os.path.join(evaluation.step_dir(run_dir, step), evaluation.RESULTS)
-  if not os.path.isfile(path):
-    checkpointer = checkpoints.Checkpointer(run_dir)
-    try:
-      present = step in checkpointer.all_steps()
-    finally:
-      checkpointer.close()
-    if not present:
-      return None
-    evaluation.evaluate(run_dir, num_samples, cache, seed=SAMPLE_SEED, paper_protocol=False,
-                        step=step)
-  with open(path) as f:
-    return compare.seed_scores(json.load(f))
+  """:func:`compare.seed_scores` of one run at ``step``; None if it has no such checkpoint yet.
+
+  An evaluation already written (the run's own ``eval.json``, or one under
+  :func:`evaluation.step_dir`) serves only if it scored that step with the same
+  sample count and seed; otherwise the checkpoint is scored again.
+  """
+  count = num_samples or evaluation.default_sample_count(checkpoints.read_config(run_dir),
+                                                         paper_protocol=False)
+  for folder in (run_dir, evaluation.step_dir(run_dir, step)):
+    found = _scored_alike(os.path.join(folder, evaluation.RESULTS), step, count)
+    if found is not None:
+      return compare.seed_scores(found)
+  checkpointer = checkpoints.Checkpointer(run_dir)
+  try:
+    present = step in checkpointer.all_steps()
+  finally:
+    checkpointer.close()
+  if not present:
+    return None
+  return compare.seed_scores(evaluation.evaluate(
+      run_dir, count, cache, seed=SAMPLE_SEED, paper_protocol=False, step=step))
 
 
-def _own_evaluation(run_dir: str, step: int, num_samples: int | None) -> dict | None:
-  """The run's own eval.json (``eval.py``'s) if it scored ``step`` as :func:`scores_at` would."""
-  path = os.path.join(run_dir, evaluation.RESULTS)
+def _scored_alike(path: str, step: int, count: int) -> dict | None:
+  """The evaluation at ``path`` if it scored ``step`` from ``count`` samples of SAMPLE_SEED."""
   if not os.path.isfile(path):
     return None
   with open(path) as f:
     results = json.load(f)
-  count = num_samples or evaluation.default_sample_count(checkpoints.read_config(run_dir),
-                                                         paper_protocol=False)
   same = (results.get("step"), results.get("num_samples"), results.get("sample_seed"))
   return results if same == (step, count, SAMPLE_SEED) else None
 
@@ -82,9 +84,9 @@ def trajectory(workdir: str, arms: list[str] | None, steps: list[int],
                num_samples: int | None = None, cache: str | None = None) -> dict:
   """Scores every arm's seeds at ``steps``; writes trajectory.json/.md/.png; returns the data.
 
-  Returns ``{'scores': {arm: {step: [seed scores]}}, 'curves': {arm: {key:
-  [{batch: value} per seed]}}}``; a seed without a step's checkpoint is left out
-  of that step.
+  Returns ``{'scores': {arm: {step: {seed: scores}}}, 'curves': {arm: {key:
+  {seed: {batch: value}}}}}``, seeds named by their run folders; a seed without a
+  step's checkpoint is left out of that step.
   """
   if arms is None:
     arms = sorted(d for d in os.listdir(workdir) if os.path.isdir(os.path.join(workdir, d))
@@ -98,13 +100,14 @@ def trajectory(workdir: str, arms: list[str] | None, steps: list[int],
       raise errors.RequestError(f"{os.path.join(workdir, arm)} holds no runs")
     scores[arm] = {}
     for step in steps:
-      found = [scores_at(run, step, num_samples, cache) for run in runs]
-      scores[arm][step] = [s for s in found if s is not None]
+      found = {os.path.basename(run): scores_at(run, step, num_samples, cache) for run in runs}
+      scores[arm][step] = {seed: s for seed, s in found.items() if s is not None}
       if len(scores[arm][step]) < len(runs):
         logging.warning("%s: %d of %d seeds have no checkpoint of batch %d yet", arm,
                         len(runs) - len(scores[arm][step]), len(runs), step)
-    records = [run_log.read_metrics(run) for run in runs]
-    curves[arm] = {key: [binned_curve(r, key) for r in records] for key, _ in CURVES}
+    records = {os.path.basename(run): run_log.read_metrics(run) for run in runs}
+    curves[arm] = {key: {seed: binned_curve(r, key) for seed, r in records.items()}
+                   for key, _ in CURVES}
   columns = _columns(scores)
   data = {"scores": scores, "curves": curves}
   with open(os.path.join(workdir, "trajectory.json"), "w") as f:
@@ -117,23 +120,22 @@ def trajectory(workdir: str, arms: list[str] | None, steps: list[int],
 
 
 def _columns(scores: dict) -> list[tuple[str, str, bool]]:
-  seen = {key for by_step in scores.values() for runs in by_step.values() for run in runs
-          for key, value in run.items() if value is not None and np.isfinite(value)}
+  seen = {key for by_step in scores.values() for runs in by_step.values()
+          for run in runs.values() for key, value in run.items()
+          if value is not None and np.isfinite(value)}
   return [c for c in compare.TOY_COLUMNS + compare.IMAGE_COLUMNS if c[0] in seen]
 
 
 def table(scores: dict, columns) -> str:
   """Markdown: one row per arm and step, mean ± std over the seeds scored there."""
   titles = [f"{title} {'↑' if higher else '↓'}" for _, title, higher in columns]
-  lines = ["Mean ± std over seeds at each checkpoint (seeds scored in brackets).", "",
+  lines = ["Mean ± sample std over seeds at each checkpoint (seeds scored in brackets).", "",
            f"| model | batch | {' | '.join(titles)} |", "|" + " --- |" * (len(columns) + 2)]
   for arm, by_step in scores.items():
     for step, runs in by_step.items():
       if not runs:
         continue
-      cells = []
-      for key, _, _ in columns:
-        mean, std = seed_statistics.mean_std([run.get(key, np.nan) for run in runs])
-        cells.append(f"{mean:.3f} ± {std:.3f}" if np.isfinite(mean) else "n/a")
+      cells = [seed_statistics.mean_std_cell([run.get(key, np.nan) for run in runs.values()])
+               for key, _, _ in columns]
       lines.append(f"| {arm} ({len(runs)}) | {step} | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"

@@ -127,7 +127,8 @@ def train_step(step: Step, state: state_lib.TrainState, train_set: dict):
   if rule.forced_d_lr_factor > 0:
     metrics["forced_d_updates"] = forced_d.astype(jnp.int32)
   if step.model.has_mixture:
-    metrics["sigma_mean"] = jnp.mean(params["mixture"]["sigma"])
+    # |sigma|: the sign of a component's scale is free (z = mu + sigma * eps), its size is not.
+    metrics["sigma_mean"] = jnp.mean(jnp.abs(params["mixture"]["sigma"]))
     metrics["sigma_reg"] = mixture.sigma_regularizer(params["mixture"])
   new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                             opt_state=opt_state, balance=balance)
