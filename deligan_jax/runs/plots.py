@@ -119,6 +119,10 @@ def save_comparison(scores: dict[str, list[dict]], columns, path: str) -> None:
   plt.close(fig)
 
 
+# Drawn on a log axis: they span decades (5000 distinct samples against one per component).
+LOG_SCALE = ("distinct", "sigma_mean")
+
+
 def _band(ax, xs, per_seed: np.ndarray, label: str, color, log: bool = False) -> None:
   """Mean over seeds (rows) as a line, ± one std as a shaded band; NaN cells left out.
 
@@ -145,8 +149,8 @@ def save_trajectory(scores: dict, columns, curves: dict, curve_titles, path: str
   """Scores at each evaluated step and training curves, per arm, mean over seeds ± std.
 
   ``scores``: ``{arm: {step: {seed: scores}}}``; ``curves``: ``{arm: {key: {seed:
-  {batch: value}}}}`` with the titles ``curve_titles`` ((key, title)); the mixture's
-  sigma on a log axis.
+  {batch: value}}}}`` with the titles ``curve_titles`` ((key, title)); those of
+  :data:`LOG_SCALE` on a log axis.
   """
   panels = len(columns) + len(curve_titles)
   width = min(panels, 4)
@@ -162,7 +166,7 @@ def save_trajectory(scores: dict, columns, curves: dict, curve_titles, path: str
         for seed, run in by_step[step].items():
           value = run.get(key)
           grid[seeds.index(seed), j] = np.nan if value is None else value
-      _band(ax, steps, grid, arm, color)
+      _band(ax, steps, grid, arm, color, log=key in LOG_SCALE)
     ax.set_title(f"{title} ({'higher' if higher else 'lower'} is better)", fontsize=9)
   for ax, (key, title) in zip(list(axes.flat)[len(columns):], curve_titles):
     for (arm, by_key), color in zip(curves.items(), colors):
@@ -171,7 +175,7 @@ def save_trajectory(scores: dict, columns, curves: dict, curve_titles, path: str
       if not batches:
         continue
       grid = np.array([[curve.get(b, np.nan) for b in batches] for curve in per_seed])
-      _band(ax, batches, grid, arm, color, log=key == "sigma_mean")
+      _band(ax, batches, grid, arm, color, log=key in LOG_SCALE)
     ax.set_title(title, fontsize=9)
   for ax in axes.flat[:panels]:
     ax.set_xlabel("batch", fontsize=8)
