@@ -157,7 +157,7 @@ def report(scores: dict, columns, scored_at: dict, dataset: str = "") -> str:
       values = np.array([run[key] for run in runs.values()], np.float64)
       cell = seed_statistics.mean_std_cell(values)
       bad = int(np.sum(~np.isfinite(values)))
-      if bad:  # e.g. mode KL when no sample is near any mode
+      if 0 < bad < values.size:  # e.g. mode KL when no sample is near any mode
         cell += f" ({bad} of {values.size} seeds: not finite)"
       cells.append(cell)
     lines.append(f"| {arm} ({len(runs)} seeds) | " + " | ".join(cells) + " |")
@@ -167,7 +167,8 @@ def report(scores: dict, columns, scored_at: dict, dataset: str = "") -> str:
     for seed, run in runs.items():
       batch, count = scored_at[arm][seed]
       lines.append(f"| {arm} | {seed} | {batch} | {count} | "
-                   + " | ".join(f"{run[key]:.3f}" for key, _, _ in columns) + " |")
+                   + " | ".join(f"{run[key]:.3f}" if np.isfinite(run[key]) else "n/a"
+                                for key, _, _ in columns) + " |")
   arms = list(scores)
   pairs = [(later, earlier) for i, earlier in enumerate(arms) for later in arms[i + 1:]]
   if pairs:
