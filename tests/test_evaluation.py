@@ -223,6 +223,20 @@ def test_tabulate_gives_every_seed_and_each_pair_s_difference_with_its_interval(
   assert not any("Unlike runs pooled" in l for l in lines)
 
 
+def test_real_scores_are_the_real_test_images_counterparts_of_the_compared_columns():
+  results = {"real_test_inception_score": [9.8, 0.1], "real_test_modified_inception_score":
+             [1.09, 0.03], "diversity": {"distinct_real": 4970, "spread_real": 20.1,
+                                         "spread_real_within_class": 17.5}}
+  assert compare.real_scores(results) == {"m_is": 1.09, "is": 9.8, "distinct": 4970,
+                                          "spread": 20.1, "component_spread": 17.5}
+  # Without the test images their scores are NaN, stored as null: left out.
+  missing = {"real_test_inception_score": [None, None],
+             "real_test_modified_inception_score": [None, None]}
+  assert compare.real_scores(missing) == {}
+  assert compare.real_scores({"modes": {}}) == {}  # toy data: no real counterparts
+  assert set(compare.real_scores(results)) <= {key for key, _, _ in compare.IMAGE_COLUMNS}
+
+
 def test_tabulate_names_seeds_by_folder_and_flags_seeds_scored_unlike(tmp_path):
   write_evaluations(tmp_path, "gan", [2.0, 2.2, 2.4])
   write_evaluations(tmp_path, "deligan", [2.5, 2.7])

@@ -145,12 +145,14 @@ def _band(ax, xs, per_seed: np.ndarray, label: str, color, log: bool = False) ->
   ax.fill_between(xs, low, high, color=color, alpha=0.2)
 
 
-def save_trajectory(scores: dict, columns, curves: dict, curve_titles, path: str) -> None:
+def save_trajectory(scores: dict, columns, curves: dict, curve_titles, path: str,
+                    real: dict | None = None) -> None:
   """Scores at each evaluated step and training curves, per arm, mean over seeds ± std.
 
   ``scores``: ``{arm: {step: {seed: scores}}}``; ``curves``: ``{arm: {key: {seed:
   {batch: value}}}}`` with the titles ``curve_titles`` ((key, title)); those of
-  :data:`LOG_SCALE` on a log axis.
+  :data:`LOG_SCALE` on a log axis; ``real`` (``{key: value}``), the same scores of
+  real test images, as dashed lines.
   """
   panels = len(columns) + len(curve_titles)
   width = min(panels, 4)
@@ -167,6 +169,8 @@ def save_trajectory(scores: dict, columns, curves: dict, curve_titles, path: str
           value = run.get(key)
           grid[seeds.index(seed), j] = np.nan if value is None else value
       _band(ax, steps, grid, arm, color, log=key in LOG_SCALE)
+    if real and key in real:
+      ax.axhline(real[key], color="0.4", linestyle="--", linewidth=1, label="real test images")
     ax.set_title(f"{title} ({'higher' if higher else 'lower'} is better)", fontsize=9)
   for ax, (key, title) in zip(list(axes.flat)[len(columns):], curve_titles):
     for (arm, by_key), color in zip(curves.items(), colors):

@@ -65,6 +65,19 @@ def seed_scores(results: dict) -> dict[str, float]:
   return scores
 
 
+def real_scores(results: dict) -> dict[str, float]:
+  """The same scores for real test images, where one evaluation gives them (image data only)."""
+  if "real_test_inception_score" not in results:
+    return {}
+  real = {"m_is": results["real_test_modified_inception_score"][0],
+          "is": results["real_test_inception_score"][0]}
+  if "diversity" in results:
+    spread = results["diversity"]
+    real.update(distinct=spread["distinct_real"], spread=spread["spread_real"],
+                component_spread=spread["spread_real_within_class"])
+  return {key: value for key, value in real.items() if value is not None}
+
+
 def seed_dirs(arm_dir: str) -> list[str]:
   """The runs of one arm: its ``seed_<k>`` folders in seed order, else the arm itself if a run."""
   seeds = sorted((d for d in os.listdir(arm_dir) if d.startswith("seed_")),

@@ -36,8 +36,9 @@ CURVE_BIN = 1000
 SAMPLE_SEED = 0
 
 
-def scores_at(run_dir: str, step: int, num_samples: int | None, cache: str | None) -> dict | None:
-  """:func:`compare.seed_scores` of one run at ``step``; None if it has no such checkpoint yet.
+def evaluation_at(run_dir: str, step: int, num_samples: int | None,
+                  cache: str | None) -> dict | None:
+  """The evaluation (eval.json's dict) of one run at ``step``; None if it has no such checkpoint.
 
   An evaluation already written (the run's own ``eval.json``, or one under
   :func:`evaluation.step_dir`) serves only if it scored that step with the same
@@ -48,7 +49,7 @@ def scores_at(run_dir: str, step: int, num_samples: int | None, cache: str | Non
   for folder in (run_dir, evaluation.step_dir(run_dir, step)):
     found = _scored_alike(os.path.join(folder, evaluation.RESULTS), step, count)
     if found is not None:
-      return compare.seed_scores(found)
+      return found
   checkpointer = checkpoints.Checkpointer(run_dir)
   try:
     present = step in checkpointer.all_steps()
@@ -56,8 +57,8 @@ def scores_at(run_dir: str, step: int, num_samples: int | None, cache: str | Non
     checkpointer.close()
   if not present:
     return None
-  return compare.seed_scores(evaluation.evaluate(
-      run_dir, count, cache, seed=SAMPLE_SEED, paper_protocol=False, step=step))
+  return evaluation.evaluate(run_dir, count, cache, seed=SAMPLE_SEED, paper_protocol=False,
+                             step=step)
 
 
 def _scored_alike(path: str, step: int, count: int) -> dict | None:
@@ -85,23 +86,27 @@ def trajectory(workdir: str, arms: list[str] | None, steps: list[int],
   """Scores every arm's seeds at ``steps``; writes trajectory.json/.md/.png; returns the data.
 
   Returns ``{'scores': {arm: {step: {seed: scores}}}, 'curves': {arm: {key:
-  {seed: {batch: value}}}}}``, seeds named by their run folders; a seed without a
-  step's checkpoint is left out of that step.
+  {seed: {batch: value}}}}, 'real': {key: real test images' value}}``, seeds named by
+  their run folders; a seed without a step's checkpoint is left out of that step.
   """
   if arms is None:
     arms = sorted(d for d in os.listdir(workdir) if os.path.isdir(os.path.join(workdir, d))
                   and compare.seed_dirs(os.path.join(workdir, d)))
   if not arms:
     raise errors.RequestError(f"{workdir} holds no run folders")
-  scores, curves = {}, {}
+  scores, curves, real = {}, {}, {}
   for arm in arms:
     runs = compare.seed_dirs(os.path.join(workdir, arm))
     if not runs:
       raise errors.RequestError(f"{os.path.join(workdir, arm)} holds no runs")
     scores[arm] = {}
     for step in steps:
-      found = {os.path.basename(run): scores_at(run, step, num_samples, cache) for run in runs}
-      scores[arm][step] = {seed: s for seed, s in found.items() if s is not None}
+      found = {os.path.basename(run): evaluation_at(run, step, num_samples, cache)
+               for run in runs}
+      scores[arm][step] = {seed: compare.seed_scores(results)
+                           for seed, results in found.items() if results is not None}
+      for results in found.values():  # the same test images whichever run scored them
+        real = real or (compare.real_scores(results) if results is not None else {})
       if len(scores[arm][step]) < len(runs):
         logging.warning("%s: %d of %d seeds have no checkpoint of batch %d yet", arm,
                         len(runs) - len(scores[arm][step]), len(runs), step)
@@ -109,13 +114,13 @@ def trajectory(workdir: str, arms: list[str] | None, steps: list[int],
     curves[arm] = {key: {seed: binned_curve(r, key) for seed, r in records.items()}
                    for key, _ in CURVES}
   columns = _columns(scores)
-  data = {"scores": scores, "curves": curves}
+  data = {"scores": scores, "curves": curves, "real": real}
   with open(os.path.join(workdir, "trajectory.json"), "w") as f:
     json.dump(run_log.json_safe(data), f, indent=2)
   with open(os.path.join(workdir, "trajectory.md"), "w") as f:
     f.write(table(scores, columns))
   plots.save_trajectory(scores, columns, curves, CURVES,
-                        os.path.join(workdir, "trajectory.png"))
+                        os.path.join(workdir, "trajectory.png"), real)
   return data
 
 
