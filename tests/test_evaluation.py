@@ -210,11 +210,12 @@ def test_tabulate_gives_every_seed_and_each_pair_s_difference_with_its_interval(
   row = lambda start: next(l for l in lines if l.startswith(start)).removesuffix(" |").split(" | ")
   titles = row("| model |")
   m_is = titles.index("m-IS ↑")
-  assert row("| deligan − gan |")[m_is] == "+0.500 [+0.500, +0.500] *"
+  assert row("| deligan − gan |")[m_is] == "+0.500 [+0.500, +0.500] (2 seeds)"
   assert row("| deligan_forced − gan |")[m_is] == "+1.000 [+1.000, +1.000] *"
-  assert row("| deligan_forced − deligan |")[m_is] == "+0.500 [+0.500, +0.500] *"
+  assert row("| deligan_forced − deligan |")[m_is] == "+0.500 [+0.500, +0.500] (2 seeds)"
   spread = titles.index("spread within a component ↑")
-  assert row("| deligan_forced − deligan |")[spread] == "+1.000 [+1.000, +1.000] *"
+  assert row("| deligan_forced − gan |")[spread] == "n/a"
+  assert row("| deligan_forced − deligan |")[spread] == "+1.000 [+1.000, +1.000] (2 seeds)"
   assert row("| deligan − gan |")[spread] == "n/a"
   # Every seed has its own row, named by its folder, with the batch and count it was scored at.
   assert row("| gan | seed_2 |")[2:4] == ["40000", "5000"]
@@ -233,6 +234,8 @@ def test_real_scores_are_the_real_test_images_counterparts_of_the_compared_colum
   missing = {"real_test_inception_score": [None, None],
              "real_test_modified_inception_score": [None, None]}
   assert compare.real_scores(missing) == {}
+  assert compare.real_scores({"real_test_inception_score": [float("nan")] * 2,
+                              "real_test_modified_inception_score": [float("nan")] * 2}) == {}
   assert compare.real_scores({"modes": {}}) == {}  # toy data: no real counterparts
   assert set(compare.real_scores(results)) <= {key for key, _, _ in compare.IMAGE_COLUMNS}
 

@@ -17,7 +17,7 @@ def test_every_documented_python_m_command_names_a_runnable_module():
   """``python -m X`` in the README, docs/, configs and docstrings: X exists and runs as a script."""
   texts = [REPO / "README.md", *(REPO / "docs").glob("*.md"), *(REPO / "configs").glob("*.py"),
            *(REPO / "deligan_jax").rglob("*.py"), *(REPO / "deligan_jax").rglob("*.md"),
-           *(REPO / "benchmarks").glob("*.py")]
+           *(REPO / "benchmarks").glob("*.py"), *(REPO / "tests").glob("*.py")]
   named = {m for path in texts
            for m in re.findall(r"python\s+-m\s+([A-Za-z_][\w.]*)", path.read_text())}
   ours = {m for m in named if m.split(".")[0] in ("deligan_jax", "benchmarks", "tests")}

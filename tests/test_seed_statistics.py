@@ -40,9 +40,17 @@ def test_interval_of_many_normal_seeds_is_the_normal_interval():
 def test_identical_groups_give_an_interval_around_zero_and_constants_a_point():
   same = seed_statistics.bootstrap_difference([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
   assert same.estimate == 0 and same.low < 0 < same.high and not same.excludes_zero
-  point = seed_statistics.bootstrap_difference([5.0, 5.0], [2.0, 2.0, 2.0])
+  point = seed_statistics.bootstrap_difference([5.0, 5.0, 5.0], [2.0, 2.0, 2.0])
   assert (point.estimate, point.low, point.high) == (3.0, 3.0, 3.0)
   assert point.cell() == "+3.000 [+3.000, +3.000] *"
+
+
+def test_two_seeds_give_an_interval_but_no_finding():
+  two = seed_statistics.bootstrap_difference([5.0, 5.2], [2.0, 2.1, 2.2])
+  assert two.excludes_zero and not two.is_finding and two.seeds == (2, 3)
+  assert two.cell().endswith("] (2 seeds)")
+  three = seed_statistics.bootstrap_difference([5.0, 5.2, 5.1], [2.0, 2.1, 2.2])
+  assert three.is_finding and three.cell().endswith("] *")
 
 
 def test_non_finite_seeds_are_left_out_and_reproducible():
@@ -55,7 +63,7 @@ def test_non_finite_seeds_are_left_out_and_reproducible():
 
 def test_one_seed_on_either_side_gives_no_interval_and_no_star():
   lone = seed_statistics.bootstrap_difference([1.49], [1.7, 1.8, 1.9])
-  assert lone.estimate == pytest.approx(-0.31) and not lone.excludes_zero
+  assert lone.estimate == pytest.approx(-0.31) and not lone.is_finding
   assert lone.cell() == "-0.310 [no interval: 1 seed]"
   assert seed_statistics.bootstrap_difference([1.49], [1.77]).cell() == (
       "-0.280 [no interval: 1 seed]")

@@ -68,6 +68,19 @@ def test_metrics_and_update_counts():
   np.testing.assert_array_equal(metrics["g_updates"] + metrics["d_updates"], 5)
 
 
+def test_sigma_mean_is_the_mean_size_of_sigma_whatever_its_sign():
+  trainer = make_trainer("toy", inner_updates=1)
+  state = trainer.init_state(0)
+  sigma = state.params["mixture"]["sigma"]
+  flipped = sigma * jnp.where(jnp.arange(sigma.shape[0]) % 2 == 0, -1.0, 1.0)[:, None]
+  state = state.replace(params={**state.params, "mixture": {**state.params["mixture"],
+                                                            "sigma": flipped}})
+  state, metrics = trainer.run(state, 1)
+  after = np.asarray(jax.device_get(state.params)["mixture"]["sigma"])
+  assert (after < 0).any()
+  assert float(metrics["sigma_mean"][0]) == pytest.approx(np.abs(after).mean(), rel=1e-6)
+
+
 def test_same_seed_same_result_and_different_seed_differs():
   def run(seed):
     trainer = make_trainer("toy")

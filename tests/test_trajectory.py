@@ -87,3 +87,20 @@ def test_trajectory_takes_an_evaluation_already_written_only_if_scored_alike(two
   early = trajectory.evaluation_at(str(run), 4, num_samples=200, cache=None)
   rescored = json.loads((run / "eval_steps" / "0000004" / "eval.json").read_text())
   assert rescored["num_samples"] == 200 and early["modes"] == rescored["modes"]
+  # So is one of another sample seed (eval.py --seed).
+  evaluation.evaluate(str(run), num_samples=200, seed=1, step=4)
+  trajectory.evaluation_at(str(run), 4, num_samples=200, cache=None)
+  assert json.loads((run / "eval_steps" / "0000004" / "eval.json").read_text())[
+      "sample_seed"] == trajectory.SAMPLE_SEED
+
+
+def test_an_image_evaluation_serves_only_with_the_default_classifier(tmp_path):
+  stored = {"step": 40000, "num_samples": 5000, "sample_seed": trajectory.SAMPLE_SEED,
+            "classifier_steps": evaluation.CLASSIFIER_STEPS}
+  path = tmp_path / "eval.json"
+  path.write_text(json.dumps(stored))
+  assert trajectory._scored_alike(str(path), 40000, 5000) == stored
+  path.write_text(json.dumps({**stored, "classifier_steps": 300}))
+  assert trajectory._scored_alike(str(path), 40000, 5000) is None
+  path.write_text(json.dumps({k: v for k, v in stored.items() if k != "classifier_steps"}))
+  assert trajectory._scored_alike(str(path), 40000, 5000) is None  # which classifier: unknown

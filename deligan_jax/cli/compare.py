@@ -48,7 +48,8 @@ def define_flags() -> None:
   flags.DEFINE_string("workdir", None, "Where runs, evaluations and the table go.")
   flags.DEFINE_integer("num_samples", None, "Samples scored per seed (eval.py's default).")
   flags.DEFINE_string("cache_dir", None, "Where the evaluation classifier is cached.")
-  flags.DEFINE_integer("classifier_steps", 2000, "Training steps of the evaluation classifier.")
+  flags.DEFINE_integer("classifier_steps", evaluation.CLASSIFIER_STEPS,
+                       "Training steps of the evaluation classifier.")
   flags.DEFINE_bool("paper_protocol", False, "CIFAR-10, sketches: add the paper protocol's "
                     "Inception-based scores (slow on a CPU: 0.2-1 s per sample).")
   flags.DEFINE_bool("tabulate", False, "Only tabulate the evaluated runs already in --workdir "
@@ -58,7 +59,8 @@ def define_flags() -> None:
 
 def train_and_compare(config, models: list[str], seeds: int, workdir: str,
             num_samples: int | None = None, cache: str | None = None,
-            classifier_steps: int = 2000, paper_protocol: bool = False) -> dict:
+            classifier_steps: int = evaluation.CLASSIFIER_STEPS,
+            paper_protocol: bool = False) -> dict:
   """Trains and evaluates every model, then :func:`tabulate`; returns its scores."""
   unknown = sorted(set(models) - set(MODELS))
   if unknown:

@@ -30,7 +30,8 @@ def define_flags() -> None:
                        lower_bound=2)
   flags.DEFINE_string("cache_dir", None, "Where the evaluation classifier is cached.")
   flags.DEFINE_integer("seed", 0, "PRNG seed of the evaluated samples.")
-  flags.DEFINE_integer("classifier_steps", 2000, "Training steps of the evaluation classifier.")
+  flags.DEFINE_integer("classifier_steps", evaluation.CLASSIFIER_STEPS,
+                       "Training steps of the evaluation classifier.")
   flags.DEFINE_integer("step", None, "Score this checkpoint (default: the latest); outputs go "
                        "to WORKDIR/eval_steps/<step>/.", lower_bound=0)
   flags.DEFINE_bool("paper_protocol", True, "CIFAR-10, sketches: also the paper's Inception-based "

@@ -119,10 +119,6 @@ def save_comparison(scores: dict[str, list[dict]], columns, path: str) -> None:
   plt.close(fig)
 
 
-# Drawn on a log axis: they span decades (5000 distinct samples against one per component).
-LOG_SCALE = ("distinct", "sigma_mean")
-
-
 def _band(ax, xs, per_seed: np.ndarray, label: str, color, log: bool = False) -> None:
   """Mean over seeds (rows) as a line, ± one std as a shaded band; NaN cells left out.
 
@@ -146,13 +142,13 @@ def _band(ax, xs, per_seed: np.ndarray, label: str, color, log: bool = False) ->
 
 
 def save_trajectory(scores: dict, columns, curves: dict, curve_titles, path: str,
-                    real: dict | None = None) -> None:
+                    real: dict | None = None, log_keys=()) -> None:
   """Scores at each evaluated step and training curves, per arm, mean over seeds ± std.
 
   ``scores``: ``{arm: {step: {seed: scores}}}``; ``curves``: ``{arm: {key: {seed:
   {batch: value}}}}`` with the titles ``curve_titles`` ((key, title)); those of
-  :data:`LOG_SCALE` on a log axis; ``real`` (``{key: value}``), the same scores of
-  real test images, as dashed lines.
+  ``log_keys`` on a log axis (geometric mean and band); ``real`` (``{key: value}``),
+  the same scores of real test images, as dashed lines.
   """
   panels = len(columns) + len(curve_titles)
   width = min(panels, 4)
@@ -168,7 +164,7 @@ def save_trajectory(scores: dict, columns, curves: dict, curve_titles, path: str
         for seed, run in by_step[step].items():
           value = run.get(key)
           grid[seeds.index(seed), j] = np.nan if value is None else value
-      _band(ax, steps, grid, arm, color, log=key in LOG_SCALE)
+      _band(ax, steps, grid, arm, color, log=key in log_keys)
     if real and key in real:
       ax.axhline(real[key], color="0.4", linestyle="--", linewidth=1, label="real test images")
     ax.set_title(f"{title} ({'higher' if higher else 'lower'} is better)", fontsize=9)
@@ -179,7 +175,7 @@ def save_trajectory(scores: dict, columns, curves: dict, curve_titles, path: str
       if not batches:
         continue
       grid = np.array([[curve.get(b, np.nan) for b in batches] for curve in per_seed])
-      _band(ax, batches, grid, arm, color, log=key in LOG_SCALE)
+      _band(ax, batches, grid, arm, color, log=key in log_keys)
     ax.set_title(title, fontsize=9)
   for ax in axes.flat[:panels]:
     ax.set_xlabel("batch", fontsize=8)

@@ -75,11 +75,13 @@ def real_scores(results: dict) -> dict[str, float]:
     spread = results["diversity"]
     real.update(distinct=spread["distinct_real"], spread=spread["spread_real"],
                 component_spread=spread["spread_real_within_class"])
-  return {key: value for key, value in real.items() if value is not None}
+  return {key: value for key, value in real.items()
+          if value is not None and np.isfinite(value)}
 
 
 def seed_dirs(arm_dir: str) -> list[str]:
   """The runs of one arm: its ``seed_<k>`` folders in seed order, else the arm itself if a run."""
+  arm_dir = os.path.normpath(arm_dir)  # a run's name is its folder's: 'gan/' names 'gan'
   seeds = sorted((d for d in os.listdir(arm_dir) if d.startswith("seed_")),
                  key=lambda d: int(d.removeprefix("seed_")))
   if seeds:
@@ -125,7 +127,8 @@ def tabulate(workdir: str, arms: list[str] | None = None) -> dict:
   scores = {arm: {seed: {key: float("nan") if s.get(key) is None else s[key]
                          for key, _, _ in columns} for seed, s in runs.items()}
             for arm, runs in scores.items()}
-  scored_at = {arm: {seed: (r["step"], r["num_samples"]) for seed, r in runs.items()}
+  scored_at = {arm: {seed: (r["step"], r["num_samples"], r.get("sample_seed"),
+                            r.get("sample_noise")) for seed, r in runs.items()}
                for arm, runs in results.items()}
   with open(os.path.join(workdir, "comparison.json"), "w") as f:
     json.dump(run_log.json_safe(scores), f, indent=2)
@@ -147,22 +150,23 @@ def report(scores: dict, columns, scored_at: dict, dataset: str = "") -> str:
   """Markdown: mean ± std per arm, every seed's values, and each pair's difference.
 
   ``scores``: ``{arm: {seed: {key: value}}}``; ``scored_at``: ``{arm: {seed:
-  (batch, sample count)}}``, which heads the tables, or warns when the seeds differ
-  in it (their means then pool unlike runs). Differences are later arm minus
-  earlier arm, with the 95% percentile-bootstrap interval over seeds
-  (:func:`seed_statistics.bootstrap_difference`); a star marks an interval that excludes 0.
+  (batch, sample count, sample seed, sample noise)}}``, which heads the tables, or
+  warns when the seeds differ in it (their means then pool unlike runs). Differences
+  are later arm minus earlier arm, with the 95% percentile-bootstrap interval over
+  seeds (:func:`seed_statistics.bootstrap_difference`); a star marks a finding
+  (:attr:`seed_statistics.Difference.is_finding`).
   """
   settings = sorted({at for runs in scored_at.values() for at in runs.values()})
-  batches = "/".join(str(b) for b in sorted({b for b, _ in settings}))
-  counts = "/".join(str(n) for n in sorted({n for _, n in settings}))
+  batches = "/".join(str(b) for b in sorted({at[0] for at in settings}))
+  counts = "/".join(str(n) for n in sorted({at[1] for at in settings}))
   header = f"{dataset} runs at batch {batches}, {counts} samples scored per seed".lstrip()
   titles = [f"{title} {'↑' if higher else '↓'}" for _, title, higher in columns]
   rule = "|" + " --- |" * (len(columns) + 1)
   lines = [f"{header}; mean ± sample std over seeds.", ""]
   if len(settings) > 1:
     lines += ["**Unlike runs pooled:** the seeds were not all scored at one batch with one sample "
-              "count (see the seed table); finish and evaluate them alike before reading the "
-              "differences.", ""]
+              "count, sample seed and noise (see the seed table and each eval.json); finish and "
+              "evaluate them alike before reading the differences.", ""]
   lines += [f"| model | {' | '.join(titles)} |", rule]
   for arm, runs in scores.items():
     cells = []
@@ -178,7 +182,7 @@ def report(scores: dict, columns, scored_at: dict, dataset: str = "") -> str:
             "|" + " --- |" * (len(columns) + 4)]
   for arm, runs in scores.items():
     for seed, run in runs.items():
-      batch, count = scored_at[arm][seed]
+      batch, count = scored_at[arm][seed][:2]
       lines.append(f"| {arm} | {seed} | {batch} | {count} | "
                    + " | ".join(f"{run[key]:.3f}" if np.isfinite(run[key]) else "n/a"
                                 for key, _, _ in columns) + " |")
@@ -186,7 +190,8 @@ def report(scores: dict, columns, scored_at: dict, dataset: str = "") -> str:
   pairs = [(later, earlier) for i, earlier in enumerate(arms) for later in arms[i + 1:]]
   if pairs:
     lines += ["", "Differences of means (row's first model minus its second) with the 95% "
-              "bootstrap interval over seeds; * marks an interval that excludes 0:", "",
+              f"bootstrap interval over seeds; * marks an interval that excludes 0 with at "
+              f"least {seed_statistics.MIN_SEEDS} seeds per arm:", "",
               f"| difference | {' | '.join(titles)} |", rule]
     for later, earlier in pairs:
       cells = [seed_statistics.bootstrap_difference(

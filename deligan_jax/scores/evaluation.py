@@ -86,13 +86,16 @@ def _reference(data_config: ml_collections.FrozenConfigDict, cache, classifier_s
   return (classifier, test, *classifier.predict(test.x))
 
 
+# Training steps of the evaluation classifier unless asked otherwise (MNIST: 99.3 % on test).
+CLASSIFIER_STEPS = 2000
+
 # The scores that compare with the real test images; without them they are NaN.
 NEEDS_TEST_IMAGES = ("FID", "KID", "precision and recall", "the real test images' IS and m-IS",
                      "the memorisation check's reference (test images' distances)")
 
 
 def image_scores(samples: np.ndarray, data_config, cache: str | None = None,
-                 classifier_steps: int = 2000) -> dict:
+                 classifier_steps: int = CLASSIFIER_STEPS) -> dict:
   """Classifier-based scores of image samples in [-1, 1] against the real test set.
 
   The classifier and the test set are those of ``data_config``'s dataset.
@@ -231,7 +234,7 @@ def _toy_scores(config, samples, train_x, out_dir) -> dict:
 
 
 def evaluate(workdir: str, num_samples: int | None = None, cache: str | None = None,
-             seed: int = 0, classifier_steps: int = 2000, paper_protocol: bool = True,
+             seed: int = 0, classifier_steps: int = CLASSIFIER_STEPS, paper_protocol: bool = True,
              step: int | None = None) -> dict:
   """Scores the latest checkpoint of ``workdir``; writes eval.json and eval_report.md there.
 
@@ -253,6 +256,7 @@ def evaluate(workdir: str, num_samples: int | None = None, cache: str | None = N
              "step": int(state.step), "num_samples": num_samples, "sample_seed": seed,
              "sample_noise": sampler.noise}
   if image_data:
+    results["classifier_steps"] = classifier_steps
     results.update(_image_outputs(config, sampler, state, samples, train_x, cache,
                                   classifier_steps, out_dir, paper_protocol))
   else:

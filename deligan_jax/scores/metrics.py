@@ -244,7 +244,7 @@ def distinct_count(points: np.ndarray, threshold: float) -> int:
   if not threshold >= 0:
     raise ValueError(f"threshold must be >= 0, got {threshold}")
   # Merged block by block, each row joined to the first row of its component so far: memory
-  # stays one block of pairs even when every pair is close (a collapsed model: n^2 / 2).
+  # stays one block of pairs even when every pair is close (a collapsed model: n^2 of them).
   n = len(points)
   labels = np.arange(n)
   for start, squared in _squared_distance_blocks(points, points):

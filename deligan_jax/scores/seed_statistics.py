@@ -22,6 +22,9 @@ import numpy as np
 
 CONFIDENCE = 0.95
 RESAMPLES = 10_000
+# Fewer seeds than this on either side: the interval is shown but not called a finding (with 2
+# seeds a resampled mean takes only 3 values).
+MIN_SEEDS = 3
 
 
 def finite(values) -> np.ndarray:
@@ -50,24 +53,35 @@ def mean_std_cell(values, digits: int = 3) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Difference:
-  """``mean(a) - mean(b)`` with its bootstrap confidence interval ``[low, high]``."""
+  """``mean(a) - mean(b)`` with its bootstrap confidence interval ``[low, high]``.
+
+  ``seeds``: the finite values behind it, (len(a), len(b)). The interval is NaN
+  below 2 on either side.
+  """
   estimate: float
   low: float
   high: float
+  seeds: tuple[int, int]
 
   @property
   def excludes_zero(self) -> bool:
     return self.low > 0 or self.high < 0
 
+  @property
+  def is_finding(self) -> bool:
+    """The interval excludes 0 and each side has at least :data:`MIN_SEEDS` seeds."""
+    return self.excludes_zero and min(self.seeds) >= MIN_SEEDS
+
   def cell(self, digits: int = 3) -> str:
-    """``'+0.120 [+0.020, +0.230]'``, starred when the interval excludes 0."""
+    """``'+0.120 [+0.020, +0.230] *'``, starred when :attr:`is_finding`."""
     if not np.isfinite(self.estimate):
       return "n/a"
-    if not np.isfinite(self.low):
+    fewest = min(self.seeds)
+    if fewest < 2:
       return f"{self.estimate:+.{digits}f} [no interval: 1 seed]"
-    star = " *" if self.excludes_zero else ""
+    mark = " *" if self.is_finding else f" ({fewest} seeds)" if fewest < MIN_SEEDS else ""
     return (f"{self.estimate:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
-            f"{star}")
+            f"{mark}")
 
 
 def bootstrap_difference(a, b, confidence: float = CONFIDENCE, resamples: int = RESAMPLES,
@@ -79,13 +93,14 @@ def bootstrap_difference(a, b, confidence: float = CONFIDENCE, resamples: int = 
   same interval.
   """
   a, b = finite(a), finite(b)
+  seeds = (int(a.size), int(b.size))
   if not (a.size and b.size):
-    return Difference(float("nan"), float("nan"), float("nan"))
-  if min(a.size, b.size) < 2:
-    return Difference(float(a.mean() - b.mean()), float("nan"), float("nan"))
+    return Difference(float("nan"), float("nan"), float("nan"), seeds)
+  if min(seeds) < 2:
+    return Difference(float(a.mean() - b.mean()), float("nan"), float("nan"), seeds)
   rng = np.random.default_rng(seed)
   means_a = rng.choice(a, (resamples, a.size)).mean(axis=1)
   means_b = rng.choice(b, (resamples, b.size)).mean(axis=1)
   tail = 100 * (1 - confidence) / 2
   low, high = np.percentile(means_a - means_b, [tail, 100 - tail])
-  return Difference(float(a.mean() - b.mean()), float(low), float(high))
+  return Difference(float(a.mean() - b.mean()), float(low), float(high), seeds)

@@ -3,13 +3,14 @@ r"""Scores over training: each arm's seeds evaluated at chosen checkpoints, with
 ``WORKDIR`` holds one folder per arm, each with ``seed_<k>`` run folders (or one
 run), as :mod:`deligan_jax.scores.compare` lays them out. Every seed's checkpoint of
 each step is scored by :func:`evaluation.evaluate` (outputs under the run's
-``eval_steps/<step>/``; an evaluation already there is reused, so an interrupted
-trajectory resumes, and so is the run's own ``eval.json`` where ``eval.py`` scored that
-step with the same sample count and seed). Written into ``WORKDIR``: ``trajectory.json`` (every
-value), ``trajectory.md`` (mean ± std per arm and step) and ``trajectory.png``:
-the scores at each step, next to D's share of updates and the mixture's mean
-sigma over the whole run from ``metrics.jsonl``, each a mean over seeds with a
-band of ± one std. The command line: :mod:`deligan_jax.cli.trajectory`.
+``eval_steps/<step>/``; an evaluation already there is reused if scored alike, so an
+interrupted trajectory resumes, and so is the run's own ``eval.json`` where ``eval.py``
+scored that step). Written into ``WORKDIR``: ``trajectory.json`` (every value),
+``trajectory.md`` (mean ± std per arm and step) and ``trajectory.png``: the scores at
+each step, next to D's share of updates and the mixture's mean |sigma| over the whole
+run from ``metrics.jsonl``, each a mean over seeds with a band of ± one std (geometric,
+on a log axis, for :data:`LOG_SCALE`), and real test images' values as dashed lines.
+The command line: :mod:`deligan_jax.cli.trajectory`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from deligan_jax.scores import seed_statistics
 CURVES = (("d_fraction", "D's share of updates"),
           ("sigma_mean", "mixture mean |sigma| (geometric over seeds)"))
 CURVE_BIN = 1000
+# Plotted on a log axis, with a geometric mean over seeds: they span decades (5000 distinct
+# samples against one per mixture component; sigma from 0.2 to 1e-5).
+LOG_SCALE = ("distinct", "sigma_mean")
 # The evaluation seed: every checkpoint's samples drawn from the same noise, as eval.py's are.
 SAMPLE_SEED = 0
 
@@ -42,7 +46,7 @@ def evaluation_at(run_dir: str, step: int, num_samples: int | None,
 
   An evaluation already written (the run's own ``eval.json``, or one under
   :func:`evaluation.step_dir`) serves only if it scored that step with the same
-  sample count and seed; otherwise the checkpoint is scored again.
+  sample count, seed and classifier; otherwise the checkpoint is scored again.
   """
   count = num_samples or evaluation.default_sample_count(checkpoints.read_config(run_dir),
                                                          paper_protocol=False)
@@ -57,18 +61,26 @@ def evaluation_at(run_dir: str, step: int, num_samples: int | None,
     checkpointer.close()
   if not present:
     return None
-  return evaluation.evaluate(run_dir, count, cache, seed=SAMPLE_SEED, paper_protocol=False,
-                             step=step)
+  evaluation.evaluate(run_dir, count, cache, seed=SAMPLE_SEED, paper_protocol=False, step=step)
+  # As stored (non-finite values null), the same whether scored now or reused.
+  with open(os.path.join(evaluation.step_dir(run_dir, step), evaluation.RESULTS)) as f:
+    return json.load(f)
 
 
 def _scored_alike(path: str, step: int, count: int) -> dict | None:
-  """The evaluation at ``path`` if it scored ``step`` from ``count`` samples of SAMPLE_SEED."""
+  """The evaluation at ``path`` if it scored ``step`` as :func:`evaluation_at` would.
+
+  That is from ``count`` samples of SAMPLE_SEED and, for images, with the default
+  evaluation classifier.
+  """
   if not os.path.isfile(path):
     return None
   with open(path) as f:
     results = json.load(f)
-  same = (results.get("step"), results.get("num_samples"), results.get("sample_seed"))
-  return results if same == (step, count, SAMPLE_SEED) else None
+  wanted = {"step": step, "num_samples": count, "sample_seed": SAMPLE_SEED}
+  if "modes" not in results:  # image data: scored through a classifier
+    wanted["classifier_steps"] = evaluation.CLASSIFIER_STEPS
+  return results if all(results.get(k) == v for k, v in wanted.items()) else None
 
 
 def binned_curve(records: list[dict], key: str, bin_size: int = CURVE_BIN) -> dict[int, float]:
@@ -120,7 +132,7 @@ def trajectory(workdir: str, arms: list[str] | None, steps: list[int],
   with open(os.path.join(workdir, "trajectory.md"), "w") as f:
     f.write(table(scores, columns))
   plots.save_trajectory(scores, columns, curves, CURVES,
-                        os.path.join(workdir, "trajectory.png"), real)
+                        os.path.join(workdir, "trajectory.png"), real, LOG_SCALE)
   return data
 
 
