@@ -93,7 +93,7 @@ def _summarise(window: list[dict]) -> dict[str, float]:
 
 
 def _across_seeds(summaries: list[dict[str, float]]) -> dict[str, float]:
-  """Mean and standard deviation over seeds of each summarised metric."""
+  """Mean and sample standard deviation over seeds of each summarised metric."""
   out = {}
   for key in summaries[0]:
     out[key], out[f"{key}_std"] = seed_statistics.mean_std([s[key] for s in summaries])

@@ -53,7 +53,7 @@ def test_num_seeds_writes_per_seed_runs_and_a_summary(tmp_path):
                .read_text().splitlines()] for s in (4, 5, 6)]
   values = [runs[-1]["g_loss"] for runs in per_seed]
   assert summary[-1]["g_loss"] == pytest.approx(np.mean(values))
-  assert summary[-1]["g_loss_std"] == pytest.approx(np.std(values))
+  assert summary[-1]["g_loss_std"] == pytest.approx(np.std(values, ddof=1))
 
   config.num_steps = 16  # resume all three seeds
   resumed = training.train_and_evaluate(config, str(tmp_path))

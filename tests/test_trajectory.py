@@ -79,19 +79,17 @@ def test_trajectory_takes_an_evaluation_already_written_only_if_scored_alike(two
   reused = trajectory.evaluation_at(str(run), 8, num_samples=200, cache=None)
   assert not step_report.exists()  # eval.py's scores served, nothing scored again
   assert reused["modes"] == own["modes"]
-  # Another sample count is another evaluation.
-  other = trajectory.evaluation_at(str(run), 8, num_samples=150, cache=None)
-  assert other["num_samples"] == 150 == json.loads(step_report.read_text())["num_samples"]
-  # An earlier step's evaluation written another way (eval.py --step) is scored again.
-  evaluation.evaluate(str(run), num_samples=150, step=4)
-  early = trajectory.evaluation_at(str(run), 4, num_samples=200, cache=None)
-  rescored = json.loads((run / "eval_steps" / "0000004" / "eval.json").read_text())
-  assert rescored["num_samples"] == 200 and early["modes"] == rescored["modes"]
-  # So is one of another sample seed (eval.py --seed).
-  evaluation.evaluate(str(run), num_samples=200, seed=1, step=4)
-  trajectory.evaluation_at(str(run), 4, num_samples=200, cache=None)
-  assert json.loads((run / "eval_steps" / "0000004" / "eval.json").read_text())[
-      "sample_seed"] == trajectory.SAMPLE_SEED
+  # One scored from another sample count or sample seed (eval.py --num_samples, --seed) is
+  # scored again: the earlier step's evaluation, marked as written that way.
+  early = run / "eval_steps" / "0000004" / "eval.json"
+  for unlike in ({"num_samples": 150}, {"sample_seed": 1}):
+    if not early.is_file():
+      evaluation.evaluate(str(run), num_samples=200, step=4)
+    early.write_text(json.dumps({**json.loads(early.read_text()), **unlike, "modes": None}))
+    rescored = trajectory.evaluation_at(str(run), 4, num_samples=200, cache=None)
+    stored = json.loads(early.read_text())
+    assert rescored == stored and stored["modes"] is not None, unlike
+    assert (stored["num_samples"], stored["sample_seed"]) == (200, trajectory.SAMPLE_SEED)
 
 
 def test_an_image_evaluation_serves_only_with_the_default_classifier(tmp_path):
