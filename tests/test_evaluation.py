@@ -246,6 +246,8 @@ def test_tabulate_names_seeds_by_folder_and_flags_seeds_scored_unlike(tmp_path):
   (tmp_path / "gan" / "seed_1" / "eval.json").unlink()  # not evaluated yet
   late = tmp_path / "deligan" / "seed_1" / "eval.json"
   late.write_text(late.read_text().replace('"step": 40000', '"step": 33000'))
+  newer = tmp_path / "gan" / "seed_2" / "eval.json"  # one written since the seed was recorded
+  newer.write_text(json.dumps({**json.loads(newer.read_text()), "sample_seed": 0}))
   scores = compare.tabulate(str(tmp_path), ["gan", "deligan"])
   assert list(scores["gan"]) == ["seed_0", "seed_2"]  # seed_2 keeps its name
   lines = (tmp_path / "comparison.md").read_text().splitlines()

@@ -156,7 +156,7 @@ def report(scores: dict, columns, scored_at: dict, dataset: str = "") -> str:
   seeds (:func:`seed_statistics.bootstrap_difference`); a star marks a finding
   (:attr:`seed_statistics.Difference.is_finding`).
   """
-  settings = sorted({at for runs in scored_at.values() for at in runs.values()})
+  settings = {at for runs in scored_at.values() for at in runs.values()}  # may hold None
   batches = "/".join(str(b) for b in sorted({at[0] for at in settings}))
   counts = "/".join(str(n) for n in sorted({at[1] for at in settings}))
   header = f"{dataset} runs at batch {batches}, {counts} samples scored per seed".lstrip()

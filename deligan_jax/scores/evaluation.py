@@ -269,8 +269,11 @@ def evaluate(workdir: str, num_samples: int | None = None, cache: str | None = N
 
 
 def default_sample_count(config, paper_protocol: bool) -> int:
-  """How many samples :func:`evaluate` scores when not told: the official counts."""
-  if paper_protocol and config.data.name in paper_scores.DATASETS:
+  """How many samples :func:`evaluate` scores when not told: the official counts.
+
+  ``paper_protocol``: whether this run is also scored by the paper's protocol.
+  """
+  if paper_protocol:
     return 50000
   return 5000 if config.network.name != "toy" else 2000
 

@@ -117,8 +117,8 @@ def trajectory(workdir: str, arms: list[str] | None, steps: list[int],
                for run in runs}
       scores[arm][step] = {seed: compare.seed_scores(results)
                            for seed, results in found.items() if results is not None}
-      for results in found.values():  # the same test images whichever run scored them
-        real = real or (compare.real_scores(results) if results is not None else {})
+      if not real:  # the same test images whichever run scored them
+        real = next((compare.real_scores(r) for r in found.values() if r is not None), {})
       if len(scores[arm][step]) < len(runs):
         logging.warning("%s: %d of %d seeds have no checkpoint of batch %d yet", arm,
                         len(runs) - len(scores[arm][step]), len(runs), step)
