@@ -168,27 +168,27 @@ def test_two_processes_checkpoints_sample_evaluate_and_resume_on_one_device(both
                                                                              tmp_path):
   """The topology matrix's 2 processes -> 1: sample, eval and resumed training of a run.
 
-  The samples equal those of the one-process run of the same config: bit for bit with 4
-  seeds (their states are), and with 1 seed within 1e-5 (its states differ by the order of
-  the cross-device sums, 7.5e-9 measured; G's tanh outputs move less than its parameters).
+  The run of 4 seeds, whose checkpoint each process wrote its own seeds' shards of; the
+  samples equal those of the one-process run of the same config bit for bit (their states
+  are). One seed's state is replicated and written whole by process 0, as by one process
+  of 4 devices (``tests/test_topology.py``).
   """
   runs, two, one, _, _ = both_runs
   if runs[0][0] != "toy":
     pytest.skip("tests.topology_check reads toy runs")
-  for _, num_seeds in runs:
-    workdir = tmp_path / f"toy_{num_seeds}"
-    shutil.copytree(two / f"toy_{num_seeds}_8", workdir)
-    read = run_check("read", workdir, num_seeds, 1)
-    assert len(read["seeds"]) == num_seeds
-    config = config_for("toy", num_seeds, STEPS, None, 1, 0)
-    one_run = str(one / f"toy_{num_seeds}_8")
-    for seed_workdir, seed_one in zip(checkpoints.run_workdirs(config, str(workdir)),
-                                      checkpoints.run_workdirs(config, one_run)):
-      seed = read["seeds"][seed_workdir]
-      np.testing.assert_allclose(seed["samples"], sampling.from_run(seed_one, 4),
-                                 rtol=0, atol=0 if num_seeds > 1 else 1e-5)
-      assert seed["modes_covered"] in (0, 1, 2)  # evaluated
-      assert seed["steps"] == [4, 8, 12]  # continued from the two processes' batch 8
+  num_seeds = 4
+  workdir = tmp_path / f"toy_{num_seeds}"
+  shutil.copytree(two / f"toy_{num_seeds}_8", workdir)
+  read = run_check("read", workdir, num_seeds, 1)
+  assert len(read["seeds"]) == num_seeds
+  config = config_for("toy", num_seeds, STEPS, None, 1, 0)
+  one_run = str(one / f"toy_{num_seeds}_8")
+  for seed_workdir, seed_one in zip(checkpoints.run_workdirs(config, str(workdir)),
+                                    checkpoints.run_workdirs(config, one_run)):
+    seed = read["seeds"][seed_workdir]
+    np.testing.assert_array_equal(seed["samples"], sampling.from_run(seed_one, 4))
+    assert seed["modes_covered"] in (0, 1, 2)  # evaluated
+    assert seed["steps"] == [4, 8, 12]  # continued from the two processes' batch 8
 
 
 def test_a_process_killed_mid_run_ends_the_other_and_both_resume(tmp_path):
@@ -207,10 +207,13 @@ def test_a_process_killed_mid_run_ends_the_other_and_both_resume(tmp_path):
   processes[1].communicate(timeout=60)
   _, err = processes[0].communicate(timeout=HEARTBEAT_TIMEOUT + 60)
   # Its collective with the lost process fails (our line), or the coordination service
-  # misses the lost process's heartbeats and JAX ends this one (JAX's line).
+  # misses the lost process's heartbeats and JAX ends this one (JAX's line), or gloo's
+  # receiving thread aborts in C++ before Python sees the failure (gloo's line).
   assert processes[0].returncode != 0
   assert ("another process of this run stopped" in err
-          or "This most likely indicates that another task died" in err), err[-3000:]
+          or "This most likely indicates that another task died" in err
+          or ("gloo::EnforceNotMet" in err and processes[0].returncode == -signal.SIGABRT)
+          ), err[-3000:]
   assert time.monotonic() - killed < HEARTBEAT_TIMEOUT + 30
   saved = max(int(p.name) for p in checkpoint_dir.iterdir() if p.name.isdigit())
   assert 0 < saved < 400

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -92,12 +93,17 @@ def test_eval_on_a_toy_run(tmp_path):
 
 
 def test_eval_on_an_mnist_run_writes_every_output(tmp_path, mnist_dir):
+  """With the shipped classifier put in the cache (training and caching one:
+  ``test_classifier.py::test_classifier_learns_an_easy_task_and_is_cached``)."""
   run = tmp_path / "run"
   training.train_and_evaluate(mnist_config(mnist_dir), str(run))
+  for suffix in (".json", ".msgpack"):
+    os.makedirs(tmp_path / "cache", exist_ok=True)
+    shutil.copy(classifier.SHIPPED_MNIST + suffix, tmp_path / "cache")
   env = dict(os.environ, PYTHONPATH=str(REPO))
   result = subprocess.run(
       [sys.executable, "eval.py", "--workdir", str(run), "--num_samples", "64",
-       "--cache_dir", str(tmp_path / "cache"), "--classifier_steps", "20"],
+       "--cache_dir", str(tmp_path / "cache"), "--classifier_steps", "300"],
       cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   saved = json.loads((run / "eval.json").read_text())
@@ -120,7 +126,8 @@ def test_eval_on_an_mnist_run_writes_every_output(tmp_path, mnist_dir):
   assert "classifier-based" in report and "m-IS per predicted class" in report
   assert "## Diversity" in report and "within one component" in report
   assert "classifier-based" in result.stdout
-  assert (tmp_path / "cache" / "mnist_cnn_steps20_seed0.json").is_file()  # cached
+  assert saved["classifier_steps"] == 300
+  assert saved["classifier_test_accuracy"] == classifier.shipped_mnist().test_accuracy
 
 
 def test_compare_end_to_end_on_toy(tmp_path):
