@@ -258,17 +258,26 @@ def test_toy_matches_the_official_script_update_by_update(model):
   _run_scripted(_toy(model), DECISIONS)
 
 
-@pytest.mark.parametrize("model", ["deligan", "gan"])
+@pytest.mark.parametrize("model", ["deligan", pytest.param("gan", marks=pytest.mark.slow)])
 def test_mnist_matches_the_official_script_update_by_update(model):
+  """The GAN (slow) runs DeLiGAN's networks and updates with z = eps: the fast suite has
+  those in ``[deligan]`` and the mixture-free latent in the toy ``[gan]``."""
   _run_scripted(_mnist(model), DECISIONS)
 
 
+@pytest.mark.slow
 def test_mnist_joint_batch_norm_matches_the_port_with_the_same_change():
+  """A non-default option (slow); the default separate batch norm is in the fast suite."""
   _run_scripted(_mnist("deligan", d_batch_norm="joint"), "DGD")
 
 
+@pytest.mark.slow
 def test_mnist_rule_state_matches_over_a_batch_boundary():
-  """Natural decisions (the rule's own thres) over two batches of 5 updates each."""
+  """Natural decisions (the rule's own thres) over two batches of 5 updates each.
+
+  Slow: the fast suite runs the rule's natural decisions over batch boundaries inside one
+  dispatch in ``test_mnist_fused_batches_match_the_scripts_loop_at_a_decayed_learning_rate``.
+  """
   config, project, reference, layout, shape, flat_real = _mnist("deligan")
   _reset(project, reference, layout, True)
   rule = dg_mnist_tf.StreakRule()

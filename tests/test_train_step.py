@@ -186,9 +186,15 @@ def test_cifar10_step_semi_supervised_one_d_then_three_g_updates_with_augmentati
   np.testing.assert_array_equal(predictions[:8], trainer.classify(state, test_x[:8]))
 
 
+@pytest.mark.slow
 def test_sketch_rule_forces_a_half_lr_d_update_after_a_g_streak():
   """Every G update wins (thres below any g): from the 2nd batch on, the streak of
-  5 > g_streak = 3 forces one D update at half the learning rate before the updates."""
+  5 > g_streak = 3 forces one D update at half the learning rate before the updates.
+
+  Slow: the fast suite checks the forced half-lr update against the official script,
+  composed as the step composes it, in ``tests/test_reference_theano.py::
+  test_sketch_probe_schedule_and_forced_update_match_the_script_over_two_batches``.
+  """
   config = small_config("sketches", "deligan", batch_size=4)
   config.balance.g_streak = 3
   config.balance.thres_init = -1.0
