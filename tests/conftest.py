@@ -134,11 +134,14 @@ def training_difference(config, a, b, x) -> dict[str, float]:
                                              jax.tree.leaves(b.params))
               if u.size and not (config.network.name == "mnist" and _before_batch_norm(path))]
   model = models.build(config)
+  # Compiled whole: op by op, each operation would compile alone, in every test process.
+  generate = jax.jit(model.generate, static_argnums=(3, 4))
+  discriminate = jax.jit(model.discriminate, static_argnums=(3,))
   key = jax.random.key(42)
   outputs = []
   for state in (a, b):
-    fake, _ = model.generate(state.params, state.batch_stats, key, config.batch_size, True)
-    logits, _ = model.discriminate(state.params, state.batch_stats, x[:config.batch_size], True)
+    fake, _ = generate(state.params, state.batch_stats, key, config.batch_size, True)
+    logits, _ = discriminate(state.params, state.batch_stats, x[:config.batch_size], True)
     outputs.append((fake, logits))
   compared_outputs = list(zip(*outputs))
   return {"param_diff": _largest(u - v for u, v in compared),

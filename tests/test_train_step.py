@@ -212,13 +212,13 @@ def test_sketch_rule_forces_a_half_lr_d_update_after_a_g_streak():
 
 
 def test_training_mode_probe_uses_d_noise_and_dropout():
-  config = small_config("sketches", "deligan", batch_size=4)
+  trainer = make_trainer(config=small_config("sketches", "deligan", batch_size=4), n=16)
+  state = trainer.init_state(0)
   probes = {}
   for train_mode in (False, True):
-    config.balance.probe_train_mode = train_mode
-    trainer = make_trainer(config=config, n=16)
-    state = trainer.init_state(0)
-    probe = jax.jit(functools.partial(updates.probe, trainer.step))
+    step = dataclasses.replace(trainer.step, rule=dataclasses.replace(
+        trainer.step.rule, probe_train_mode=train_mode))
+    probe = jax.jit(functools.partial(updates.probe, step))
     probes[train_mode] = [float(probe(state.params, state.batch_stats, jax.random.key(k)))
                           for k in (1, 1, 2)]
   assert probes[True][0] == probes[True][1] and probes[False][0] == probes[False][1]
