@@ -97,8 +97,8 @@ def test_eval_on_an_mnist_run_writes_every_output(tmp_path, mnist_dir):
   ``test_classifier.py::test_classifier_learns_an_easy_task_and_is_cached``)."""
   run = tmp_path / "run"
   training.train_and_evaluate(mnist_config(mnist_dir), str(run))
+  os.makedirs(tmp_path / "cache")
   for suffix in (".json", ".msgpack"):
-    os.makedirs(tmp_path / "cache", exist_ok=True)
     shutil.copy(classifier.SHIPPED_MNIST + suffix, tmp_path / "cache")
   env = dict(os.environ, PYTHONPATH=str(REPO))
   result = subprocess.run(
