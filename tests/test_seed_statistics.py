@@ -71,3 +71,16 @@ def test_one_seed_on_either_side_gives_no_interval_and_no_star():
   assert seed_statistics.mean_std_cell([1.49]) == "1.490"
   assert seed_statistics.mean_std_cell([1.0, 3.0]) == "2.000 ± 1.414"
   assert seed_statistics.mean_std_cell([np.nan]) == "n/a"
+
+
+def test_values_below_a_hundredth_keep_two_significant_digits():
+  """A collapsed mixture's within-component spread (4e-4) must not print as 0.000."""
+  assert seed_statistics.number_cell(0.0004) == "0.00040"
+  assert seed_statistics.number_cell(20.296) == "20.296"
+  assert seed_statistics.number_cell(0.0) == "0.000"
+  assert seed_statistics.number_cell(np.nan) == "n/a"
+  assert seed_statistics.mean_std_cell([0.0002, 0.0009]) == "0.00055 ± 0.00049"
+  assert seed_statistics.bootstrap_difference([0.0004], [17.5]).cell() == (
+      "-17.500 [no interval: 1 seed]")
+  assert seed_statistics.bootstrap_difference([0.0004, 0.0004], [0.0001, 0.0001]).cell() == (
+      "+0.00030 [+0.00030, +0.00030] (2 seeds)")

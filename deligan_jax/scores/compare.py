@@ -177,15 +177,15 @@ def report(scores: dict, columns, scored_at: dict, dataset: str = "") -> str:
       if 0 < bad < values.size:  # e.g. mode KL when no sample is near any mode
         cell += f" ({bad} of {values.size} seeds: not finite)"
       cells.append(cell)
-    lines.append(f"| {arm} ({len(runs)} seeds) | " + " | ".join(cells) + " |")
+    lines.append(f"| {arm} ({len(runs)} seed{'s' if len(runs) != 1 else ''}) | " + " | ".join(cells) + " |")
   lines += ["", "Every seed:", "", f"| model | seed | batch | samples | {' | '.join(titles)} |",
             "|" + " --- |" * (len(columns) + 4)]
   for arm, runs in scores.items():
     for seed, run in runs.items():
       batch, count = scored_at[arm][seed][:2]
       lines.append(f"| {arm} | {seed} | {batch} | {count} | "
-                   + " | ".join(f"{run[key]:.3f}" if np.isfinite(run[key]) else "n/a"
-                                for key, _, _ in columns) + " |")
+                   + " | ".join(seed_statistics.number_cell(run[key]) for key, _, _ in columns)
+                   + " |")
   arms = list(scores)
   pairs = [(later, earlier) for i, earlier in enumerate(arms) for later in arms[i + 1:]]
   if pairs:

@@ -43,12 +43,28 @@ def mean_std(values) -> tuple[float, float]:
   return mean, float(kept.std(ddof=1)) if kept.size > 1 else float("nan")
 
 
+def decimals(value: float, digits: int = 3) -> int:
+  """Decimals to print ``value`` with: ``digits``, more where that would leave < 2 significant.
+
+  A collapsed mixture's spread (4e-4) is not zero, and a table must not say it is.
+  """
+  if not np.isfinite(value) or value == 0:
+    return digits
+  return max(digits, 1 - int(np.floor(np.log10(abs(value)))))
+
+
+def number_cell(value: float, digits: int = 3) -> str:
+  """``'1.250'``, ``'0.00042'``; ``'n/a'`` when not finite."""
+  return f"{value:.{decimals(value, digits)}f}" if np.isfinite(value) else "n/a"
+
+
 def mean_std_cell(values, digits: int = 3) -> str:
   """``'1.250 ± 0.100'``; the mean alone for one value, ``'n/a'`` for none."""
   mean, std = mean_std(values)
   if not np.isfinite(mean):
     return "n/a"
-  return f"{mean:.{digits}f} ± {std:.{digits}f}" if np.isfinite(std) else f"{mean:.{digits}f}"
+  places = decimals(mean, digits)
+  return f"{mean:.{places}f} ± {std:.{places}f}" if np.isfinite(std) else f"{mean:.{places}f}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,10 +93,11 @@ class Difference:
     if not np.isfinite(self.estimate):
       return "n/a"
     fewest = min(self.seeds)
+    places = decimals(self.estimate, digits)
     if fewest < 2:
-      return f"{self.estimate:+.{digits}f} [no interval: 1 seed]"
+      return f"{self.estimate:+.{places}f} [no interval: 1 seed]"
     mark = " *" if self.is_finding else f" ({fewest} seeds)" if fewest < MIN_SEEDS else ""
-    return (f"{self.estimate:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
+    return (f"{self.estimate:+.{places}f} [{self.low:+.{places}f}, {self.high:+.{places}f}]"
             f"{mark}")
 
 
