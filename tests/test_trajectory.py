@@ -5,10 +5,14 @@ import os
 import subprocess
 import sys
 
+import warnings
+
+import matplotlib
 import numpy as np
 import pytest
 
 from deligan_jax.runs import checkpoints
+from deligan_jax.runs import plots
 from deligan_jax.scores import evaluation
 from deligan_jax.scores import trajectory
 from deligan_jax import training
@@ -102,3 +106,23 @@ def test_an_image_evaluation_serves_only_with_the_default_classifier(tmp_path):
   assert trajectory._scored_alike(str(path), 40000, 5000) is None
   path.write_text(json.dumps({k: v for k, v in stored.items() if k != "classifier_steps"}))
   assert trajectory._scored_alike(str(path), 40000, 5000) is None  # which classifier: unknown
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_band_of_a_column_only_one_seed_reached_is_its_value_without_a_warning(log):
+  """A run still training has no value at the later batches: there the line is the other
+  seeds' mean, and a column held by one seed has no band (and no ddof warning)."""
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  per_seed = np.array([[1.0, 10.0, 100.0], [3.0, 30.0, np.nan]])
+  fig, ax = plt.subplots()
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    plots._band(ax, [1, 2, 3], per_seed, "arm", "C0", log=log)
+  line = ax.lines[0].get_ydata()
+  band = ax.collections[0].get_paths()[0].vertices[:, 1]
+  plt.close(fig)
+  expected_mean = np.sqrt([3.0, 300.0]) if log else np.array([2.0, 20.0])
+  np.testing.assert_allclose(line, [*expected_mean, 100.0])
+  assert np.isclose(band, 100.0).sum() >= 2  # the last column: low = high = its one value
+  assert band.min() < expected_mean[0] and band.max() > expected_mean[1]

@@ -132,7 +132,10 @@ def _band(ax, xs, per_seed: np.ndarray, label: str, color, log: bool = False) ->
   if not per_seed.size:
     return
   xs, mean = np.asarray(xs)[keep], np.nanmean(per_seed, axis=0)
-  std = np.nan_to_num(np.nanstd(per_seed, axis=0, ddof=1)) if len(per_seed) > 1 else 0 * mean
+  # Where one seed alone has a value (a run still training), no band: a sample std needs two.
+  several = np.isfinite(per_seed).sum(axis=0) > 1
+  std = np.zeros_like(mean)
+  std[several] = np.nanstd(per_seed[:, several], axis=0, ddof=1)
   low, high = mean - std, mean + std
   if log:
     mean, low, high = 10 ** mean, 10 ** low, 10 ** high
