@@ -35,7 +35,7 @@ CURVES = (("d_fraction", "D's share of updates"),
 CURVE_BIN = 1000
 # Plotted on a log axis, with a geometric mean over seeds: they span decades (5000 distinct
 # samples against one per mixture component; sigma from 0.2 to 1e-5).
-LOG_SCALE = ("distinct", "sigma_mean")
+LOG_SCALE = ("distinct", "component_spread", "sigma_mean")
 # The evaluation seed: every checkpoint's samples drawn from the same noise, as eval.py's are.
 SAMPLE_SEED = 0
 
