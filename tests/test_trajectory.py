@@ -126,3 +126,17 @@ def test_band_of_a_column_only_one_seed_reached_is_its_value_without_a_warning(l
   np.testing.assert_allclose(line, [*expected_mean, 100.0])
   assert np.isclose(band, 100.0).sum() >= 2  # the last column: low = high = its one value
   assert band.min() < expected_mean[0] and band.max() > expected_mean[1]
+
+
+def test_band_of_a_score_no_seed_has_below_zero_stops_at_zero():
+  """Near-copies % of 0, 0 and 3 over seeds: mean 1, std 1.7; the band's low edge is 0, not -0.7.
+  A score that can be negative (KID) keeps its band."""
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  fig, ax = plt.subplots()
+  plots._band(ax, [1, 2], np.array([[0.0, 1.0], [0.0, 2.0], [3.0, 3.0]]), "arm", "C0")
+  plots._band(ax, [1, 2], np.array([[-1.0, 1.0], [0.0, 2.0], [3.0, 3.0]]), "arm", "C1")
+  clipped, kept = (c.get_paths()[0].vertices[:, 1] for c in ax.collections)
+  plt.close(fig)
+  assert clipped.min() == 0.0 and np.isclose(clipped.max(), 3.0)  # column 2: 2 ± 1, unclipped
+  assert np.isclose(kept.min(), 2 / 3 - np.std([-1.0, 0.0, 3.0], ddof=1))

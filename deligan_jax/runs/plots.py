@@ -123,8 +123,10 @@ def _band(ax, xs, per_seed: np.ndarray, label: str, color, log: bool = False) ->
   """Mean over seeds (rows) as a line, ± one std as a shaded band; NaN cells left out.
 
   ``log``: on a log axis, both taken of log10 of the values (a geometric mean and a
-  band of a factor either side), so that a band never reaches 0 or below.
+  band of a factor either side), so that a band never reaches 0 or below. On a linear axis a
+  band stops at 0 where no seed is below it: a count or a distance can't be negative.
   """
+  non_negative = not (per_seed < 0).any()
   if log:
     per_seed = np.log10(np.where(per_seed > 0, per_seed, np.nan))
   keep = np.isfinite(per_seed).any(axis=0)
@@ -140,6 +142,8 @@ def _band(ax, xs, per_seed: np.ndarray, label: str, color, log: bool = False) ->
   if log:
     mean, low, high = 10 ** mean, 10 ** low, 10 ** high
     ax.set_yscale("log")
+  elif non_negative:
+    low = np.maximum(low, 0.0)
   ax.plot(xs, mean, marker="o" if len(xs) < 20 else None, color=color, label=label)
   ax.fill_between(xs, low, high, color=color, alpha=0.2)
 
