@@ -20,6 +20,8 @@ def window(g_loss, g_updates=100, d_updates=0, thres=1.0):
     ([window(1.40), window(1.41), window(1.42), window(1.43), window(1.44)], None),  # probe moves
     ([window(1.4408)] * 4 + [window(1.4408, d_updates=1)], None),     # D had one update
     ([window(float("nan"), g_updates=3, d_updates=0)] * 5, None),     # no probe (fixed rule)
+    ([dict(window(1.4408), forced_d_updates=50)] * 5, None),          # D trains by forced updates
+    ([dict(window(1.4408), forced_d_updates=0)] * 5, "D"),
 ])
 def test_stalled_network_needs_every_window_idle_and_a_flat_probe(windows, expected):
   assert stall.stalled_network(windows, 5, 1e-3) == expected

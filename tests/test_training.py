@@ -205,3 +205,13 @@ def test_log_window_records_the_fraction_of_d_updates():
   summary = training._summarise(window)
   assert (summary["g_updates"], summary["d_updates"]) == (8, 7)
   assert summary["d_fraction"] == pytest.approx(7 / 15)
+
+
+def test_log_window_counts_forced_d_updates_as_d_updates():
+  window = [{"g_updates": np.array([5, 5]), "d_updates": np.array([0, 0]),
+             "forced_d_updates": np.array([1, 0])},
+            {"g_updates": np.array([5]), "d_updates": np.array([0]),
+             "forced_d_updates": np.array([1])}]
+  summary = training._summarise(window)
+  assert summary["forced_d_updates"] == 2
+  assert summary["d_fraction"] == pytest.approx(2 / 17)

@@ -23,8 +23,9 @@ ACTIONS = ("warn", "stop")
 def stalled_network(recent: Sequence[dict], windows: int, probe_tolerance: float) -> str | None:
   """``'D'`` or ``'G'`` if that network stalled over the last ``windows`` summaries, else None.
 
-  Each summary holds a log window's ``g_updates``, ``d_updates`` and mean
-  probe ``g_loss``; ``windows`` = 0 never reports.
+  Each summary holds a log window's ``g_updates``, ``d_updates`` (and
+  ``forced_d_updates``, D's too, where the rule forces some) and mean probe
+  ``g_loss``; ``windows`` = 0 never reports.
   """
   if windows == 0 or len(recent) < windows:
     return None
@@ -32,8 +33,8 @@ def stalled_network(recent: Sequence[dict], windows: int, probe_tolerance: float
   probes = [summary["g_loss"] for summary in last]
   if not all(math.isfinite(p) for p in probes) or max(probes) - min(probes) > probe_tolerance:
     return None
-  for network, key in (("D", "d_updates"), ("G", "g_updates")):
-    if all(summary[key] == 0 for summary in last):
+  for network, keys in (("D", ("d_updates", "forced_d_updates")), ("G", ("g_updates",))):
+    if all(sum(summary.get(key, 0) for key in keys) == 0 for summary in last):
       return network
   return None
 
