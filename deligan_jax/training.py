@@ -72,10 +72,6 @@ def plot_samples(model: models.GanModel, state: state_lib.TrainState, config,
     plots.save_image_grid(samples, path)
 
 
-# Metrics that count updates: a log window sums them, where it averages the others.
-UPDATE_COUNTS = ("g_updates", "d_updates", "forced_d_updates")
-
-
 def _summarise(window: list[dict]) -> dict[str, float]:
   """Means over the batches of one log window; update counts are summed.
 
@@ -85,15 +81,15 @@ def _summarise(window: list[dict]) -> dict[str, float]:
   out = {}
   for key in window[0]:
     values = np.concatenate([np.atleast_1d(m[key]) for m in window])
-    if key in UPDATE_COUNTS:
+    if any(key in keys for keys in stall.UPDATE_COUNTS.values()):
       out[key] = int(values.sum())
     elif np.all(np.isnan(values)):
       out[key] = float("nan")
     else:
       out[key] = float(np.nanmean(values))
   if "d_updates" in out:
-    d_updates = out["d_updates"] + out.get("forced_d_updates", 0)
-    out["d_fraction"] = d_updates / max(d_updates + out["g_updates"], 1)
+    d_updates = stall.updates_of("D", out)
+    out["d_fraction"] = d_updates / max(d_updates + stall.updates_of("G", out), 1)
   return out
 
 

@@ -18,14 +18,20 @@ import math
 from typing import Sequence
 
 ACTIONS = ("warn", "stop")
+# Each network's update counts in a log window's summary; a forced D update is D's.
+UPDATE_COUNTS = {"D": ("d_updates", "forced_d_updates"), "G": ("g_updates",)}
+
+
+def updates_of(network: str, summary: dict) -> int:
+  """How many updates ``network`` (``'D'`` or ``'G'``) had in one log window."""
+  return sum(summary.get(key, 0) for key in UPDATE_COUNTS[network])
 
 
 def stalled_network(recent: Sequence[dict], windows: int, probe_tolerance: float) -> str | None:
   """``'D'`` or ``'G'`` if that network stalled over the last ``windows`` summaries, else None.
 
-  Each summary holds a log window's ``g_updates``, ``d_updates`` (and
-  ``forced_d_updates``, D's too, where the rule forces some) and mean probe
-  ``g_loss``; ``windows`` = 0 never reports.
+  Each summary holds a log window's update counts (:data:`UPDATE_COUNTS`) and
+  mean probe ``g_loss``; ``windows`` = 0 never reports.
   """
   if windows == 0 or len(recent) < windows:
     return None
@@ -33,8 +39,8 @@ def stalled_network(recent: Sequence[dict], windows: int, probe_tolerance: float
   probes = [summary["g_loss"] for summary in last]
   if not all(math.isfinite(p) for p in probes) or max(probes) - min(probes) > probe_tolerance:
     return None
-  for network, keys in (("D", ("d_updates", "forced_d_updates")), ("G", ("g_updates",))):
-    if all(sum(summary.get(key, 0) for key in keys) == 0 for summary in last):
+  for network in UPDATE_COUNTS:
+    if all(updates_of(network, summary) == 0 for summary in last):
       return network
   return None
 
