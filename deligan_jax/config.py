@@ -130,6 +130,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.latent.mu_init_range = (-1.0, 1.0)        # U(low, high); constant when equal
   c.latent.sigma_init_range = (0.2, 0.2)
   c.latent.sigma_reg = 1 / 3
+  c.latent.train_sigma = True                 # False: sigma fixed at its initial value
+  c.latent.mode_seeking_weight = 0.0          # MSGAN's term in G's loss; 0: off
 
   c.optim = ml_collections.ConfigDict()
   c.optim.lr = 5e-4
@@ -344,6 +346,10 @@ def _validate_latent(c: ml_collections.ConfigDict) -> None:
     _require(len(low_high) == 2 and low_high[0] <= low_high[1], f"latent.{field}",
              f"must be (low, high) with low <= high, got {low_high}")
   _require(z.sigma_reg >= 0, "latent.sigma_reg", f"must be >= 0, got {z.sigma_reg}")
+  _require(z.train_sigma or c.model == "deligan", "latent.train_sigma",
+           f"only DeLiGAN has a mixture whose sigma could be fixed, not {c.model!r}")
+  _require(z.mode_seeking_weight >= 0, "latent.mode_seeking_weight",
+           f"must be >= 0, got {z.mode_seeking_weight}")
 
 
 def _validate_optim(c: ml_collections.ConfigDict) -> None:

@@ -56,8 +56,30 @@ def draw_as_scored(model: models.GanModel, config, state, num: int, seed: int = 
               config.batch_size, component)
 
 
+def with_sigma_scale(model: models.GanModel, state, scale: float):
+  """``state`` whose mixture draws with its sigma times ``scale``; 1 leaves it as trained.
+
+  GM-GAN's trade-off at sampling time (Ben-Yosef and Weinshall, 2018): a larger scale
+  draws farther from each mean, more diverse and, past some point, worse.
+  """
+  if not scale > 0:
+    raise errors.RequestError(f"--sigma_scale must be positive, got {scale}")
+  if scale == 1:
+    return state
+  if not model.has_mixture:
+    raise errors.RequestError(f"--sigma_scale scales a mixture's sigma; a {model.variant!r} "
+                              "run has no mixture")
+  mixture = state.params["mixture"]
+  return state.replace(params={**state.params,
+                               "mixture": {**mixture, "sigma": mixture["sigma"] * scale}})
+
+
 def from_run(workdir: str, num: int, seed: int = 0, component: int | None = None,
-             step: int | None = None) -> np.ndarray:
-  """``num`` samples from checkpoint ``step`` (default: the latest) of the run in ``workdir``."""
+             step: int | None = None, sigma_scale: float = 1.0) -> np.ndarray:
+  """``num`` samples from checkpoint ``step`` (default: the latest) of the run in ``workdir``.
+
+  ``sigma_scale``: see :func:`with_sigma_scale`.
+  """
   config, model, state = checkpoints.load_run(workdir, step)
+  state = with_sigma_scale(model, state, sigma_scale)
   return draw_as_scored(model, config, state, num, seed, component)

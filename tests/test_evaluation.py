@@ -122,8 +122,13 @@ def test_eval_on_an_mnist_run_writes_every_output(tmp_path, mnist_dir):
   assert spread["spread_real_within_class"] < spread["spread_real"]  # a class is tighter
   assert 0 <= saved["classes_covered"] <= 10 and sum(saved["predicted_class_shares"]) == \
       pytest.approx(1.0)
+  within = saved["within_class"]
+  qualified = [entry for entry in within["per_class"].values() if entry["qualified"]]
+  assert within["classes_qualified"] == len(qualified) and len(within["per_class"]) == 10
+  assert all(entry["count"] >= 10 for entry in qualified)
   report = (run / "eval_report.md").read_text()
   assert "classifier-based" in report and "m-IS per predicted class" in report
+  assert "## Diversity within a class" in report
   assert "## Diversity" in report and "within one component" in report
   assert "classifier-based" in result.stdout
   assert saved["classifier_steps"] == 300

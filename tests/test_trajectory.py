@@ -98,10 +98,18 @@ def test_trajectory_takes_an_evaluation_already_written_only_if_scored_alike(two
 
 def test_an_image_evaluation_serves_only_with_the_default_classifier(tmp_path):
   stored = {"step": 40000, "num_samples": 5000, "sample_seed": trajectory.SAMPLE_SEED,
-            "classifier_steps": evaluation.CLASSIFIER_STEPS}
+            "classifier_steps": evaluation.CLASSIFIER_STEPS, "within_class": {"pixels": 0.5}}
   path = tmp_path / "eval.json"
   path.write_text(json.dumps(stored))
   assert trajectory._scored_alike(str(path), 40000, 5000) == stored
+  # Scored before the diversity within a class was, it is scored again, unless the test
+  # images it needs were missing.
+  older = {k: v for k, v in stored.items() if k != "within_class"}
+  path.write_text(json.dumps(older))
+  assert trajectory._scored_alike(str(path), 40000, 5000) is None
+  skipped = {**older, "skipped_without_test_images": ["FID"]}
+  path.write_text(json.dumps(skipped))
+  assert trajectory._scored_alike(str(path), 40000, 5000) == skipped
   path.write_text(json.dumps({**stored, "classifier_steps": 300}))
   assert trajectory._scored_alike(str(path), 40000, 5000) is None
   path.write_text(json.dumps({k: v for k, v in stored.items() if k != "classifier_steps"}))

@@ -20,6 +20,8 @@ from deligan_jax import errors
 from deligan_jax.runs import compile_cache
 
 
+# Flags that name a config file (ml_collections' config_flags).
+CONFIG_FILE_FLAGS = ("config", "study")
 # Errors whose message says all there is to say.
 USER_ERRORS = (errors.UserError, app.UsageError, FileNotFoundError,
                NotADirectoryError, IsADirectoryError, PermissionError)
@@ -38,12 +40,13 @@ def parse_flags(argv: list[str]) -> list[str]:
   except (AttributeError, KeyError) as e:
     overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
     sys.exit(f"FATAL flags error: unknown config field in {overrides}: {e}")
-  if "config" in flags.FLAGS and flags.FLAGS["config"].value is not None:
-    config = flags.FLAGS["config"].value
-    # ml_collections defers a config file that cannot be read to its first use.
-    if not isinstance(config, ml_collections.ConfigDict):
-      sys.exit(f"FATAL flags error: --config={flags.FLAGS['config'].serialize().split('=', 1)[-1]}"
-               f" cannot be loaded: {_last_line(str(vars(config).get('_error', config)))}")
+  for name in CONFIG_FILE_FLAGS:
+    if name in flags.FLAGS and flags.FLAGS[name].value is not None:
+      config = flags.FLAGS[name].value
+      # ml_collections defers a config file that cannot be read to its first use.
+      if not isinstance(config, ml_collections.ConfigDict):
+        sys.exit(f"FATAL flags error: --{name}={flags.FLAGS[name].serialize().split('=', 1)[-1]}"
+                 f" cannot be loaded: {_last_line(str(vars(config).get('_error', config)))}")
   return remaining
 
 

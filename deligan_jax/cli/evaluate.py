@@ -34,6 +34,8 @@ def define_flags() -> None:
                        "Training steps of the evaluation classifier.")
   flags.DEFINE_integer("step", None, "Score this checkpoint (default: the latest); outputs go "
                        "to WORKDIR/eval_steps/<step>/.", lower_bound=0)
+  flags.DEFINE_float("sigma_scale", 1.0, "DeLiGAN: score samples drawn with the mixture's sigma "
+                     "times this; outputs go to <out>/sigma_scale_<s>/ unless 1.")
   flags.DEFINE_bool("paper_protocol", True, "CIFAR-10, sketches: also the paper's Inception-based "
                     "scores.")
   flags.mark_flags_as_required(["workdir"])
@@ -43,11 +45,11 @@ def main(argv):
   del argv
   try:
     evaluation.evaluate(FLAGS.workdir, FLAGS.num_samples, FLAGS.cache_dir, FLAGS.seed,
-                        FLAGS.classifier_steps, FLAGS.paper_protocol, FLAGS.step)
+                        FLAGS.classifier_steps, FLAGS.paper_protocol, FLAGS.step,
+                        FLAGS.sigma_scale)
   except errors.WeightsError as e:
     raise errors.RequestError(f"{e} (or pass --nopaper_protocol)") from e
-  out_dir = (FLAGS.workdir if FLAGS.step is None else
-             evaluation.step_dir(FLAGS.workdir, FLAGS.step))
+  out_dir = evaluation.output_dir(FLAGS.workdir, FLAGS.step, FLAGS.sigma_scale)
   with open(f"{out_dir}/{evaluation.REPORT}") as f:
     print(f.read())
 

@@ -32,6 +32,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("seed", 0, "PRNG seed for the latents.")
   flags.DEFINE_integer("step", None, "Sample this checkpoint (default: the latest).",
                        lower_bound=0)
+  flags.DEFINE_float("sigma_scale", 1.0, "DeLiGAN: draw with the mixture's sigma times this "
+                     "(GM-GAN's quality-diversity trade-off); 1: as trained.")
   flags.mark_flags_as_required(["workdir", "out"])
 
 
@@ -40,7 +42,8 @@ def main(argv):
   extension = os.path.splitext(FLAGS.out)[1].lower()
   if extension not in (".png", ".npy"):
     raise errors.RequestError(f"--out must end in .png or .npy, got {FLAGS.out!r}")
-  samples = sampling.from_run(FLAGS.workdir, FLAGS.num, FLAGS.seed, FLAGS.component, FLAGS.step)
+  samples = sampling.from_run(FLAGS.workdir, FLAGS.num, FLAGS.seed, FLAGS.component, FLAGS.step,
+                              FLAGS.sigma_scale)
   if extension == ".npy":
     np.save(FLAGS.out, samples)
   elif samples.ndim == 2:
@@ -49,7 +52,8 @@ def main(argv):
     plots.save_toy_scatter(samples, np.zeros((0, 2)), FLAGS.out, title)
   else:
     plots.save_image_grid(samples, FLAGS.out)
-  print(f"wrote {samples.shape} samples to {FLAGS.out}")
+  scale = "" if FLAGS.sigma_scale == 1 else f" (sigma x {FLAGS.sigma_scale:g})"
+  print(f"wrote {samples.shape} samples{scale} to {FLAGS.out}")
 
 
 def run() -> None:

@@ -152,9 +152,15 @@ class GanModel:
       out, stats = self.generate(params, batch_stats, key, rounds * self.num_components, train)
       return out[:n], stats
     z, ids = self.latent(params["mixture"], key, n, component)
-    g_params, g_stats = params["generator"], batch_stats["generator"]
     if self.variant == "ensemble" and component is not None:
+      g_params, g_stats = params["generator"], batch_stats["generator"]
       return self._ensemble_member(g_params, g_stats, component, z), g_stats
+    return self.decode(params, batch_stats, z, ids, train)
+
+  def decode(self, params: Pytree, batch_stats: Pytree, z: jax.Array, ids: jax.Array,
+             train: bool) -> tuple[jax.Array, Pytree]:
+    """G's outputs for latent codes ``z`` (n, d) of components ``ids`` (n,), and its new stats."""
+    g_params, g_stats = params["generator"], batch_stats["generator"]
     if not train:
       return self.generator.apply(_variables(g_params, g_stats), z, ids, train=False), g_stats
     out, updates = self.generator.apply(_variables(g_params, g_stats), z, ids, train=True,

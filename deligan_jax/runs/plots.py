@@ -148,6 +148,52 @@ def _band(ax, xs, per_seed: np.ndarray, label: str, color, log: bool = False) ->
   ax.fill_between(xs, low, high, color=color, alpha=0.2)
 
 
+def _colors(count: int) -> list:
+  """``count`` distinct colours: matplotlib's ten, then a 20-colour map's."""
+  cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  return cycle[:count] if count <= len(cycle) else [plt.cm.tab20(i % 20) for i in range(count)]
+
+
+def save_quality_diversity(points: dict[str, tuple[list[float], list[float]]], path: str,
+                           x_title: str, y_title: str) -> None:
+  """One point per arm at its mean over seeds, with ± one sample std as error bars.
+
+  ``points``: ``{arm: (x values, y values)}``, one value per seed. Real images are the
+  dashed line at x = 1 (the diversity within a class is a ratio to theirs).
+  """
+  fig, ax = plt.subplots(figsize=(6.4, 4.8))
+  for (arm, (xs, ys)), color in zip(points.items(), _colors(len(points))):
+    xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
+    keep = np.isfinite(xs) & np.isfinite(ys)
+    xs, ys = xs[keep], ys[keep]
+    if not xs.size:
+      continue
+    spread = lambda v: v.std(ddof=1) if v.size > 1 else None
+    ax.errorbar(xs.mean(), ys.mean(), xerr=spread(xs), yerr=spread(ys), fmt="o", color=color,
+                capsize=3, label=f"{arm} ({xs.size})")
+  ax.axvline(1.0, color="0.4", linestyle="--", linewidth=1, label="real test images")
+  ax.set_xlabel(x_title)
+  ax.set_ylabel(y_title)
+  ax.legend(fontsize=7, loc="best")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def save_panels(pictures: dict[str, str], path: str, columns: int = 3) -> None:
+  """Pictures already drawn (PNG files), side by side, each titled."""
+  rows = -(-len(pictures) // columns)
+  fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 4.3 * rows), squeeze=False)
+  for ax, (title, picture) in zip(axes.flat, pictures.items()):
+    ax.imshow(plt.imread(picture))
+    ax.set_title(title, fontsize=9)
+  for ax in axes.flat:
+    ax.axis("off")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
 def save_trajectory(scores: dict, columns, curves: dict, curve_titles, path: str,
                     real: dict | None = None, log_keys=()) -> None:
   """Scores at each evaluated step and training curves, per arm, mean over seeds ± std.
@@ -161,7 +207,7 @@ def save_trajectory(scores: dict, columns, curves: dict, curve_titles, path: str
   width = min(panels, 4)
   rows = -(-panels // width)
   fig, axes = plt.subplots(rows, width, figsize=(3.6 * width, 3.0 * rows), squeeze=False)
-  colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  colors = _colors(len(scores))
   for ax, (key, title, higher) in zip(axes.flat, columns):
     for (arm, by_step), color in zip(scores.items(), colors):
       steps = sorted(by_step)

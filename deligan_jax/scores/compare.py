@@ -32,7 +32,9 @@ IMAGE_COLUMNS = (("m_is", "m-IS", True), ("is", "IS", True), ("fid", "FID", Fals
                  ("recall", "recall", True), ("copies", "near-copies %", False),
                  ("classes", "classes covered", True), ("distinct", "distinct samples", True),
                  ("spread", "spread of 100 draws", True),
-                 ("component_spread", "spread within a component", True))
+                 ("component_spread", "spread within a component", True),
+                 ("within_class", "within-class diversity ÷ real, pixels", True),
+                 ("within_class_features", "within-class diversity ÷ real, features", True))
 PAPER_COLUMNS = (("m_is_paper", "m-IS, paper protocol", True),
                  ("fid_inception", "Inception FID vs test", False),
                  ("kid_inception", "Inception KID vs test", False))
@@ -53,6 +55,9 @@ def seed_scores(results: dict) -> dict[str, float]:
             "copies": 100 * results["memorisation"]["fraction_closer_than_test_p1"]}
   if "classes_covered" in results:
     scores.update(classes=results["classes_covered"])
+  if "within_class" in results:
+    scores.update(within_class=results["within_class"]["pixels"],
+                  within_class_features=results["within_class"]["features"])
   if "diversity" in results:
     spread = results["diversity"]
     scores.update(distinct=spread["distinct_samples"],
@@ -71,6 +76,8 @@ def real_scores(results: dict) -> dict[str, float]:
     return {}
   real = {"m_is": results["real_test_modified_inception_score"][0],
           "is": results["real_test_inception_score"][0]}
+  if "within_class" in results:  # a ratio to the real images' own figure
+    real.update(within_class=1.0, within_class_features=1.0)
   if "diversity" in results:
     spread = results["diversity"]
     real.update(distinct=spread["distinct_real"], spread=spread["spread_real"],
@@ -117,7 +124,17 @@ def tabulate(workdir: str, arms: list[str] | None = None) -> dict:
                   and _holds_evaluations(os.path.join(workdir, d)))
   if not arms:
     raise errors.RequestError(f"{workdir} holds no evaluated runs")
-  results = {arm: evaluated_seeds(os.path.join(workdir, arm)) for arm in arms}
+  return write_tables({arm: evaluated_seeds(os.path.join(workdir, arm)) for arm in arms},
+                      workdir)
+
+
+def write_tables(results: dict[str, dict[str, dict]], out_dir: str, baseline: str | None = None,
+                 stem: str = "comparison") -> dict:
+  """``STEM.md``, ``STEM.json`` and ``STEM.png`` of ``{arm: {seed: eval.json's dict}}``.
+
+  Differences are of every pair of arms, or of each arm against ``baseline``.
+  Returns ``{arm: {seed: scores}}``.
+  """
   scores = {arm: {seed: seed_scores(r) for seed, r in runs.items()}
             for arm, runs in results.items()}
   first = next(iter(next(iter(results.values())).values()))
@@ -130,15 +147,15 @@ def tabulate(workdir: str, arms: list[str] | None = None) -> dict:
   scored_at = {arm: {seed: (r["step"], r["num_samples"], r.get("sample_seed"),
                             r.get("sample_noise")) for seed, r in runs.items()}
                for arm, runs in results.items()}
-  with open(os.path.join(workdir, "comparison.json"), "w") as f:
+  with open(os.path.join(out_dir, f"{stem}.json"), "w") as f:
     json.dump(run_log.json_safe(scores), f, indent=2)
   floors = (paper_scores.floors_line(first["paper_protocol"]) if "paper_protocol" in first
             else None)
-  with open(os.path.join(workdir, "comparison.md"), "w") as f:
-    f.write(report(scores, columns, scored_at, first.get("dataset", ""))
+  with open(os.path.join(out_dir, f"{stem}.md"), "w") as f:
+    f.write(report(scores, columns, scored_at, first.get("dataset", ""), baseline)
             + (f"\n{floors}\n" if floors else ""))
   plots.save_comparison({arm: list(runs.values()) for arm, runs in scores.items()}, columns,
-                        os.path.join(workdir, "comparison.png"))
+                        os.path.join(out_dir, f"{stem}.png"))
   return scores
 
 
@@ -146,14 +163,15 @@ def _holds_evaluations(path: str) -> bool:
   return any(os.path.isfile(os.path.join(d, evaluation.RESULTS)) for d in seed_dirs(path))
 
 
-def report(scores: dict, columns, scored_at: dict, dataset: str = "") -> str:
+def report(scores: dict, columns, scored_at: dict, dataset: str = "",
+           baseline: str | None = None) -> str:
   """Markdown: mean ± std per arm, every seed's values, and each pair's difference.
 
   ``scores``: ``{arm: {seed: {key: value}}}``; ``scored_at``: ``{arm: {seed:
   (batch, sample count, sample seed, sample noise)}}``, which heads the tables, or
   warns when the seeds differ in it (their means then pool unlike runs). Differences
-  are later arm minus earlier arm, with the 95% percentile-bootstrap interval over
-  seeds (:func:`seed_statistics.bootstrap_difference`); a star marks a finding
+  are later arm minus earlier arm (or each arm minus ``baseline``), with the 95%
+  percentile-bootstrap interval over seeds (:func:`seed_statistics.bootstrap_difference`); a star marks a finding
   (:attr:`seed_statistics.Difference.is_finding`).
   """
   settings = {at for runs in scored_at.values() for at in runs.values()}  # may hold None
@@ -187,7 +205,8 @@ def report(scores: dict, columns, scored_at: dict, dataset: str = "") -> str:
                    + " | ".join(seed_statistics.number_cell(run[key]) for key, _, _ in columns)
                    + " |")
   arms = list(scores)
-  pairs = [(later, earlier) for i, earlier in enumerate(arms) for later in arms[i + 1:]]
+  pairs = ([(arm, baseline) for arm in arms if arm != baseline] if baseline else
+           [(later, earlier) for i, earlier in enumerate(arms) for later in arms[i + 1:]])
   if pairs:
     lines += ["", "Differences of means (row's first model minus its second) with the 95% "
               f"bootstrap interval over seeds; * marks an interval that excludes 0 with at "

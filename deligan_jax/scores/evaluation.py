@@ -35,6 +35,7 @@ from deligan_jax.runs import plots
 from deligan_jax.scores import classifier as classifier_lib
 from deligan_jax.scores import metrics
 from deligan_jax.scores import paper_protocol as paper_scores
+from deligan_jax.scores import within_class
 
 REPORT = "eval_report.md"
 RESULTS = "eval.json"
@@ -90,6 +91,7 @@ CLASSIFIER_STEPS = 2000
 
 # The scores that compare with the real test images; without them they are NaN.
 NEEDS_TEST_IMAGES = ("FID", "KID", "precision and recall", "the real test images' IS and m-IS",
+                     "the diversity within a class (a ratio to the real test images')",
                      "the memorisation check's reference (test images' distances)")
 
 
@@ -99,7 +101,7 @@ def image_scores(samples: np.ndarray, data_config, cache: str | None = None,
 
   The classifier and the test set are those of ``data_config``'s dataset.
   """
-  classifier, _, test_probs, test_features = _reference(
+  classifier, test, test_probs, test_features = _reference(
       ml_collections.FrozenConfigDict(data_config), cache, classifier_steps)
   probs, features = classifier.predict(samples)
   is_mean, is_std = metrics.inception_score(probs)
@@ -136,6 +138,8 @@ def image_scores(samples: np.ndarray, data_config, cache: str | None = None,
       "recall": recall,
       "real_test_inception_score": list(real_is),
       "real_test_modified_inception_score": list(real_mis[:2]),
+      "within_class": within_class.within_class_diversity(
+          samples, probs, features, test.x, test_probs, test_features),
   }
 
 
@@ -233,16 +237,20 @@ def _toy_scores(config, samples, train_x, out_dir) -> dict:
 
 def evaluate(workdir: str, num_samples: int | None = None, cache: str | None = None,
              seed: int = 0, classifier_steps: int = CLASSIFIER_STEPS, paper_protocol: bool = True,
-             step: int | None = None) -> dict:
+             step: int | None = None, sigma_scale: float = 1.0) -> dict:
   """Scores the latest checkpoint of ``workdir``; writes eval.json and eval_report.md there.
 
   ``paper_protocol``: CIFAR-10 and sketch runs are also scored as the paper
   does (:mod:`deligan_jax.scores.paper_protocol`), on 50000 samples unless ``num_samples``.
   ``step``: score that checkpoint instead; its outputs go to
   :func:`step_dir` so that the run's own eval.json stays the latest one's.
+  ``sigma_scale``: DeLiGAN drawn with its sigma times this
+  (:func:`sampling.with_sigma_scale`); unless 1, the outputs go to a folder of their own
+  (:func:`output_dir`), and eval.json records the scale.
   """
   config, model, state = checkpoints.load_run(workdir, step)
-  out_dir = workdir if step is None else step_dir(workdir, step)
+  state = sampling.with_sigma_scale(model, state, sigma_scale)
+  out_dir = output_dir(workdir, step, sigma_scale)
   os.makedirs(out_dir, exist_ok=True)
   image_data = config.network.name != "toy"
   paper_protocol = paper_protocol and config.data.name in paper_scores.DATASETS
@@ -252,7 +260,7 @@ def evaluate(workdir: str, num_samples: int | None = None, cache: str | None = N
   train_x = datasets.load(config.data).x
   results = {"workdir": workdir, "model": config.model, "dataset": config.data.name,
              "step": int(state.step), "num_samples": num_samples, "sample_seed": seed,
-             "sample_noise": sampler.noise}
+             "sample_noise": sampler.noise, "sigma_scale": sigma_scale}
   if image_data:
     results["classifier_steps"] = classifier_steps
     results.update(_image_outputs(config, sampler, state, samples, train_x, cache,
@@ -281,6 +289,12 @@ def step_dir(workdir: str, step: int) -> str:
   return os.path.join(workdir, "eval_steps", f"{step:07d}")
 
 
+def output_dir(workdir: str, step: int | None = None, sigma_scale: float = 1.0) -> str:
+  """Where :func:`evaluate` writes: the run, :func:`step_dir`, and a folder per sigma scale."""
+  out = workdir if step is None else step_dir(workdir, step)
+  return out if sigma_scale == 1 else os.path.join(out, f"sigma_scale_{sigma_scale:g}")
+
+
 def diversity_lines(spread: dict) -> list[str]:
   """The report's section on how many different images the samples hold."""
   lines = ["", "## Diversity (pixel L2 distances, images in [-1, 1])", "",
@@ -306,7 +320,9 @@ def report(results: dict) -> str:
   lines = [f"# Evaluation of {results['workdir']}", "",
            f"Model `{results['model']}` at batch {results['step']}, "
            f"{results['num_samples']} samples of eps ~ "
-           f"{NOISE_NAMES[results.get('sample_noise', 'normal')]}.", ""]
+           f"{NOISE_NAMES[results.get('sample_noise', 'normal')]}"
+           + (f", the mixture's sigma times {results['sigma_scale']:g}."
+              if results.get("sigma_scale", 1) != 1 else "."), ""]
   if "modes" in results:
     modes = results["modes"]
     lines += ["| metric | value |", "| --- | --- |"]
@@ -340,6 +356,8 @@ def report(results: dict) -> str:
     score = (f"{entry['score']:.3f}" if entry["score"] is not None else
              "left out (official: 1)" if entry["count"] == 1 else "left out (official: NaN)")
     lines.append(f"| {results['class_names'][int(label)]} | {entry['count']} | {score} |")
+  if "within_class" in results:
+    lines += within_class.report_lines(results["within_class"], results["class_names"])
   copies = results["memorisation"]
   lines += diversity_lines(results["diversity"]) if "diversity" in results else []
   lines += ["", "## Memorisation check (pixel L2 distance to the nearest training image)", "",

@@ -41,19 +41,18 @@ SAMPLE_SEED = 0
 
 
 def evaluation_at(run_dir: str, step: int, num_samples: int | None,
-                  cache: str | None) -> dict | None:
+                  cache: str | None, sigma_scale: float = 1.0) -> dict | None:
   """The evaluation (eval.json's dict) of one run at ``step``; None if it has no such checkpoint.
 
   An evaluation already written (the run's own ``eval.json``, or one under
   :func:`evaluation.step_dir`) serves only if it scored that step with the same
-  sample count, seed and classifier; otherwise the checkpoint is scored again.
+  sample count, seed, classifier and sigma scale; otherwise the checkpoint is scored
+  again. ``sigma_scale``: see :func:`evaluation.evaluate`.
   """
-  count = num_samples or evaluation.default_sample_count(checkpoints.read_config(run_dir),
-                                                         paper_protocol=False)
-  for folder in (run_dir, evaluation.step_dir(run_dir, step)):
-    found = _scored_alike(os.path.join(folder, evaluation.RESULTS), step, count)
-    if found is not None:
-      return found
+  count = sample_count(run_dir, num_samples)
+  found = stored_evaluation(run_dir, step, count, sigma_scale)
+  if found is not None:
+    return found
   checkpointer = checkpoints.Checkpointer(run_dir)
   try:
     present = step in checkpointer.all_steps()
@@ -61,25 +60,57 @@ def evaluation_at(run_dir: str, step: int, num_samples: int | None,
     checkpointer.close()
   if not present:
     return None
-  evaluation.evaluate(run_dir, count, cache, seed=SAMPLE_SEED, paper_protocol=False, step=step)
+  evaluation.evaluate(run_dir, count, cache, seed=SAMPLE_SEED, paper_protocol=False, step=step,
+                      sigma_scale=sigma_scale)
   # As stored (non-finite values null), the same whether scored now or reused.
-  with open(os.path.join(evaluation.step_dir(run_dir, step), evaluation.RESULTS)) as f:
+  with open(os.path.join(evaluation.output_dir(run_dir, step, sigma_scale),
+                         evaluation.RESULTS)) as f:
     return json.load(f)
 
 
-def _scored_alike(path: str, step: int, count: int) -> dict | None:
+def sample_count(run_dir: str, num_samples: int | None) -> int:
+  """``num_samples``, or how many eval.py scores for this run by default."""
+  return num_samples or evaluation.default_sample_count(checkpoints.read_config(run_dir),
+                                                        paper_protocol=False)
+
+
+def stored_evaluation(run_dir: str, step: int, count: int,
+                      sigma_scale: float = 1.0) -> dict | None:
+  """The evaluation already written of ``step`` as :func:`evaluation_at` scores it, or None."""
+  folder = stored_evaluation_dir(run_dir, step, count, sigma_scale)
+  return None if folder is None else _scored_alike(os.path.join(folder, evaluation.RESULTS),
+                                                   step, count, sigma_scale)
+
+
+def stored_evaluation_dir(run_dir: str, step: int, count: int,
+                          sigma_scale: float = 1.0) -> str | None:
+  """Where :func:`stored_evaluation` finds it: the run's own outputs (eval.py's), then
+  :func:`evaluation.step_dir`'s; None if neither holds it."""
+  for folder in (evaluation.output_dir(run_dir, None, sigma_scale),
+                 evaluation.output_dir(run_dir, step, sigma_scale)):
+    if _scored_alike(os.path.join(folder, evaluation.RESULTS), step, count,
+                     sigma_scale) is not None:
+      return folder
+  return None
+
+
+def _scored_alike(path: str, step: int, count: int, sigma_scale: float = 1.0) -> dict | None:
   """The evaluation at ``path`` if it scored ``step`` as :func:`evaluation_at` would.
 
-  That is from ``count`` samples of SAMPLE_SEED and, for images, with the default
-  evaluation classifier.
+  That is from ``count`` samples of SAMPLE_SEED at ``sigma_scale`` and, for images,
+  with the default evaluation classifier.
   """
   if not os.path.isfile(path):
     return None
   with open(path) as f:
     results = json.load(f)
+  if results.get("sigma_scale", 1.0) != sigma_scale:  # evaluations before scales were: 1
+    return None
   wanted = {"step": step, "num_samples": count, "sample_seed": SAMPLE_SEED}
   if "modes" not in results:  # image data: scored through a classifier
     wanted["classifier_steps"] = evaluation.CLASSIFIER_STEPS
+    if "within_class" not in results and "skipped_without_test_images" not in results:
+      return None  # scored before the diversity within a class was: scored again
   return results if all(results.get(k) == v for k, v in wanted.items()) else None
 
 

@@ -34,6 +34,7 @@ from deligan_jax.step import augment
 from deligan_jax.step import balancing
 from deligan_jax.step import batches
 from deligan_jax.step import losses
+from deligan_jax.step import mode_seeking
 from deligan_jax.step import optim
 from deligan_jax.step import state as state_lib
 
@@ -56,6 +57,8 @@ class StepConfig:
   adam_epsilon: str = "sqrt_v_hat"  # see optim.ADAM_EPSILONS
   eps_draw: str = "per_update"    # see config.EPS_DRAWS
   batch_order: str = "reshuffle"  # see config.BATCH_ORDERS
+  train_sigma: bool = True        # False: sigma stays at its initial value (GM-GAN's static)
+  mode_seeking_weight: float = 0.0  # MSGAN's term in G's loss (mode_seeking.py); 0: off
 
   @classmethod
   def from_config(cls, config) -> StepConfig:
@@ -75,7 +78,9 @@ class StepConfig:
         d_batch_norm=config.network.d_batch_norm,
         adam_epsilon=o.adam_epsilon,
         eps_draw=config.latent.eps_draw,
-        batch_order=config.batch_order)
+        batch_order=config.batch_order,
+        train_sigma=config.latent.train_sigma,
+        mode_seeking_weight=config.latent.mode_seeking_weight)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -296,6 +301,9 @@ def generator_grads(step: Step, params, batch_stats, latent_key, data):
   batch, whose statistics it shares).
   """
   def loss_fn(trainable):
+    if step.model.has_mixture and not step.config.train_sigma:
+      fixed = jax.lax.stop_gradient(trainable["mixture"]["sigma"])
+      trainable = {**trainable, "mixture": {**trainable["mixture"], "sigma": fixed}}
     (adversarial, regulariser), new_stats = generator_objective(
         step, trainable, params, batch_stats, latent_key, data)
     return adversarial + regulariser, (new_stats, adversarial)
@@ -308,7 +316,8 @@ def generator_objective(step: Step, trainable, params, batch_stats, latent_key, 
   """G's loss on ``trainable = {'generator', 'mixture'}`` in two parts, and the new stats.
 
   Returns ``((adversarial, regulariser), stats)``: G's loss on D's logits and the
-  weighted sigma term (0 without a mixture); :func:`generator_update` steps their sum.
+  weighted sigma term (0 without a mixture) plus the weighted mode-seeking term (0
+  unless asked for); :func:`generator_update` steps their sum.
   """
   cfg = step.config
   d_key = jax.random.fold_in(latent_key, 4)  # 0 and 1 are split(latent_key)'s halves
@@ -323,6 +332,9 @@ def generator_objective(step: Step, trainable, params, batch_stats, latent_key, 
     adversarial = losses.generator_loss(logits[-1])
   regulariser = (cfg.sigma_reg * mixture.sigma_regularizer(trainable["mixture"])
                  if step.model.has_mixture else jnp.float32(0.0))
+  if cfg.mode_seeking_weight > 0:
+    regulariser += cfg.mode_seeking_weight * mode_seeking.term(
+        mode_seeking.ratio(step.model, p, batch_stats, latent_key, fake))
   return (adversarial, regulariser), {"generator": g_stats, "discriminator": d_stats}
 
 

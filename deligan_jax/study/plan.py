@@ -1,0 +1,201 @@
+"""A study file read, checked and laid out: each (arm, seed) run's config, folder and command.
+
+A study file is a Python file whose ``get_config()`` returns a ConfigDict (see
+``configs/studies/``):
+
+  config         the experiment config file, ``path[:arg]`` (a path relative to the working
+                 folder); each arm's model joins the arg
+  seeds          the seeds every arm trains
+  baseline       the arm every other is compared with
+  overrides      ``'field=value'`` config overrides of every arm
+  arms           ``{name: {'model': ..., 'overrides': ('field=value', ...)}}``
+  steps          checkpoints (batches) scored for the trajectory, besides the last one
+  num_samples    samples per evaluation; 0: eval.py's default
+  sigma_scales   sampling-time sigma scales scored on the last checkpoint ...
+  sigma_scale_arms  ... of these arms (DeLiGAN)
+  selection      the rule that picks an arm: the highest ``score`` among the arms whose
+                 FID is at most ``max_fid_ratio`` times the baseline's
+
+A value is read as a Python literal where it is one (``0.5``, ``(1.0, 1.0)``, ``False``),
+else as a string, as ``--config.field=value`` reads it. Layout of a study's folder:
+``study.json`` (the study as resolved, what each run's command reads), ``<arm>/seed_<s>/``
+(one run, as ``train.py`` writes it) and ``logs/<arm>_seed_<s>.log``.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib.util
+import json
+import os
+import re
+import sys
+
+import ml_collections
+
+from deligan_jax import config as config_lib
+from deligan_jax.errors import ConfigError
+from deligan_jax.errors import RequestError
+from deligan_jax.runs import atomic_files
+
+STUDY_FILE = "study.json"
+_ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+  model: str
+  overrides: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+  config: str
+  seeds: tuple[int, ...]
+  baseline: str
+  arms: dict[str, Arm]
+  overrides: tuple[str, ...] = ()
+  steps: tuple[int, ...] = ()
+  num_samples: int = 0
+  sigma_scales: tuple[float, ...] = ()
+  sigma_scale_arms: tuple[str, ...] = ()
+  selection_score: str = "within_class"
+  selection_max_fid_ratio: float = 1.25
+
+  @classmethod
+  def from_config(cls, c: ml_collections.ConfigDict) -> Study:
+    """The study of a study file's ConfigDict; refuses one that cannot run, in one line."""
+    c = c.to_dict()
+    known = {f.name for f in dataclasses.fields(cls)} - {"selection_score",
+                                                         "selection_max_fid_ratio"}
+    unknown = sorted(set(c) - known - {"selection"})
+    if unknown:
+      raise ConfigError(f"study: unknown fields {unknown}; a study has {sorted(known)} "
+                        "and selection")
+    try:
+      arms = {name: Arm(arm["model"], tuple(arm.get("overrides", ())))
+              for name, arm in c.get("arms", {}).items()}
+    except (KeyError, TypeError) as e:
+      raise ConfigError(f"study.arms: each arm is {{'model': ..., 'overrides': (...)}}; "
+                        f"missing {e}") from None
+    selection = c.get("selection", {})
+    path, colon, arg = c.get("config", "").partition(":")
+    # Absolute, so that each run's command works from any folder (a job array's).
+    study = cls(config=os.path.abspath(path) + colon + arg, seeds=tuple(c.get("seeds", ())),
+                baseline=c.get("baseline", ""), arms=arms,
+                overrides=tuple(c.get("overrides", ())), steps=tuple(c.get("steps", ())),
+                num_samples=c.get("num_samples", 0),
+                sigma_scales=tuple(float(s) for s in c.get("sigma_scales", ())),
+                sigma_scale_arms=tuple(c.get("sigma_scale_arms", ())),
+                selection_score=selection.get("score", "within_class"),
+                selection_max_fid_ratio=selection.get("max_fid_ratio", 1.25))
+    study.check()
+    return study
+
+  def check(self) -> None:
+    """Refuses a study that cannot run, naming its field; builds and validates every arm."""
+    if not self.arms:
+      raise ConfigError("study.arms: no arms")
+    bad = [name for name in self.arms if not _ARM_NAME.match(name)]
+    if bad:
+      raise ConfigError(f"study.arms: names must be folder names (letters, digits, _.+-), "
+                        f"got {bad}")
+    if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+      raise ConfigError(f"study.seeds: distinct seeds >= 0, got {self.seeds}")
+    if self.baseline not in self.arms:
+      raise ConfigError(f"study.baseline: {self.baseline!r} is not one of the arms "
+                        f"{list(self.arms)}")
+    unknown = sorted(set(self.sigma_scale_arms) - set(self.arms))
+    if unknown:
+      raise ConfigError(f"study.sigma_scale_arms: {unknown} are not arms")
+    if any(not s > 0 for s in self.sigma_scales):
+      raise ConfigError(f"study.sigma_scales: must be positive, got {self.sigma_scales}")
+    for name in self.arms:
+      config = self.run_config(name, self.seeds[0])
+      if name in self.sigma_scale_arms and self.sigma_scales and config.model != "deligan":
+        raise ConfigError(f"study.sigma_scale_arms: {name!r} is a {config.model!r} arm; only "
+                          "DeLiGAN has a sigma to scale")
+
+  def run_config(self, arm: str, seed: int) -> ml_collections.ConfigDict:
+    """The validated experiment config of one run: the config file, the overrides, the seed."""
+    path, _, arg = self.config.partition(":")
+    config = load_config_file(path, ",".join(filter(None, (arg, self.arms[arm].model))))
+    for override in (*self.overrides, *self.arms[arm].overrides, f"seed={seed}"):
+      apply_override(config, override, f"study arm {arm!r}")
+    config_lib.validate(config)
+    return config
+
+  def runs(self) -> list[tuple[str, int]]:
+    """Every (arm, seed), seed by seed: every arm has its first seed before any has its second."""
+    return [(arm, seed) for seed in self.seeds for arm in self.arms]
+
+  def to_json(self) -> str:
+    return json.dumps(dataclasses.asdict(self), indent=2)
+
+  @classmethod
+  def from_json(cls, text: str) -> Study:
+    fields = json.loads(text)
+    fields["arms"] = {name: Arm(arm["model"], tuple(arm["overrides"]))
+                      for name, arm in fields["arms"].items()}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+
+def load_config_file(path: str, arg: str) -> ml_collections.ConfigDict:
+  """``get_config(arg)`` of a config file, as ``--config path:arg`` loads it."""
+  if not os.path.isfile(path):
+    raise RequestError(f"{path} cannot be loaded: No such file")
+  spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0],
+                                                path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg or None)
+
+
+def apply_override(config: ml_collections.ConfigDict, override: str, where: str) -> None:
+  """Sets ``field=value`` (dotted field) in ``config``, the value typed as a Python literal."""
+  field, equals, text = override.partition("=")
+  if not equals:
+    raise ConfigError(f"{where}: override {override!r} is not field=value")
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    value = text
+  *sections, key = field.split(".")
+  node = config
+  try:
+    for section in sections:
+      node = node[section]
+    if key not in node:
+      raise KeyError(key)
+    node[key] = value
+  except (KeyError, AttributeError, TypeError) as e:
+    raise ConfigError(f"{where}: cannot set config.{field} to {text!r} ({e})") from None
+
+
+def run_dir(workdir: str, arm: str, seed: int) -> str:
+  return os.path.join(workdir, arm, f"seed_{seed}")
+
+
+def log_path(workdir: str, arm: str, seed: int) -> str:
+  return os.path.join(workdir, "logs", f"{arm}_seed_{seed}.log")
+
+
+def run_command(workdir: str, arm: str, seed: int) -> list[str]:
+  """The command that trains (or resumes) and scores one run: what the pool runs, and prints."""
+  return [sys.executable, "-m", "deligan_jax.cli.study", f"--workdir={os.path.abspath(workdir)}",
+          f"--run={arm}:{seed}"]
+
+
+def record(study: Study, workdir: str) -> None:
+  """Writes ``study.json`` into ``workdir``, what each run's command reads."""
+  os.makedirs(workdir, exist_ok=True)
+  atomic_files.write_atomic(os.path.join(workdir, STUDY_FILE), study.to_json())
+
+
+def read(workdir: str) -> Study:
+  path = os.path.join(workdir, STUDY_FILE)
+  if not os.path.isfile(path):
+    raise RequestError(f"{workdir} holds no {STUDY_FILE}: start the study with --study FILE")
+  with open(path) as f:
+    return Study.from_json(f.read())

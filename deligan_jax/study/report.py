@@ -1,0 +1,135 @@
+"""A study's runs tabulated against its baseline arm, drawn, and its selection rule applied.
+
+Reads evaluations already written (:func:`trajectory.stored_evaluation`); each run's own
+command scores them. Written into the study's folder: ``study.md`` (every seed, mean ± std
+per arm, each arm's difference from the baseline with its 95% bootstrap interval over
+seeds, and the selection rule's outcome), ``study.json`` (every seed's numbers),
+``study.png`` (bars), ``quality_diversity.png`` (FID against the diversity within a class,
+one point per arm), ``components.png`` (each arm's first seed's draws of its first ten
+components) and the trajectory over the scored checkpoints (``trajectory.md``/``.png``).
+Scaled arms (a DeLiGAN arm sampled with sigma times s) are rows of their own,
+``<arm>_sigma_x<s>``, scored at the last checkpoint only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+from absl import logging
+
+from deligan_jax import errors
+from deligan_jax.runs import checkpoints
+from deligan_jax.runs import plots
+from deligan_jax.scores import compare
+from deligan_jax.scores import evaluation
+from deligan_jax.scores import trajectory
+from deligan_jax.study import plan
+
+TABLES = "study"
+COMPONENTS_PICTURE = "eval_components.png"
+
+
+def scale_label(arm: str, scale: float) -> str:
+  return f"{arm}_sigma_x{scale:g}"
+
+
+def rows(study: plan.Study) -> list[tuple[str, str, float]]:
+  """``(label, arm, sigma scale)`` of every tabulated row, the scaled arms last."""
+  return [(arm, arm, 1.0) for arm in study.arms] + [
+      (scale_label(arm, scale), arm, scale)
+      for arm in study.sigma_scale_arms for scale in study.sigma_scales]
+
+
+def last_step(study: plan.Study, arm: str) -> int:
+  return study.run_config(arm, study.seeds[0]).num_steps
+
+
+def collect(study: plan.Study, workdir: str) -> dict[str, dict[str, str]]:
+  """``{label: {seed folder: folder of its evaluation at the last batch}}``, scored runs only."""
+  found = {}
+  for label, arm, scale in rows(study):
+    last, runs = last_step(study, arm), {}
+    for seed in study.seeds:
+      run = plan.run_dir(workdir, arm, seed)
+      if not os.path.isfile(os.path.join(run, checkpoints.CONFIG_FILE)):
+        continue
+      count = trajectory.sample_count(run, study.num_samples or None)
+      folder = trajectory.stored_evaluation_dir(run, last, count, scale)
+      if folder is not None:
+        runs[f"seed_{seed}"] = folder
+    if runs:
+      found[label] = runs
+    else:
+      logging.warning("%s: no run scored at batch %d yet", label, last)
+  return found
+
+
+def write(study: plan.Study, workdir: str) -> dict:
+  """Every table and picture of the study from the runs scored so far; returns the scores."""
+  folders = collect(study, workdir)
+  if not folders:
+    raise errors.RequestError(f"{workdir}: no run of the study is scored yet")
+  results = {label: {seed: _read(folder) for seed, folder in runs.items()}
+             for label, runs in folders.items()}
+  baseline = study.baseline if study.baseline in results else None
+  scores = compare.write_tables(results, workdir, baseline, stem=TABLES)
+  image_data = "modes" not in next(iter(next(iter(results.values())).values()))
+  selection = select(study, scores) if image_data else None
+  with open(os.path.join(workdir, f"{TABLES}.md"), "a") as f:
+    f.write("\n" + selection_lines(study, selection) + "\n" if selection else "")
+  if image_data:
+    plots.save_quality_diversity(
+        {label: ([s["within_class"] for s in runs.values()], [s["fid"] for s in runs.values()])
+         for label, runs in scores.items()},
+        os.path.join(workdir, "quality_diversity.png"),
+        "diversity within a class ÷ real test images' (pixels)", "FID vs test set")
+    pictures = {f"{label} ({next(iter(runs))})": os.path.join(runs[next(iter(runs))],
+                                                             COMPONENTS_PICTURE)
+                for label, runs in folders.items()}
+    pictures = {title: path for title, path in pictures.items() if os.path.isfile(path)}
+    if pictures:
+      plots.save_panels(pictures, os.path.join(workdir, "components.png"))
+  steps = sorted({*study.steps, *(last_step(study, arm) for arm in study.arms)})
+  trajectory.trajectory(workdir, [arm for arm in study.arms if arm in results], steps,
+                        study.num_samples or None)
+  return scores
+
+
+def _read(folder: str) -> dict:
+  with open(os.path.join(folder, evaluation.RESULTS)) as f:
+    return json.load(f)
+
+
+def select(study: plan.Study, scores: dict) -> dict | None:
+  """The arm the study's rule picks, from the arms' means over seeds.
+
+  The rule: the highest mean ``selection_score`` among the arms whose mean FID is at most
+  ``selection_max_fid_ratio`` times the baseline arm's. None without the baseline's FID.
+  """
+  means = {label: {key: float(np.nanmean([s[key] for s in runs.values()]))
+                   if any(math.isfinite(s[key]) for s in runs.values()) else math.nan
+                   for key in ("fid", study.selection_score)}
+           for label, runs in scores.items()}
+  if study.baseline not in means or not math.isfinite(means[study.baseline]["fid"]):
+    return None
+  limit = study.selection_max_fid_ratio * means[study.baseline]["fid"]
+  eligible = {label: m for label, m in means.items()
+              if m["fid"] <= limit and math.isfinite(m[study.selection_score])}
+  if not eligible:
+    return {"selected": None, "fid_limit": limit, "means": means}
+  best = max(eligible, key=lambda label: eligible[label][study.selection_score])
+  return {"selected": best, "fid_limit": limit, "means": means}
+
+
+def selection_lines(study: plan.Study, selection: dict) -> str:
+  rule = (f"Selection rule: the highest mean `{study.selection_score}` among the arms whose mean "
+          f"FID is at most {study.selection_max_fid_ratio:g} x the baseline's "
+          f"(`{study.baseline}`: FID <= {selection['fid_limit']:.1f}).")
+  if selection["selected"] is None:
+    return f"{rule}\n\nNo arm qualifies."
+  chosen = selection["means"][selection["selected"]]
+  return (f"{rule}\n\n**Selected: `{selection['selected']}`** ({study.selection_score} "
+          f"{chosen[study.selection_score]:.3f}, FID {chosen['fid']:.1f}).")
