@@ -15,7 +15,7 @@ resumes from its latest checkpoint, then scores its kept checkpoints at the stud
 already done is scored where it is not yet, and otherwise left. The tables then compare
 every arm with the baseline arm (``deligan_jax/study/report.py``).
 
-``--print_commands`` writes ``WORKDIR/study.json`` and prints the command of each run,
+``--print_commands`` writes ``WORKDIR/study_plan.json`` and prints the command of each run,
 the one the pool runs: ``xargs -P 2 -I{} sh -c {}`` over its lines, or a job array
 with one line per task, then ``--tabulate``.
 """
@@ -37,7 +37,7 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   config_flags.DEFINE_config_file("study", None, "A study file (see deligan_jax/study/plan.py).")
-  flags.DEFINE_string("workdir", None, "The study's folder: study.json, a folder per arm, "
+  flags.DEFINE_string("workdir", None, "The study's folder: study_plan.json, a folder per arm, "
                       "logs and the tables.")
   flags.DEFINE_integer("workers", None, "Runs at a time (default: one per core this process "
                        "may use).", lower_bound=1)

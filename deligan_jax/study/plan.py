@@ -18,7 +18,7 @@ A study file is a Python file whose ``get_config()`` returns a ConfigDict (see
 
 A value is read as a Python literal where it is one (``0.5``, ``(1.0, 1.0)``, ``False``),
 else as a string, as ``--config.field=value`` reads it. Layout of a study's folder:
-``study.json`` (the study as resolved, what each run's command reads), ``<arm>/seed_<s>/``
+``study_plan.json`` (the study as resolved, what each run's command reads), ``<arm>/seed_<s>/``
 (one run, as ``train.py`` writes it) and ``logs/<arm>_seed_<s>.log``.
 """
 
@@ -39,7 +39,7 @@ from deligan_jax.errors import ConfigError
 from deligan_jax.errors import RequestError
 from deligan_jax.runs import atomic_files
 
-STUDY_FILE = "study.json"
+STUDY_FILE = "study_plan.json"
 _ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -149,7 +149,7 @@ def load_config_file(path: str, arg: str) -> ml_collections.ConfigDict:
                                                 path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config(arg or None)
+  return module.get_config(arg) if arg else module.get_config()
 
 
 def apply_override(config: ml_collections.ConfigDict, override: str, where: str) -> None:
@@ -188,7 +188,7 @@ def run_command(workdir: str, arm: str, seed: int) -> list[str]:
 
 
 def record(study: Study, workdir: str) -> None:
-  """Writes ``study.json`` into ``workdir``, what each run's command reads."""
+  """Writes ``study_plan.json`` into ``workdir``, what each run's command reads."""
   os.makedirs(workdir, exist_ok=True)
   atomic_files.write_atomic(os.path.join(workdir, STUDY_FILE), study.to_json())
 

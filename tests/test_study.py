@@ -1,0 +1,203 @@
+"""The study command: a study file read and checked, runs pinned, pooled, resumed, tabulated."""
+
+import json
+import re
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from deligan_jax.errors import ConfigError
+from deligan_jax.runs import checkpoints
+from deligan_jax.study import plan
+from deligan_jax.study import report
+from tests.conftest import REPO
+from tests.test_cli import one_line_refusal
+
+TOY_STUDY = '''
+import ml_collections
+
+def get_config():
+  s = ml_collections.ConfigDict()
+  s.config = "TOY_CONFIG:bimodal"
+  s.seeds = (0, 1)
+  s.baseline = "deligan"
+  s.overrides = ("num_steps=8", "steps_per_dispatch=4", "log_every=4", "sample_every=8",
+                 "checkpoint_every=4", "keep_checkpoints=5", "batch_size=8",
+                 "latent.num_components=8")
+  s.steps = (4,)
+  s.num_samples = 200
+  s.sigma_scales = (3.0,)
+  s.sigma_scale_arms = ("deligan",)
+  s.arms = {"gan": {"model": "gan"}, "deligan": {"model": "deligan"}}
+  ARMS
+  return s
+'''
+
+
+def study_file(tmp_path, arms: str = "", name: str = "study.py"):
+  path = tmp_path / name
+  path.write_text(TOY_STUDY.replace("ARMS", arms).replace("TOY_CONFIG",
+                                                           str(REPO / "configs" / "toy.py")))
+  return path
+
+
+def run_study(*args, cwd=REPO):
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  return subprocess.run([sys.executable, "-m", "deligan_jax.cli.study", *map(str, args)],
+                        cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def load(path):
+  return plan.Study.from_config(plan.load_config_file(str(path), ""))
+
+
+def test_overrides_are_typed_as_config_flags_types_them(tmp_path):
+  study = load(study_file(tmp_path, 's.arms["fixed"] = {"model": "deligan", "overrides": ('
+                                    '"latent.train_sigma=False", '
+                                    '"latent.sigma_init_range=(1.5, 1.5)", '
+                                    '"latent.assignment=random", "latent.sigma_reg=3")}'))
+  config = study.run_config("fixed", 1)
+  assert config.latent.train_sigma is False and tuple(config.latent.sigma_init_range) == (1.5, 1.5)
+  assert config.latent.assignment == "random" and config.latent.sigma_reg == 3.0
+  assert config.seed == 1 and config.num_steps == 8 and config.model == "deligan"
+  assert config.data.name == "toy_bimodal"  # the config file's own argument kept
+  assert os.path.isabs(study.config.partition(":")[0])  # commands run from any folder
+
+
+@pytest.mark.parametrize("arms, message", [
+    ('s.baseline = "nope"', "study.baseline: 'nope' is not one of the arms"),
+    ('s.arms["x"] = {"model": "deligan", "overrides": ("latent.nope=1",)}',
+     "study arm 'x': cannot set config.latent.nope"),
+    ('s.arms["x"] = {"model": "deligan", "overrides": ("latent.dim",)}',
+     "override 'latent.dim' is not field=value"),
+    ('s.arms["x"] = {"model": "deligan", "overrides": ("latent.sigma_reg=-1",)}',
+     "config.latent.sigma_reg: must be >= 0"),
+    ('s.arms["x"] = {"model": "gan", "overrides": ("latent.train_sigma=False",)}',
+     "config.latent.train_sigma"),
+    ('s.sigma_scale_arms = ("gan",)', "'gan' is a 'gan' arm; only DeLiGAN"),
+    ('s.seeds = (0, 0)', "study.seeds: distinct seeds"),
+    ('s.colour = "red"', "study: unknown fields ['colour']"),
+])
+def test_a_study_that_cannot_run_is_refused_naming_its_field(tmp_path, arms, message):
+  with pytest.raises(ConfigError, match=re.escape(message)):
+    load(study_file(tmp_path, arms))
+
+
+def test_print_commands_gives_the_pool_s_command_of_each_run_seed_by_seed(tmp_path):
+  workdir = tmp_path / "study"
+  result = run_study("--study", study_file(tmp_path), "--workdir", workdir, "--print_commands")
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = result.stdout.strip().splitlines()
+  study = plan.read(str(workdir))
+  assert [shlex.split(line) for line in lines] == [
+      plan.run_command(str(workdir), arm, seed) for arm, seed in study.runs()]
+  assert [line.rsplit("--run=", 1)[1] for line in lines] == [
+      "deligan:0", "gan:0", "deligan:1", "gan:1"]
+  assert not (workdir / "deligan").exists()  # nothing trained
+
+
+def test_bad_study_input_is_one_line(tmp_path):
+  one_line_refusal(run_study("--study", study_file(tmp_path, 's.baseline = "nope"'),
+                             "--workdir", tmp_path / "w"), "study.baseline: 'nope'")
+  one_line_refusal(run_study("--study", tmp_path / "missing.py", "--workdir", tmp_path / "w"),
+                   "--study=", "cannot be loaded")
+  one_line_refusal(run_study("--workdir", tmp_path / "w", "--tabulate"), "holds no study_plan.json")
+  run_study("--study", study_file(tmp_path), "--workdir", tmp_path / "w", "--print_commands")
+  one_line_refusal(run_study("--workdir", tmp_path / "w", "--run", "gan:7"),
+                   "--run=gan:7: not ARM:SEED of this study")
+
+
+def test_a_run_pins_itself_to_one_free_core_with_one_xla_thread(tmp_path):
+  """Two runs at once take two cores where two are allowed; each asks XLA for one thread."""
+  script = ("import os, sys, time; from deligan_jax.study import pinning; "
+            "core = pinning.pin_to_one_core(); "
+            "print(core, sorted(os.sched_getaffinity(0)), os.environ['XLA_FLAGS'], flush=True); "
+            "time.sleep(3)")
+  env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(tmp_path), XLA_FLAGS="--xla_dump_to=x")
+  procs = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
+                            text=True) for _ in range(2)]
+  outputs = [p.communicate(timeout=120)[0].split(" ", 2) for p in procs]
+  allowed = sorted(os.sched_getaffinity(0))
+  cores = sorted(int(out[0]) for out in outputs)
+  for core, affinity, flags in outputs:
+    assert affinity == f"[{core}]"
+    assert flags.strip() == "--xla_dump_to=x " + "--xla_cpu_multi_thread_eigen=false " \
+        "intra_op_parallelism_threads=1"
+  assert cores == (allowed[:2] if len(allowed) > 1 else allowed * 2)
+
+
+@pytest.fixture(scope="module")
+def toy_study(tmp_path_factory):
+  """A 2-arm, 2-seed toy study trained, scored and tabulated by the pool."""
+  root = tmp_path_factory.mktemp("study")
+  result = run_study("--study", study_file(root), "--workdir", root / "w", "--workers", "2")
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  return root, result
+
+
+def test_the_pool_trains_scores_and_tabulates_every_run_against_the_baseline(toy_study):
+  root, result = toy_study
+  workdir = root / "w"
+  for arm in ("gan", "deligan"):
+    for seed in (0, 1):
+      run = workdir / arm / f"seed_{seed}"
+      for step in (4, 8):
+        scored = json.loads((run / "eval_steps" / f"{step:07d}" / "eval.json").read_text())
+        assert (scored["step"], scored["num_samples"]) == (step, 200)
+      assert json.loads((run / "config.json").read_text())["seed"] == seed
+      log = (workdir / "logs" / f"{arm}_seed_{seed}.log").read_text()
+      assert f"{arm} seed {seed}: pinned to core" in log
+  scaled = workdir / "deligan" / "seed_1" / "eval_steps" / "0000008" / "sigma_scale_3"
+  assert json.loads((scaled / "eval.json").read_text())["sigma_scale"] == 3.0
+  table = (workdir / "study.md").read_text()
+  # Differences against the baseline only, the scaled arm a row of its own.
+  assert "| gan − deligan |" in table and "| deligan_sigma_x3 − deligan |" in table
+  assert "| gan − deligan_sigma_x3 |" not in table
+  assert table in result.stdout
+  for picture in ("study.png", "trajectory.png"):
+    assert (workdir / picture).stat().st_size > 1000
+  scores = json.loads((workdir / "study.json").read_text())
+  assert set(scores) == {"gan", "deligan", "deligan_sigma_x3"}
+
+
+def test_a_rerun_trains_and_scores_nothing_again_and_a_cut_run_resumes_exactly(toy_study):
+  root, _ = toy_study
+  workdir = root / "w"
+  watched = [workdir / "gan" / "seed_0" / "checkpoints",
+             workdir / "deligan" / "seed_1" / "eval_steps" / "0000004" / "eval.json"]
+  before = [os.stat(path).st_mtime_ns for path in watched]
+  # A run cut after its checkpoint of batch 4: its last checkpoint and scores gone.
+  cut = workdir / "gan" / "seed_1"
+  _, _, uninterrupted = checkpoints.load_run(str(cut))
+  shutil.rmtree(cut / "checkpoints" / "8")
+  shutil.rmtree(cut / "eval_steps" / "0000008")
+  result = run_study("--workdir", workdir)  # the study recorded in the workdir
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  assert [os.stat(path).st_mtime_ns for path in watched] == before
+  _, _, resumed = checkpoints.load_run(str(cut))
+  assert int(resumed.step) == 8
+  for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(uninterrupted.params)):
+    np.testing.assert_array_equal(a, b)
+  assert (cut / "eval_steps" / "0000008" / "eval.json").is_file()
+
+
+def test_selection_rule_takes_the_most_diverse_arm_within_the_fid_limit():
+  study = plan.Study(config="c", seeds=(0, 1), baseline="deligan",
+                     arms={a: plan.Arm("deligan") for a in ("deligan", "wide", "broken")})
+  scores = {"deligan": {"s0": {"fid": 100.0, "within_class": 0.2},
+                        "s1": {"fid": 110.0, "within_class": 0.3}},
+            "wide": {"s0": {"fid": 120.0, "within_class": 0.6},
+                     "s1": {"fid": 140.0, "within_class": 0.5}},  # FID 130 <= 1.25 x 105
+            "broken": {"s0": {"fid": 300.0, "within_class": 0.9},
+                       "s1": {"fid": 300.0, "within_class": 0.9}}}
+  selection = report.select(study, scores)
+  assert selection["selected"] == "wide" and selection["fid_limit"] == pytest.approx(131.25)
+  scores["wide"]["s1"]["fid"] = 150.0  # mean 135: over the limit
+  assert report.select(study, scores)["selected"] == "deligan"
+  assert "Selected: `deligan`" in report.selection_lines(study, report.select(study, scores))
