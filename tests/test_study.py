@@ -89,6 +89,20 @@ def test_a_study_that_cannot_run_is_refused_naming_its_field(tmp_path, arms, mes
     load(study_file(tmp_path, arms))
 
 
+@pytest.mark.parametrize("name", ["mnist500", "mnist_remedies", "mnist_remedies_pilot"])
+def test_shipped_studies_build_and_validate_every_arm(name):
+  study = load(REPO / "configs" / "studies" / f"{name}.py")  # every arm's config validated
+  assert study.baseline in study.arms and study.runs()
+  if name == "mnist500":
+    assert [seed for arm, seed in study.runs() if arm == "deligan_forced"] == [0, 1, 2]
+    assert len(study.runs()) == 13
+  if name == "mnist_remedies":
+    many = study.run_config("components_500", 0)
+    assert (many.latent.num_components, many.latent.assignment, many.batch_size) == (
+        500, "random", 50)
+    assert study.run_config("sigma_reg_x100", 2).latent.sigma_reg == pytest.approx(100 / 3)
+
+
 def test_print_commands_gives_the_pool_s_command_of_each_run_seed_by_seed(tmp_path):
   workdir = tmp_path / "study"
   result = run_study("--study", study_file(tmp_path), "--workdir", workdir, "--print_commands")

@@ -1,5 +1,5 @@
 r"""The MNIST-500 study of docs/results.md as one study file: GAN and DeLiGAN at the paper's
-schedule, seeds 0-4, DeLiGAN with a forced D update, seeds 0-2 (here: 0-4).
+schedule, seeds 0-4, and DeLiGAN with a forced D update, seeds 0-2.
 
   python -m deligan_jax.cli.study --study configs/studies/mnist500.py --workdir runs/mnist500
   python -m deligan_jax.cli.study --study configs/studies/mnist500.py --workdir runs/mnist500 \
@@ -21,6 +21,7 @@ def get_config():
       "gan": {"model": "gan"},
       "deligan": {"model": "deligan"},
       # An extra D update at half the learning rate whenever G has run ahead.
-      "deligan_forced": {"model": "deligan", "overrides": ("balance.forced_d_lr_factor=0.5",)},
+      "deligan_forced": {"model": "deligan", "overrides": ("balance.forced_d_lr_factor=0.5",),
+                         "seeds": (0, 1, 2)},
   }
   return s

@@ -60,7 +60,7 @@ def _study() -> plan.Study:
 def run_one(spec: str) -> None:
   arm, _, seed = spec.rpartition(":")
   study = plan.read(FLAGS.workdir)
-  if arm not in study.arms or not seed.isdigit() or int(seed) not in study.seeds:
+  if arm not in study.arms or not seed.isdigit() or int(seed) not in study.seeds_of(arm):
     raise errors.RequestError(f"--run={spec}: not ARM:SEED of this study (arms "
                               f"{list(study.arms)}, seeds {list(study.seeds)})")
   from deligan_jax.study import pinning  # before JAX's backend starts
@@ -85,7 +85,7 @@ def main(argv):
     from deligan_jax.study import pool
     workers = FLAGS.workers or len(os.sched_getaffinity(0))
     runs = study.runs()
-    print(f"{len(runs)} runs ({len(study.arms)} arms x {len(study.seeds)} seeds), "
+    print(f"{len(runs)} runs ({len(study.arms)} arms, seeds {list(study.seeds)}), "
           f"{workers} at a time, under {FLAGS.workdir}", flush=True)
     failed = pool.run_all([(f"{arm} seed {seed}", plan.run_command(FLAGS.workdir, arm, seed),
                             plan.log_path(FLAGS.workdir, arm, seed)) for arm, seed in runs],

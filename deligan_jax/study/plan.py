@@ -8,7 +8,8 @@ A study file is a Python file whose ``get_config()`` returns a ConfigDict (see
   seeds          the seeds every arm trains
   baseline       the arm every other is compared with
   overrides      ``'field=value'`` config overrides of every arm
-  arms           ``{name: {'model': ..., 'overrides': ('field=value', ...)}}``
+  arms           ``{name: {'model': ..., 'overrides': ('field=value', ...)}}``, and an
+                 arm's own ``'seeds'`` where it trains fewer than the study's
   steps          checkpoints (batches) scored for the trajectory, besides the last one
   num_samples    samples per evaluation; 0: eval.py's default
   sigma_scales   sampling-time sigma scales scored on the last checkpoint ...
@@ -47,6 +48,7 @@ _ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 class Arm:
   model: str
   overrides: tuple[str, ...] = ()
+  seeds: tuple[int, ...] | None = None  # None: the study's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,11 +76,12 @@ class Study:
       raise ConfigError(f"study: unknown fields {unknown}; a study has {sorted(known)} "
                         "and selection")
     try:
-      arms = {name: Arm(arm["model"], tuple(arm.get("overrides", ())))
+      arms = {name: Arm(arm["model"], tuple(arm.get("overrides", ())),
+                        tuple(arm["seeds"]) if "seeds" in arm else None)
               for name, arm in c.get("arms", {}).items()}
     except (KeyError, TypeError) as e:
-      raise ConfigError(f"study.arms: each arm is {{'model': ..., 'overrides': (...)}}; "
-                        f"missing {e}") from None
+      raise ConfigError(f"study.arms: each arm is {{'model': ..., 'overrides': (...)}} and "
+                        f"optionally 'seeds': (...); missing {e}") from None
     selection = c.get("selection", {})
     path, colon, arg = c.get("config", "").partition(":")
     # Absolute, so that each run's command works from any folder (a job array's).
@@ -103,6 +106,11 @@ class Study:
                         f"got {bad}")
     if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
       raise ConfigError(f"study.seeds: distinct seeds >= 0, got {self.seeds}")
+    stray = {name: arm.seeds for name, arm in self.arms.items()
+             if arm.seeds is not None and not set(arm.seeds) <= set(self.seeds)}
+    if stray:
+      raise ConfigError(f"study.arms: an arm's seeds must be among study.seeds "
+                        f"{self.seeds}, got {stray}")
     if self.baseline not in self.arms:
       raise ConfigError(f"study.baseline: {self.baseline!r} is not one of the arms "
                         f"{list(self.arms)}")
@@ -128,7 +136,10 @@ class Study:
 
   def runs(self) -> list[tuple[str, int]]:
     """Every (arm, seed), seed by seed: every arm has its first seed before any has its second."""
-    return [(arm, seed) for seed in self.seeds for arm in self.arms]
+    return [(arm, seed) for seed in self.seeds for arm in self.arms if seed in self.seeds_of(arm)]
+
+  def seeds_of(self, arm: str) -> tuple[int, ...]:
+    return self.seeds if self.arms[arm].seeds is None else self.arms[arm].seeds
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=2)
@@ -136,7 +147,8 @@ class Study:
   @classmethod
   def from_json(cls, text: str) -> Study:
     fields = json.loads(text)
-    fields["arms"] = {name: Arm(arm["model"], tuple(arm["overrides"]))
+    fields["arms"] = {name: Arm(arm["model"], tuple(arm["overrides"]),
+                                None if arm["seeds"] is None else tuple(arm["seeds"]))
                       for name, arm in fields["arms"].items()}
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 

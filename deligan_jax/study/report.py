@@ -52,7 +52,7 @@ def collect(study: plan.Study, workdir: str) -> dict[str, dict[str, str]]:
   found = {}
   for label, arm, scale in rows(study):
     last, runs = last_step(study, arm), {}
-    for seed in study.seeds:
+    for seed in study.seeds_of(arm):
       run = plan.run_dir(workdir, arm, seed)
       if not os.path.isfile(os.path.join(run, checkpoints.CONFIG_FILE)):
         continue
