@@ -111,7 +111,7 @@ def test_print_commands_gives_the_pool_s_command_of_each_run_seed_by_seed(tmp_pa
   study = plan.read(str(workdir))
   assert [shlex.split(line) for line in lines] == [
       plan.run_command(str(workdir), arm, seed) for arm, seed in study.runs()]
-  assert [line.rsplit("--run=", 1)[1] for line in lines] == [
+  assert [line.rsplit("--run=", 1)[1] for line in lines] == [  # the baseline first
       "deligan:0", "gan:0", "deligan:1", "gan:1"]
   assert not (workdir / "deligan").exists()  # nothing trained
 

@@ -82,6 +82,8 @@ class Study:
     except (KeyError, TypeError) as e:
       raise ConfigError(f"study.arms: each arm is {{'model': ..., 'overrides': (...)}} and "
                         f"optionally 'seeds': (...); missing {e}") from None
+    # The baseline first; ConfigDict keeps the other arms in sorted order.
+    arms = dict(sorted(arms.items(), key=lambda arm: arm[0] != c.get("baseline")))
     selection = c.get("selection", {})
     path, colon, arg = c.get("config", "").partition(":")
     # Absolute, so that each run's command works from any folder (a job array's).
