@@ -153,7 +153,7 @@ def _restore(runs: list[_Run], state: state_lib.TrainState) -> state_lib.TrainSt
   Newer checkpoints (damaged ones, passed over) are moved aside, not deleted,
   so that this run can save those steps again.
   """
-  steps = [run.checkpointer.latest_intact_step() for run in runs]
+  steps = [run.checkpointer.resume_step() for run in runs]
   if all(step is None for step in steps):
     return state
   if any(step is None for step in steps):

@@ -22,7 +22,13 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 # so what is tested is the program the package runs, less its machine-code polish. Timing
 # belongs to benchmarks/, which does not use these flags.
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
-os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
+
+# The tests' machine is the one they describe, whatever the developer's shell sets: XLA's
+# flags are the tests' own (a developer's --xla_force_host_platform_device_count would give
+# every test that many devices), and JAX runs on the CPU (the tolerances are float32's on a
+# CPU; a GPU's default matmul precision is lower).
+os.environ["XLA_FLAGS"] = TEST_XLA_FLAGS
+os.environ["JAX_PLATFORMS"] = "cpu"
 
 import jax  # noqa: E402  (after the cache settings above)
 import numpy as np

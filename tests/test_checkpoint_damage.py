@@ -11,6 +11,7 @@ from deligan_jax.runs import checksums
 from deligan_jax import training
 from tests.conftest import small_config
 from tests.test_training import run_cli
+from tests.process_output import own_lines
 
 
 def truncate(path):
@@ -111,6 +112,6 @@ def test_sample_names_a_damaged_checkpoint_in_one_line(toy_run, tmp_path):
   result = run_cli("-m", "deligan_jax.cli.sample", "--workdir", workdir, "--num", "3",
                    "--out", str(tmp_path / "z.npy"))
   assert result.returncode == 0, result.stderr[-3000:]
-  lines = result.stderr.strip().splitlines()
+  lines = own_lines(result.stderr.strip())
   assert len(lines) == 1 and "checkpoint 8" in lines[0] and "using checkpoint 4" in lines[0]
   assert np.load(tmp_path / "z.npy").shape == (3, 2)

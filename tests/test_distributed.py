@@ -31,6 +31,7 @@ from deligan_jax.data import datasets
 from tests.conftest import REPO, SHARED_DATA, training_gaps_within_bound
 from tests.distributed_check import HEARTBEAT_TIMEOUT, config_for
 from tests.test_topology import run_check
+from tests.process_output import own_lines
 
 PROCESSES = 2
 STEPS = 8
@@ -247,7 +248,7 @@ with distributed.one_line_when_a_process_stops():
   done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env_with_devices(1),
                         capture_output=True, text=True, timeout=120)
   assert done.returncode == 1 and done.stdout == "passed through\n"
-  assert done.stderr.splitlines() == [
+  assert own_lines(done.stderr) == [
       "error: another process of this run stopped (killed, crashed or preempted), so this one "
       "ends too: start every process again with the same command, and the run resumes from "
       "its last checkpoint (UNKNOWN: Gloo AllGather failed: [external/gloo/gloo/transport/tcp/"

@@ -18,6 +18,7 @@ from deligan_jax.scores import metrics
 from deligan_jax.scores import evaluation
 from deligan_jax.runs import plots
 from tests.conftest import REPO, small_config
+from tests.process_output import own_lines
 
 
 def mnist_config(data_dir, variant="deligan"):
@@ -281,7 +282,7 @@ def test_compare_tabulate_on_the_command_line(tmp_path):
                           "--workdir", str(tmp_path / "gan" / "seed_0")], cwd=REPO,
                          capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
-  assert empty.returncode == 1 and len(empty.stderr.strip().splitlines()) == 1
+  assert empty.returncode == 1 and len(own_lines(empty.stderr.strip())) == 1
   assert "holds no evaluated runs" in empty.stderr
 
 

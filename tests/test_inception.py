@@ -18,6 +18,7 @@ import pytest
 from deligan_jax.scores import inception
 from deligan_jax.scores.inception import torchscript
 from deligan_jax.scores.inception import weights
+from tests.process_output import own_lines
 
 REFERENCE = os.path.join(os.path.dirname(__file__), "data", "inception_pool3_reference.npz")
 
@@ -121,7 +122,7 @@ def test_wrong_file_is_refused_in_one_line(tmp_path):
                            str(fake), "--cache_dir", str(tmp_path)], capture_output=True,
                           text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
   assert result.returncode == 1
-  assert result.stderr.count("\n") == 1 and "SHA-1" in result.stderr
+  assert len(own_lines(result.stderr)) == 1 and "SHA-1" in result.stderr
   assert not (tmp_path / weights.CACHE_NAME).exists()
 
 

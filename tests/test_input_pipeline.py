@@ -12,10 +12,11 @@ import ml_collections
 import numpy as np
 import pytest
 
-from deligan_jax.data import datasets, labelled
+from deligan_jax.data import datasets, labelled, quiet_tensorflow
 from deligan_jax.data.dataset import DATA_DIR_ENV, DataError, Dataset, last_per_class, resolve_data_dir
 from deligan_jax.data.mnist import load_mnist, read_idx
 from deligan_jax.data.points import TOY_MODES, load_points, toy_points
+from tests.test_training import run_cli
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TRAIN_LABEL_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -387,6 +388,22 @@ def test_real_mnist_tfds_offline_matches_files(real_mnist_dir, tmp_path, monkeyp
     np.testing.assert_array_equal(labels, file_labels)
   assert sorted(os.listdir(real_mnist_dir)) == before  # nothing written into the data dir
   assert (tmp_path / "tfds" / "mnist").is_dir()
+
+
+@needs_tfds
+@pytest.mark.parametrize("users_level", [None, "0"])
+def test_tensorflow_is_imported_without_its_start_up_notes_unless_asked(users_level):
+  """With oneDNN on, importing TensorFlow writes absl's and oneDNN's notes to stderr; the
+  user sees them only when they set TF_CPP_MIN_LOG_LEVEL (here to show everything)."""
+  script = ("import os\nfrom deligan_jax.data import quiet_tensorflow\n"
+            "quiet_tensorflow.import_tfds()\nprint(os.environ['TF_CPP_MIN_LOG_LEVEL'])")
+  result = run_cli("-c", script, env={"TF_ENABLE_ONEDNN_OPTS": "1",
+                                      "TF_CPP_MIN_LOG_LEVEL": users_level})
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.split() == [users_level or quiet_tensorflow.ERRORS_ONLY]
+  notes = ("oneDNN custom operations are on" in result.stderr,
+           "absl::InitializeLog()" in result.stderr)
+  assert notes == ((False, False) if users_level is None else (True, True)), result.stderr
 
 
 # --- load() ---------------------------------------------------------------------------------

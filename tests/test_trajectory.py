@@ -17,6 +17,7 @@ from deligan_jax.scores import evaluation
 from deligan_jax.scores import trajectory
 from deligan_jax import training
 from tests.conftest import REPO, small_config
+from tests.process_output import own_lines
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_trajectory_reuses_evaluations_and_refuses_a_bad_step_in_one_line(two_ar
   bad = subprocess.run([sys.executable, "eval.py", "--workdir", str(two_arms / "gan" / "seed_0"),
                         "--step", "6"], cwd=REPO, env=env, capture_output=True, text=True,
                        timeout=600)
-  assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
+  assert bad.returncode == 1 and len(own_lines(bad.stderr.strip())) == 1
   assert "holds no checkpoint of batch 6; it holds [4, 8]" in bad.stderr
 
 

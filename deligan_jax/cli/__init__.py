@@ -2,7 +2,8 @@
 
 A user error (a bad flag, a missing workdir or file, a value out of range, bad
 data, a damaged checkpoint) ends the program with one line on stderr and
-status 1, never a traceback; library INFO logging (orbax logs every save and
+status 1, never a traceback, and so does a full disk, whatever was being written
+(:mod:`deligan_jax.runs.disk_full`); library INFO logging (orbax logs every save and
 restore) is silenced.
 """
 
@@ -18,6 +19,7 @@ import ml_collections
 
 from deligan_jax import errors
 from deligan_jax.runs import compile_cache
+from deligan_jax.runs import disk_full
 
 
 # Flags that name a config file (ml_collections' config_flags).
@@ -64,6 +66,10 @@ def _last_line(message: str) -> str:
   return text if "Traceback" in message and kind.endswith("Error") else last
 
 
+def _workdir_flag() -> str | None:
+  return flags.FLAGS["workdir"].value if "workdir" in flags.FLAGS else None
+
+
 def run(main: Callable[[list[str]], None],
         define_flags: Callable[[], None] | None = None) -> None:
   """``app.run(main)`` after ``define_flags()``, with one-line user errors, no INFO logging and
@@ -78,8 +84,13 @@ def run(main: Callable[[list[str]], None],
     logging.set_verbosity(logging.WARNING)
     compile_cache.enable()
     try:
-      main(argv)
-    except USER_ERRORS as error:
-      sys.exit(f"error: {error}")
+      with disk_full.library_reports_quieted():
+        main(argv)
+    except Exception as error:  # pylint: disable=broad-except
+      if disk_full.cause(error) is not None:
+        disk_full.end(f"error: {disk_full.message(error, _workdir_flag())}")
+      if isinstance(error, USER_ERRORS):
+        sys.exit(f"error: {error}")
+      raise
 
   app.run(quiet_main, flags_parser=parse_flags)

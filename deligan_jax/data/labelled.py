@@ -8,6 +8,7 @@ from typing import Callable, NamedTuple
 from absl import logging
 import numpy as np
 
+from deligan_jax.data import quiet_tensorflow
 from deligan_jax.data.dataset import DATA_DIR_ENV, SOURCES, SPLITS, DataError, resolve_data_dir
 
 
@@ -109,15 +110,13 @@ def load_tfds(
   `manual_dir`.
   """
   try:
-    import tensorflow  # noqa: F401  # tfds needs it to build and read datasets.
+    tfds = quiet_tensorflow.import_tfds()
   except ImportError as e:
-    raise DataError(
-        f"tensorflow-datasets needs TensorFlow, which is not importable ({e}): "
-        "pip install tensorflow-cpu, or use data.source='files'"
-    ) from e
-  try:
-    import tensorflow_datasets as tfds
-  except ImportError as e:
+    if (e.name or "").split(".")[0] == "tensorflow":
+      raise DataError(
+          f"tensorflow-datasets needs TensorFlow, which is not importable ({e}): "
+          "pip install tensorflow-cpu, or use data.source='files'"
+      ) from e
     raise DataError(
         f"tensorflow-datasets is not importable ({e}): pip install "
         "tensorflow-datasets, or use data.source='files'"

@@ -8,9 +8,15 @@ import os
 def write_atomic(path: str, data: str | bytes) -> None:
   """Writes ``data`` to ``path`` through a temporary file and a rename.
 
-  A process killed mid-write leaves the old file (or none), never a partial one.
+  A process killed mid-write leaves the old file (or none), never a partial one; a write
+  that fails (a full disk) removes its temporary file.
   """
   tmp = path + ".tmp"
-  with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
-    f.write(data)
-  os.replace(tmp, path)
+  try:
+    with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
+      f.write(data)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise

@@ -29,6 +29,7 @@ from deligan_jax.runs.workdir import CONFIG_FILE
 from deligan_jax.step import state as train_state
 
 CHECKPOINT_DIR = "checkpoints"
+PARTIAL_SUFFIX = ".orbax-checkpoint-tmp"  # orbax's name for a checkpoint being written
 SET_ASIDE_DIR = "set_aside_checkpoints"  # where resumption moves the checkpoints it passes over
 
 
@@ -75,6 +76,22 @@ class Checkpointer:
 
   def _step_dir(self, step: int) -> str:
     return os.path.join(self._manager.directory, str(step))
+
+  def resume_step(self) -> int | None:
+    """:meth:`latest_intact_step`, for the run that owns the workdir (holds its lock).
+
+    First removes the partial checkpoints (``<step>.orbax-checkpoint-tmp``) that a write
+    cut short (a full disk, a killed process) left: no write of them is under way, and
+    the complete ones before them are what resumption needs.
+    """
+    partial = [name for name in os.listdir(self._manager.directory)
+               if name.endswith(PARTIAL_SUFFIX)] \
+        if distributed.is_primary() and os.path.isdir(self._manager.directory) else []
+    for name in partial:
+      shutil.rmtree(os.path.join(self._manager.directory, name))
+      logging.warning("removed %s, a checkpoint whose write did not finish",
+                      os.path.join(self._manager.directory, name))
+    return self.latest_intact_step()
 
   def latest_intact_step(self) -> int | None:
     """The newest checkpoint whose files match their checksums; None when there is none.

@@ -28,12 +28,17 @@ def json_safe(value):
 
 
 def read_metrics(workdir: str) -> list[dict]:
-  """The records of ``metrics.jsonl`` (empty when there is none)."""
+  """The records of ``metrics.jsonl`` (empty when there is none).
+
+  A last line without its newline is a record cut short (the disk filled, the process was
+  killed) and is left out: resumption writes it again.
+  """
   path = os.path.join(workdir, METRICS_FILE)
   if not os.path.exists(path):
     return []
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    whole_lines = f.read().split("\n")[:-1]
+  return [json.loads(line) for line in whole_lines if line.strip()]
 
 
 class MetricWriter:
@@ -59,8 +64,11 @@ class MetricWriter:
         self._tensorboard.add_scalar(key, value, step)
 
   def close(self) -> None:
-    self._file.close()
-    self._tensorboard.close()
+    # Both, even when the first fails (a full disk): a writer left open retries at exit.
+    try:
+      self._file.close()
+    finally:
+      self._tensorboard.close()
 
 
 class NoWriter:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import math
+import os
 from collections.abc import Sequence
 
 import matplotlib
@@ -10,6 +12,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from deligan_jax.runs import atomic_files  # noqa: E402
 
 
 def image_grid(images: np.ndarray, columns: int | None = None, pad: int = 1) -> np.ndarray:
@@ -47,8 +51,7 @@ def save_toy_scatter(generated: np.ndarray, real: np.ndarray, path: str, title: 
     ax.set_aspect("equal")
   fig.suptitle(title)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def save_loss_curves(records: Sequence[dict], path: str,
@@ -65,8 +68,7 @@ def save_loss_curves(records: Sequence[dict], path: str,
     ax.grid(alpha=0.3)
   axes[-1, 0].set_xlabel("batch")
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def save_side_by_side(left: np.ndarray, right: np.ndarray, path: str,
@@ -79,8 +81,7 @@ def save_side_by_side(left: np.ndarray, right: np.ndarray, path: str,
     ax.set_title(title)
     ax.axis("off")
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def save_image_scatter(points: np.ndarray, images: np.ndarray, path: str, title: str) -> None:
@@ -95,8 +96,7 @@ def save_image_scatter(points: np.ndarray, images: np.ndarray, path: str, title:
   ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.0)  # sets the axes' limits
   ax.set_title(title)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def save_comparison(scores: dict[str, list[dict]], columns, path: str) -> None:
@@ -115,8 +115,7 @@ def save_comparison(scores: dict[str, list[dict]], columns, path: str) -> None:
     ax.set_xticks(range(len(models)), models, rotation=45, ha="right")
     ax.set_title(f"{title} ({'higher' if higher else 'lower'} is better)", fontsize=9)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def _band(ax, xs, per_seed: np.ndarray, label: str, color, log: bool = False) -> None:
@@ -236,5 +235,12 @@ def save_trajectory(scores: dict, columns, curves: dict, curve_titles, path: str
     ax.axis("off")
   axes.flat[0].legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  _save(fig, path)
+
+
+def _save(fig, path: str) -> None:
+  """Writes ``fig`` whole or not at all (a full disk leaves the previous picture)."""
+  buffer = io.BytesIO()
+  fig.savefig(buffer, dpi=100, format=os.path.splitext(path)[1][1:] or "png")
   plt.close(fig)
+  atomic_files.write_atomic(path, buffer.getvalue())

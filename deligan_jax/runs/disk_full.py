@@ -1,0 +1,176 @@
+"""A full disk (or quota) said in one line: which run, its last complete checkpoint, what to do.
+
+Whatever a command was writing when the disk filled (a checkpoint, samples, metrics.jsonl,
+TensorBoard events, eval.json, a picture), the error is the same to the user: nothing
+complete is lost, and the same command resumes once there is room. So the command line
+(:func:`deligan_jax.cli.run`) asks :func:`cause` of every error, rather than each writer
+catching its own. Libraries that report the error themselves on the way (orbax logs it from
+its writer thread; a thread's traceback) are kept quiet by :func:`library_reports_quieted`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import re
+import sys
+import threading
+from typing import Iterator
+
+from deligan_jax.runs.workdir import CONFIG_FILE
+
+FULL = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "Disk quota exceeded"}
+CHECKPOINT_DIR = "checkpoints"  # as deligan_jax.runs.checkpoints, which imports orbax
+
+# tensorstore (orbax's array writer) reports OS errors in its message, not as OSError:
+# 'Error writing local file "/w/checkpoints/16.orbax-checkpoint-tmp/...": ... [os_error_code='28']'
+_CODE = re.compile(r"os_error_code='(\d+)'")
+_QUOTED_PATH = re.compile(r'"(/[^"]+)"')
+
+
+def cause(error: BaseException) -> BaseException | None:
+  """The disk-full error that ``error`` is or came from (its causes and contexts), if any."""
+  for link in _chain(error):
+    if isinstance(link, OSError) and link.errno in FULL:
+      return link
+    code = _CODE.search(str(link))
+    if (code and int(code[1]) in FULL) or any(text in str(link) for text in FULL.values()):
+      return link
+  return None
+
+
+def message(error: BaseException, workdir: str | None = None) -> str:
+  """The line for ``error``, which :func:`cause` finds full: where, the last complete
+  checkpoint, what to do.
+
+  The run is the folder holding a ``config.json`` above the file that could not be written,
+  else ``workdir`` (the command's flag); without either, that file's folder is named.
+  """
+  full = cause(error)
+  reason = FULL.get(getattr(full, "errno", None)) or next(
+      (text for text in FULL.values() if text in str(full)), FULL[errno.ENOSPC])
+  path = _failed_path(error)
+  writing = f"{reason}, writing {path}" if path else reason
+  run = _run_folder(path) or workdir
+  if run is None:
+    folder = os.path.dirname(path) if path else os.getcwd()
+    return (f"the disk of {folder} is full ({writing}). Free space there or write elsewhere, "
+            "then run the same command again")
+  steps = _complete_checkpoints(run)
+  last = (f"the last complete checkpoint is {steps[-1]}" if steps
+          else "there is no complete checkpoint yet")
+  return (f"the disk of workdir {run} is full ({writing}); {last}. Free space there or move the "
+          "workdir to a disk with room, then run the same command again: training resumes "
+          "from the last complete checkpoint")
+
+
+def end(line: str) -> None:
+  """Prints ``line`` and ends the process with status 1, skipping exit handlers.
+
+  Libraries' exit handlers would retry their writes into the full disk and print each
+  failure (tensorboardX flushes its events file). What is complete on disk is what a
+  killed process leaves, which resumption is made for.
+  """
+  sys.stdout.flush()
+  sys.stderr.write(line + "\n")
+  sys.stderr.flush()
+  os._exit(1)
+
+
+@contextlib.contextmanager
+def library_reports_quieted() -> Iterator[None]:
+  """Keeps libraries from printing a disk-full error that the command will say in one line.
+
+  Drops logged records carrying one (orbax logs its writer thread's error before raising
+  it), and tracebacks of threads that die of one or that print one. Once one was seen, the failures that
+  follow from it are dropped too (orbax's other writer threads find their event loop
+  closed): the command is on its way to that line.
+  """
+  seen = []
+
+  class DropDiskFull(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+      if record.exc_info and cause(record.exc_info[1]):
+        seen.append(record.exc_info[1])
+      return not (record.exc_info and (seen or _follows_a_failed_write(record.exc_info[1])))
+
+  previous_hook = threading.excepthook
+
+  def thread_hook(args) -> None:
+    if cause(args.exc_value) is not None:
+      seen.append(args.exc_value)
+    elif not seen:
+      previous_hook(args)
+
+  previous_excepthook = sys.excepthook
+
+  def excepthook(kind, error, trace) -> None:  # tensorstore's callbacks print errors with it
+    if not (cause(error) or _follows_a_failed_write(error)):
+      previous_excepthook(kind, error, trace)
+
+  drop = DropDiskFull()
+  root = logging.getLogger()
+  root.addFilter(drop)
+  for handler in root.handlers:
+    handler.addFilter(drop)
+  threading.excepthook, sys.excepthook = thread_hook, excepthook
+
+  def restore() -> None:
+    threading.excepthook, sys.excepthook = previous_hook, previous_excepthook
+    root.removeFilter(drop)
+    for handler in root.handlers:
+      handler.removeFilter(drop)
+
+  try:
+    yield
+  except BaseException as error:
+    # A disk-full error ends the command: the libraries' threads stay quiet until it has.
+    if cause(error) is None:
+      restore()
+    raise
+  restore()
+
+
+def _follows_a_failed_write(error: BaseException | None) -> bool:
+  """orbax's other writer threads finding their event loop closed by a failed write (they
+  may report it before the failed write's own report)."""
+  return isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+
+
+def _failed_path(error: BaseException) -> str | None:
+  """The file that ``error`` or one of its causes and contexts names, if any."""
+  for link in _chain(error):
+    if isinstance(link, OSError) and link.filename:
+      return os.path.abspath(os.fsdecode(link.filename))
+    quoted = _QUOTED_PATH.search(str(link))
+    if quoted:
+      return quoted[1]
+  return None
+
+
+def _chain(error: BaseException | None) -> Iterator[BaseException]:
+  """``error``, then what it came from (its cause, else its context), each once."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    yield error
+    error = error.__cause__ or error.__context__
+
+
+def _run_folder(path: str | None) -> str | None:
+  """The nearest folder above ``path`` that holds a run's config.json."""
+  folder = os.path.dirname(path) if path else None
+  while folder and folder != os.path.dirname(folder):
+    if os.path.isfile(os.path.join(folder, CONFIG_FILE)):
+      return folder
+    folder = os.path.dirname(folder)
+  return None
+
+
+def _complete_checkpoints(run: str) -> list[int]:
+  """The steps of the complete checkpoints (orbax's folders named by their step alone)."""
+  folder = os.path.join(run, CHECKPOINT_DIR)
+  names = os.listdir(folder) if os.path.isdir(folder) else []
+  return sorted(int(name) for name in names if name.isdigit())
