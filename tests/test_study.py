@@ -47,8 +47,11 @@ def study_file(tmp_path, arms: str = "", name: str = "study.py"):
   return path
 
 
-def run_study(*args, cwd=REPO):
+def run_study(*args, cwd=REPO, cores=None):
+  """The study command; ``cores``: its own folder of core locks, apart from other studies'."""
   env = dict(os.environ, PYTHONPATH=str(REPO))
+  if cores is not None:
+    env["TMPDIR"] = str(cores)
   return subprocess.run([sys.executable, "-m", "deligan_jax.cli.study", *map(str, args)],
                         cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
@@ -150,7 +153,8 @@ def test_a_run_pins_itself_to_one_free_core_with_one_xla_thread(tmp_path):
 def toy_study(tmp_path_factory):
   """A 2-arm, 2-seed toy study trained, scored and tabulated by the pool."""
   root = tmp_path_factory.mktemp("study")
-  result = run_study("--study", study_file(root), "--workdir", root / "w", "--workers", "2")
+  result = run_study("--study", study_file(root), "--workdir", root / "w", "--workers", "2",
+                     cores=root)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   return root, result
 
@@ -191,7 +195,7 @@ def test_a_rerun_trains_and_scores_nothing_again_and_a_cut_run_resumes_exactly(t
   _, _, uninterrupted = checkpoints.load_run(str(cut))
   shutil.rmtree(cut / "checkpoints" / "8")
   shutil.rmtree(cut / "eval_steps" / "0000008")
-  result = run_study("--workdir", workdir)  # the study recorded in the workdir
+  result = run_study("--workdir", workdir, cores=root)  # the study recorded in the workdir
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   assert [os.stat(path).st_mtime_ns for path in watched] == before
   _, _, resumed = checkpoints.load_run(str(cut))
