@@ -27,7 +27,10 @@ TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
 # flags are the tests' own (a developer's --xla_force_host_platform_device_count would give
 # every test that many devices), and JAX runs on the CPU (the tolerances are float32's on a
 # CPU; a GPU's default matmul precision is lower).
-os.environ["XLA_FLAGS"] = TEST_XLA_FLAGS
+# A test's subprocess (which imports this module too) keeps the flags the test gave it.
+if os.environ.get("DELIGAN_TEST_FLAGS_SET") != "1":
+  os.environ["XLA_FLAGS"] = TEST_XLA_FLAGS
+  os.environ["DELIGAN_TEST_FLAGS_SET"] = "1"
 os.environ["JAX_PLATFORMS"] = "cpu"
 
 import jax  # noqa: E402  (after the cache settings above)

@@ -11,6 +11,7 @@ sample from one mixture component (DeLiGAN), latent class (MoE) or generator
 
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
@@ -19,6 +20,7 @@ from absl import flags
 from deligan_jax import cli
 from deligan_jax import errors
 from deligan_jax import sampling
+from deligan_jax.runs import atomic_files
 from deligan_jax.runs import plots
 
 FLAGS = flags.FLAGS
@@ -45,7 +47,9 @@ def main(argv):
   samples = sampling.from_run(FLAGS.workdir, FLAGS.num, FLAGS.seed, FLAGS.component, FLAGS.step,
                               FLAGS.sigma_scale)
   if extension == ".npy":
-    np.save(FLAGS.out, samples)
+    buffer = io.BytesIO()
+    np.save(buffer, samples)
+    atomic_files.write_atomic(FLAGS.out, buffer.getvalue())  # whole or not at all
   elif samples.ndim == 2:
     title = f"{FLAGS.num} samples" + ("" if FLAGS.component is None else
                                       f", component {FLAGS.component}")

@@ -175,8 +175,7 @@ def save_quality_diversity(points: dict[str, tuple[list[float], list[float]]], p
   ax.set_ylabel(y_title)
   ax.legend(fontsize=7, loc="best")
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def save_panels(pictures: dict[str, str], path: str, columns: int = 3) -> None:
@@ -189,8 +188,7 @@ def save_panels(pictures: dict[str, str], path: str, columns: int = 3) -> None:
   for ax in axes.flat:
     ax.axis("off")
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def save_trajectory(scores: dict, columns, curves: dict, curve_titles, path: str,

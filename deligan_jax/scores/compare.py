@@ -19,6 +19,7 @@ import os
 import numpy as np
 
 from deligan_jax import errors
+from deligan_jax.runs import atomic_files
 from deligan_jax.runs import checkpoints
 from deligan_jax.runs import metrics_log as run_log
 from deligan_jax.runs import plots
@@ -147,13 +148,13 @@ def write_tables(results: dict[str, dict[str, dict]], out_dir: str, baseline: st
   scored_at = {arm: {seed: (r["step"], r["num_samples"], r.get("sample_seed"),
                             r.get("sample_noise")) for seed, r in runs.items()}
                for arm, runs in results.items()}
-  with open(os.path.join(out_dir, f"{stem}.json"), "w") as f:
-    json.dump(run_log.json_safe(scores), f, indent=2)
+  atomic_files.write_atomic(os.path.join(out_dir, f"{stem}.json"),
+                            json.dumps(run_log.json_safe(scores), indent=2))
   floors = (paper_scores.floors_line(first["paper_protocol"]) if "paper_protocol" in first
             else None)
-  with open(os.path.join(out_dir, f"{stem}.md"), "w") as f:
-    f.write(report(scores, columns, scored_at, first.get("dataset", ""), baseline)
-            + (f"\n{floors}\n" if floors else ""))
+  atomic_files.write_atomic(os.path.join(out_dir, f"{stem}.md"),
+                            report(scores, columns, scored_at, first.get("dataset", ""), baseline)
+                            + (f"\n{floors}\n" if floors else ""))
   plots.save_comparison({arm: list(runs.values()) for arm, runs in scores.items()}, columns,
                         os.path.join(out_dir, f"{stem}.png"))
   return scores

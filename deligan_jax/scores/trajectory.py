@@ -22,6 +22,7 @@ import numpy as np
 from absl import logging
 
 from deligan_jax import errors
+from deligan_jax.runs import atomic_files
 from deligan_jax.runs import checkpoints
 from deligan_jax.runs import metrics_log as run_log
 from deligan_jax.runs import plots
@@ -158,10 +159,9 @@ def trajectory(workdir: str, arms: list[str] | None, steps: list[int],
                    for key, _ in CURVES}
   columns = _columns(scores)
   data = {"scores": scores, "curves": curves, "real": real}
-  with open(os.path.join(workdir, "trajectory.json"), "w") as f:
-    json.dump(run_log.json_safe(data), f, indent=2)
-  with open(os.path.join(workdir, "trajectory.md"), "w") as f:
-    f.write(table(scores, columns))
+  atomic_files.write_atomic(os.path.join(workdir, "trajectory.json"),
+                            json.dumps(run_log.json_safe(data), indent=2))
+  atomic_files.write_atomic(os.path.join(workdir, "trajectory.md"), table(scores, columns))
   plots.save_trajectory(scores, columns, curves, CURVES,
                         os.path.join(workdir, "trajectory.png"), real, LOG_SCALE)
   return data

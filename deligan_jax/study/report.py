@@ -21,6 +21,7 @@ import numpy as np
 from absl import logging
 
 from deligan_jax import errors
+from deligan_jax.runs import atomic_files
 from deligan_jax.runs import checkpoints
 from deligan_jax.runs import plots
 from deligan_jax.scores import compare
@@ -78,8 +79,11 @@ def write(study: plan.Study, workdir: str) -> dict:
   scores = compare.write_tables(results, workdir, baseline, stem=TABLES)
   image_data = "modes" not in next(iter(next(iter(results.values())).values()))
   selection = select(study, scores) if image_data else None
-  with open(os.path.join(workdir, f"{TABLES}.md"), "a") as f:
-    f.write("\n" + selection_lines(study, selection) + "\n" if selection else "")
+  if selection:
+    tables = os.path.join(workdir, f"{TABLES}.md")
+    with open(tables) as f:
+      text = f.read()
+    atomic_files.write_atomic(tables, f"{text}\n{selection_lines(study, selection)}\n")
   if image_data:
     plots.save_quality_diversity(
         {label: ([s["within_class"] for s in runs.values()], [s["fid"] for s in runs.values()])
