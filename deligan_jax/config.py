@@ -130,6 +130,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.latent.mu_init_range = (-1.0, 1.0)        # U(low, high); constant when equal
   c.latent.sigma_init_range = (0.2, 0.2)
   c.latent.sigma_reg = 1 / 3
+  # How sigma is stored: 'free' (the official sign-free sigma), 'log' or 'softplus' (positive).
+  c.latent.sigma_parameterisation = "free"
+  # Learned component weights (needs 'random' assignment); the paper's are uniform and fixed.
+  c.latent.learn_weights = False
 
   c.optim = ml_collections.ConfigDict()
   c.optim.lr = 5e-4
@@ -344,6 +348,14 @@ def _validate_latent(c: ml_collections.ConfigDict) -> None:
     _require(len(low_high) == 2 and low_high[0] <= low_high[1], f"latent.{field}",
              f"must be (low, high) with low <= high, got {low_high}")
   _require(z.sigma_reg >= 0, "latent.sigma_reg", f"must be >= 0, got {z.sigma_reg}")
+  _one_of(z.sigma_parameterisation, mixture.SIGMA_PARAMETERISATIONS,
+          "latent.sigma_parameterisation")
+  _require(z.sigma_parameterisation == "free" or z.sigma_init_range[0] > 0,
+           "latent.sigma_init_range", f"must be positive for sigma_parameterisation="
+           f"{z.sigma_parameterisation!r}, got {tuple(z.sigma_init_range)}")
+  _require(not z.learn_weights or z.assignment == "random", "latent.learn_weights",
+           "learned weights need latent.assignment='random' ('batch' gives every component "
+           "the same number of rows)")
 
 
 def _validate_optim(c: ml_collections.ConfigDict) -> None:

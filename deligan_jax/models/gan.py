@@ -98,6 +98,8 @@ class GanModel:
   noise: mixture.Noise = "normal"
   mu_init: mixture.Initializer = mixture.uniform(-1.0, 1.0)
   sigma_init: mixture.Initializer = mixture.constant(0.2)
+  sigma_parameterisation: mixture.SigmaParameterisation = "free"
+  learn_weights: bool = False
 
   @property
   def has_mixture(self) -> bool:
@@ -118,7 +120,9 @@ class GanModel:
     """
     g_key, d_key, m_key = jax.random.split(key, 3)
     n = self.num_components
-    mixture_params = (mixture.init(m_key, n, self.latent_dim, self.mu_init, self.sigma_init)
+    mixture_params = (mixture.init(m_key, n, self.latent_dim, self.mu_init, self.sigma_init,
+                                   sigma_parameterisation=self.sigma_parameterisation,
+                                   learn_weights=self.learn_weights)
                       if self.has_mixture else {})
     z, ids = self.latent(mixture_params, jax.random.fold_in(key, 3), n)
     g_vars = self.generator.init(g_key, z, ids, train=True)
@@ -263,7 +267,9 @@ def build(config) -> GanModel:
       assignment=latent.assignment,
       noise=latent.noise,
       mu_init=_initializer(tuple(latent.mu_init_range)),
-      sigma_init=_initializer(tuple(latent.sigma_init_range)))
+      sigma_init=_initializer(tuple(latent.sigma_init_range)),
+      sigma_parameterisation=latent.sigma_parameterisation,
+      learn_weights=latent.learn_weights)
 
 
 def for_sampling(model: GanModel, config) -> GanModel:

@@ -128,7 +128,7 @@ def train_step(step: Step, state: state_lib.TrainState, train_set: dict):
     metrics["forced_d_updates"] = forced_d.astype(jnp.int32)
   if step.model.has_mixture:
     # |sigma|: the sign of a component's scale is free (z = mu + sigma * eps), its size is not.
-    metrics["sigma_mean"] = jnp.mean(jnp.abs(params["mixture"]["sigma"]))
+    metrics["sigma_mean"] = jnp.mean(jnp.abs(mixture.scale(params["mixture"])))
     metrics["sigma_reg"] = mixture.sigma_regularizer(params["mixture"])
   new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                             opt_state=opt_state, balance=balance)
