@@ -11,7 +11,9 @@ at ``--seeds`` seeds (one program per arm, ``num_seeds``) with larger networks
 
 * ``official``: the toy experiment's, TensorFlow 0.10's initialiser (uniform unit scaling)
   and one eps per batch, reused by its updates;
-* ``glorot``: Glorot-uniform initialisation and a new eps for every update.
+* ``glorot``: Glorot-uniform initialisation and a new eps for every update;
+* ``*_alternating``: either, with one D update and one G update per batch instead of the toy's
+  balancing rule (which gives D an update only while its probe says D is losing).
 
 Every seed is scored on ``--samples`` samples drawn as ``eval.py`` draws them, by
 ``scores.metrics.toy_mode_stats``: modes covered (a mode with at least one high-quality
@@ -33,10 +35,13 @@ from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 
-SETTINGS = {"official": {"network.linear_init": "uniform_unit_scaling",
-                         "latent.eps_draw": "per_batch"},
-            "glorot": {"network.linear_init": "glorot_uniform",
-                       "latent.eps_draw": "per_update"}}
+OFFICIAL = {"network.linear_init": "uniform_unit_scaling", "latent.eps_draw": "per_batch"}
+GLOROT = {"network.linear_init": "glorot_uniform", "latent.eps_draw": "per_update"}
+# One D update, then one G update, per batch: no probe, no threshold.
+ALTERNATING = {"balance.kind": "fixed", "balance.inner_updates": 2, "balance.fixed_d_updates": 1}
+SETTINGS = {"official": OFFICIAL, "glorot": GLOROT,
+            "official_alternating": OFFICIAL | ALTERNATING,
+            "glorot_alternating": GLOROT | ALTERNATING}
 
 
 def datasets(num_points: int = 400, seed: int = 0) -> dict[str, tuple]:
@@ -93,7 +98,7 @@ def main(argv):
     path = os.path.join(FLAGS.out, f"{name}.npy")
     np.save(path, points)
     for model in FLAGS.models:
-      for setting in SETTINGS:
+      for setting in FLAGS.settings:
         workdir = os.path.join(FLAGS.out, f"{name}_{model}_{setting}")
         for seed, samples in enumerate(run_arm(path, model, setting, workdir)):
           stats = metrics.toy_mode_stats(samples, centres, std)
@@ -127,6 +132,7 @@ if __name__ == "__main__":
   flags.DEFINE_string("out", "/tmp/points_defaults", "Where data, runs and results go.")
   flags.DEFINE_list("datasets", ["ring", "spiral", "uneven"], "Which data sets.")
   flags.DEFINE_list("models", ["gan", "deligan"], "Which models.")
+  flags.DEFINE_list("settings", list(SETTINGS), "Which settings.")
   flags.DEFINE_integer("steps", 3000, "Batches per run.")
   flags.DEFINE_integer("seeds", 3, "Seeds per arm.")
   flags.DEFINE_integer("width", 256, "Hidden units per layer (G and D).")

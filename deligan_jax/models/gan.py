@@ -148,7 +148,10 @@ class GanModel:
     """Samples ``n`` outputs; returns them and the generator's new batch stats.
 
     In ``train`` mode batch norm uses batch statistics and the returned stats are
-    updated; otherwise running averages are used and returned unchanged.
+    updated; otherwise running averages are used and returned unchanged. ``component``:
+    one id or an (n,) array of per-row ids (:func:`deligan_jax.mixture.component_ids`).
+    Under ``jax.jit``, ``n`` and ``train`` are static; :class:`deligan_jax.sampling.Sampler`
+    wraps this for a loaded run.
     """
     if self.variant == "ensemble" and component is None and n % self.num_components:
       # Every generator makes the same number of rows: draw whole rounds, keep n.
