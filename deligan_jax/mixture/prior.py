@@ -147,7 +147,7 @@ def component_ids(
 
 
 def _given_ids(component, n: int, num_components: int) -> jax.Array:
-  if isinstance(component, (bool, np.bool_)) or isinstance(component, (float, np.floating)):
+  if isinstance(component, (bool, np.bool_, float, np.floating)):
     raise ValueError(f"component must be an integer id or an (n,) integer array, got "
                      f"{component!r}")
   ids = jnp.asarray(component)
