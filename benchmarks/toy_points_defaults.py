@@ -7,7 +7,7 @@ Three 2-D data sets made here, each a mixture of Gaussian modes inside the toy g
 (-1, 1) range: ``ring`` (8 equal modes on a circle), ``spiral`` (10 equal modes along a
 spiral arm) and ``uneven`` (5 blobs weighted 40/30/15/10/5 %). On each, GAN and DeLiGAN train
 at ``--seeds`` seeds (one program per arm, ``num_seeds``) with larger networks
-(``--depth`` hidden ReLU layers of ``--width`` units) under two settings:
+(``--depth`` hidden layers of ``--width`` units, ``--activation`` ReLU) under two settings:
 
 * ``official``: the toy experiment's, TensorFlow 0.10's initialiser (uniform unit scaling)
   and one eps per batch, reused by its updates;
@@ -19,7 +19,7 @@ Every seed is scored on ``--samples`` samples drawn as ``eval.py`` draws them, b
 ``scores.metrics.toy_mode_stats``: modes covered (a mode with at least one high-quality
 sample nearest to it) and the high-quality fraction (samples within 3 std of a mode). Prints
 a markdown table (mean ± std over seeds, and every seed) and writes ``results.json`` in
-``--out``.
+``--out``. ``--tabulate a/results.json,b/results.json`` prints one table of several runs.
 """
 
 import json
@@ -72,7 +72,7 @@ def run_arm(points_path: str, model: str, setting: str, workdir: str) -> list[di
 
   config = toy.get_config(f"points,{model}")
   overrides = {"data.path": points_path, "num_seeds": FLAGS.seeds, "num_steps": FLAGS.steps,
-               "network.toy_hidden_layers": FLAGS.depth, "network.toy_activation": "relu",
+               "network.toy_hidden_layers": FLAGS.depth, "network.toy_activation": FLAGS.activation,
                "network.generator_width": FLAGS.width,
                "network.discriminator_width": FLAGS.width,
                "sample_every": FLAGS.steps, "checkpoint_every": FLAGS.steps,
@@ -90,6 +90,13 @@ def main(argv):
   del argv
   from deligan_jax.scores import metrics  # noqa: PLC0415
 
+  if FLAGS.tabulate:
+    rows = []
+    for path in FLAGS.tabulate:
+      with open(path) as f:
+        rows += json.load(f)["results"]
+    print(table(rows))
+    return
   os.makedirs(FLAGS.out, exist_ok=True)
   results = []
   for name, (points, centres, std, _) in datasets().items():
@@ -108,13 +115,14 @@ def main(argv):
           print(json.dumps(results[-1]), flush=True)
   with open(os.path.join(FLAGS.out, "results.json"), "w") as f:
     json.dump({"flags": {k: FLAGS[k].value for k in ("steps", "seeds", "width", "depth",
-                                                     "samples")},
+                                                     "activation", "samples")},
                "results": results}, f, indent=1)
   print(table(results))
 
 
 def table(results: list[dict]) -> str:
-  """Markdown: per data set, model and setting, modes covered and high-quality %, mean ± std."""
+  """Markdown: per data set, model and setting, modes covered and high-quality %: mean ± the
+  standard deviation over seeds (n - 1 in the denominator), and each seed's modes covered."""
   lines = ["| data | model | setting | modes covered | high quality % | per seed (covered) |",
            "| --- | --- | --- | --- | --- | --- |"]
   arms = dict.fromkeys((r["data"], r["model"], r["setting"]) for r in results)
@@ -122,9 +130,9 @@ def table(results: list[dict]) -> str:
     rows = [r for r in results if (r["data"], r["model"], r["setting"]) == (data, model, setting)]
     covered = np.array([r["modes_covered"] for r in rows], float)
     quality = 100 * np.array([r["high_quality"] for r in rows])
-    lines.append(f"| {data} | {model} | {setting} | {covered.mean():.1f} ± {covered.std():.1f} "
-                 f"of {rows[0]['modes']} | {quality.mean():.0f} ± {quality.std():.0f} | "
-                 f"{', '.join(str(int(c)) for c in covered)} |")
+    lines.append(f"| {data} | {model} | {setting} | {covered.mean():.1f} ± "
+                 f"{covered.std(ddof=1):.1f} of {rows[0]['modes']} | {quality.mean():.0f} ± "
+                 f"{quality.std(ddof=1):.0f} | {', '.join(str(int(c)) for c in covered)} |")
   return "\n".join(lines)
 
 
@@ -136,6 +144,8 @@ if __name__ == "__main__":
   flags.DEFINE_integer("steps", 3000, "Batches per run.")
   flags.DEFINE_integer("seeds", 3, "Seeds per arm.")
   flags.DEFINE_integer("width", 256, "Hidden units per layer (G and D).")
-  flags.DEFINE_integer("depth", 4, "Hidden ReLU layers (G and D).")
+  flags.DEFINE_integer("depth", 4, "Hidden layers (G and D).")
+  flags.DEFINE_string("activation", "relu", "Their activation (the paper's: tanh).")
   flags.DEFINE_integer("samples", 1000, "Samples scored per seed.")
+  flags.DEFINE_list("tabulate", [], "Only print the table of these results.json files.")
   app.run(main)
