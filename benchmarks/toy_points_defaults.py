@@ -44,6 +44,14 @@ SETTINGS = {"official": OFFICIAL, "glorot": GLOROT,
             "glorot_alternating": GLOROT | ALTERNATING}
 
 
+def official_balance() -> dict:
+  """The paper's toy experiment's balancing rule (configs/toy.py:bimodal), whatever the
+  ``points`` defaults are: the settings without ``_alternating`` train under it."""
+  from configs import toy  # noqa: PLC0415  (imports JAX)
+  from deligan_jax import config as config_lib  # noqa: PLC0415
+  return config_lib.flatten({"balance": toy.get_config("bimodal").balance.to_dict()})
+
+
 def datasets(num_points: int = 400, seed: int = 0) -> dict[str, tuple]:
   """name -> (points (num_points, 2), mode centres (k, 2), per-axis std, mode weights)."""
   ring = 0.8 * np.stack([np.cos(a := np.arange(8) * 2 * np.pi / 8), np.sin(a)], axis=1)
@@ -77,7 +85,7 @@ def run_arm(points_path: str, model: str, setting: str, workdir: str) -> list[di
                "network.discriminator_width": FLAGS.width,
                "sample_every": FLAGS.steps, "checkpoint_every": FLAGS.steps,
                "steps_per_dispatch": 100, "log_every": 100, "stall.windows": 0,
-               **SETTINGS[setting]}
+               **official_balance(), **SETTINGS[setting]}
   config.update_from_flattened_dict(overrides)
   training.train_and_evaluate(config, workdir)
   samples = []

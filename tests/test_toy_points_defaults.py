@@ -24,3 +24,17 @@ def test_table_gives_mean_std_and_every_seed():
                                                                             (7, 0.7)])]
   line = toy_points_defaults.table(rows).splitlines()[-1]
   assert line == "| ring | gan | official | 5.0 ± 4.4 of 8 | 40 ± 36 | 0, 8, 7 |"
+
+
+def test_the_papers_toy_keeps_the_official_settings_and_points_takes_the_measured_ones():
+  from configs import toy
+  for data in ("bimodal", "unimodal"):
+    config = toy.get_config(data)
+    assert config.network.linear_init == "uniform_unit_scaling"
+    assert config.latent.eps_draw == "per_batch" and config.balance.kind == "count"
+  points = toy.get_config("points")
+  assert points.network.linear_init == "glorot_uniform" and points.latent.eps_draw == "per_update"
+  assert (points.balance.kind, points.balance.inner_updates, points.balance.fixed_d_updates) == (
+      "fixed", 2, 1)
+  # The benchmark's official arms train under the paper's rule, whatever points' defaults.
+  assert toy_points_defaults.official_balance()["balance.kind"] == "count"
