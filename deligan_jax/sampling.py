@@ -36,7 +36,8 @@ def draw(model: models.GanModel, state, num: int, seed: int = 0, batch_norm: str
   key = jax.random.key(seed)
   if batch_norm == "running":
     # 'batch' assignment: at least one row per component, as in training; then keep num.
-    rows = max(num, model.num_components) if model.assignment == "batch" else num
+    rows = (max(num, model.num_components) if model.has_components
+            and model.assignment == "batch" and component is None else num)
     return np.asarray(_generate_running(model, state.params, state.batch_stats, key, rows,
                                         component is not None, component or 0))[:num]
   generate = jax.jit(lambda params, stats, batch_key: model.generate(

@@ -140,7 +140,9 @@ class GanModel:
     if self.has_mixture:
       return mixture.sample(mixture_params, key, n, self.assignment, self.noise, component)
     ids_key, eps_key = jax.random.split(key)
-    ids = mixture.component_ids(ids_key, n, self.num_components, self.assignment, component)
+    # GAN, GAN++ and Nx-GAN have no components: their ids are unused, all 0.
+    ids = (mixture.component_ids(ids_key, n, self.num_components, self.assignment, component)
+           if self.has_components else jnp.zeros((n,), jnp.int32))
     return mixture.noise(eps_key, (n, self.latent_dim), self.noise), ids
 
   def generate(self, params: Pytree, batch_stats: Pytree, key: jax.Array, n: int,
