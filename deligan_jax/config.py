@@ -132,6 +132,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.latent.sigma_reg = 1 / 3
   c.latent.train_sigma = True                 # False: sigma fixed at its initial value
   c.latent.mode_seeking_weight = 0.0          # MSGAN's term in G's loss; 0: off
+  # How sigma is stored: 'free' (the official sign-free sigma), 'log' or 'softplus' (positive).
+  c.latent.sigma_parameterisation = "free"
+  # Learned component weights (needs 'random' assignment); the paper's are uniform and fixed.
+  c.latent.learn_weights = False
 
   c.optim = ml_collections.ConfigDict()
   c.optim.lr = 5e-4
@@ -350,6 +354,14 @@ def _validate_latent(c: ml_collections.ConfigDict) -> None:
            f"only DeLiGAN has a mixture whose sigma could be fixed, not {c.model!r}")
   _require(z.mode_seeking_weight >= 0, "latent.mode_seeking_weight",
            f"must be >= 0, got {z.mode_seeking_weight}")
+  _one_of(z.sigma_parameterisation, mixture.SIGMA_PARAMETERISATIONS,
+          "latent.sigma_parameterisation")
+  _require(z.sigma_parameterisation == "free" or z.sigma_init_range[0] > 0,
+           "latent.sigma_init_range", f"must be positive for sigma_parameterisation="
+           f"{z.sigma_parameterisation!r}, got {tuple(z.sigma_init_range)}")
+  _require(not z.learn_weights or z.assignment == "random", "latent.learn_weights",
+           "learned weights need latent.assignment='random' ('batch' gives every component "
+           "the same number of rows)")
 
 
 def _validate_optim(c: ml_collections.ConfigDict) -> None:

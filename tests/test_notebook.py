@@ -30,3 +30,7 @@ def test_quickstart_notebook_runs(tmp_path, mnist_dir, monkeypatch):
     assert (tmp_path / run / "checkpoints").is_dir()
   printed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
   assert "mean of the means: [" in printed
+  # Section 4: the prior in a user's vmapped G, in a KL term, and a loaded run's gradients.
+  assert "loss per seed: [" in printed and "KL term: " in printed
+  assert "eps of this sampler: uniform" in printed
+  assert "gradient shapes: {'mu': (50, 2), 'sigma': (50, 2)}" in printed

@@ -98,6 +98,8 @@ class GanModel:
   noise: mixture.Noise = "normal"
   mu_init: mixture.Initializer = mixture.uniform(-1.0, 1.0)
   sigma_init: mixture.Initializer = mixture.constant(0.2)
+  sigma_parameterisation: mixture.SigmaParameterisation = "free"
+  learn_weights: bool = False
 
   @property
   def has_mixture(self) -> bool:
@@ -118,7 +120,9 @@ class GanModel:
     """
     g_key, d_key, m_key = jax.random.split(key, 3)
     n = self.num_components
-    mixture_params = (mixture.init(m_key, n, self.latent_dim, self.mu_init, self.sigma_init)
+    mixture_params = (mixture.init(m_key, n, self.latent_dim, self.mu_init, self.sigma_init,
+                                   sigma_parameterisation=self.sigma_parameterisation,
+                                   learn_weights=self.learn_weights)
                       if self.has_mixture else {})
     z, ids = self.latent(mixture_params, jax.random.fold_in(key, 3), n)
     g_vars = self.generator.init(g_key, z, ids, train=True)
@@ -136,7 +140,9 @@ class GanModel:
     if self.has_mixture:
       return mixture.sample(mixture_params, key, n, self.assignment, self.noise, component)
     ids_key, eps_key = jax.random.split(key)
-    ids = mixture.component_ids(ids_key, n, self.num_components, self.assignment, component)
+    # GAN, GAN++ and Nx-GAN have no components: their ids are unused, all 0.
+    ids = (mixture.component_ids(ids_key, n, self.num_components, self.assignment, component)
+           if self.has_components else jnp.zeros((n,), jnp.int32))
     return mixture.noise(eps_key, (n, self.latent_dim), self.noise), ids
 
   def generate(self, params: Pytree, batch_stats: Pytree, key: jax.Array, n: int,
@@ -144,7 +150,10 @@ class GanModel:
     """Samples ``n`` outputs; returns them and the generator's new batch stats.
 
     In ``train`` mode batch norm uses batch statistics and the returned stats are
-    updated; otherwise running averages are used and returned unchanged.
+    updated; otherwise running averages are used and returned unchanged. ``component``:
+    one id or an (n,) array of per-row ids (:func:`deligan_jax.mixture.component_ids`).
+    Under ``jax.jit``, ``n`` and ``train`` are static; :class:`deligan_jax.sampling.Sampler`
+    wraps this for a loaded run.
     """
     if self.variant == "ensemble" and component is None and n % self.num_components:
       # Every generator makes the same number of rows: draw whole rounds, keep n.
@@ -269,7 +278,9 @@ def build(config) -> GanModel:
       assignment=latent.assignment,
       noise=latent.noise,
       mu_init=_initializer(tuple(latent.mu_init_range)),
-      sigma_init=_initializer(tuple(latent.sigma_init_range)))
+      sigma_init=_initializer(tuple(latent.sigma_init_range)),
+      sigma_parameterisation=latent.sigma_parameterisation,
+      learn_weights=latent.learn_weights)
 
 
 def for_sampling(model: GanModel, config) -> GanModel:

@@ -217,7 +217,7 @@ def _mixture_tsne(model, state, path: str) -> None:
 
   mu = np.asarray(state.params["mixture"]["mu"])
   at_means = {**state.params, "mixture": {"mu": state.params["mixture"]["mu"],
-                                          "sigma": 0.0 * state.params["mixture"]["sigma"]}}
+                                          "sigma": np.zeros_like(mu)}}
   images = sampling.draw(model, state.replace(params=at_means), len(mu), seed=0)
   perplexity = min(10.0, (len(mu) - 1) / 3)
   embedding = TSNE(2, perplexity=perplexity, init="pca", random_state=0).fit_transform(mu)

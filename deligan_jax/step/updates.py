@@ -133,7 +133,7 @@ def train_step(step: Step, state: state_lib.TrainState, train_set: dict):
     metrics["forced_d_updates"] = forced_d.astype(jnp.int32)
   if step.model.has_mixture:
     # |sigma|: the sign of a component's scale is free (z = mu + sigma * eps), its size is not.
-    metrics["sigma_mean"] = jnp.mean(jnp.abs(params["mixture"]["sigma"]))
+    metrics["sigma_mean"] = jnp.mean(jnp.abs(mixture.scale(params["mixture"])))
     metrics["sigma_reg"] = mixture.sigma_regularizer(params["mixture"])
   new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                             opt_state=opt_state, balance=balance)
@@ -302,8 +302,9 @@ def generator_grads(step: Step, params, batch_stats, latent_key, data):
   """
   def loss_fn(trainable):
     if step.model.has_mixture and not step.config.train_sigma:
-      fixed = jax.lax.stop_gradient(trainable["mixture"]["sigma"])
-      trainable = {**trainable, "mixture": {**trainable["mixture"], "sigma": fixed}}
+      fixed = {key: jax.lax.stop_gradient(value) if key in mixture.SIGMA_KEYS.values() else value
+               for key, value in trainable["mixture"].items()}
+      trainable = {**trainable, "mixture": fixed}
     (adversarial, regulariser), new_stats = generator_objective(
         step, trainable, params, batch_stats, latent_key, data)
     return adversarial + regulariser, (new_stats, adversarial)
