@@ -10,8 +10,8 @@ also scored at batch 10000 with their sigma scaled at sampling time (GM-GAN's tr
 The arms: the GAN and the official DeLiGAN; the authors' workarounds (sigma regulariser x10
 and x100, latent dimension 10, 500 components: one per training image, each row of a
 batch drawing its component, as the batch assignment needs one component per row); GM-GAN's
-static variant (sigma fixed at 0.2, and at the value the pilot chose); MSGAN's mode-seeking
-term (the pilot's weight). Pilot: ``configs/studies/mnist_remedies_pilot.py``.
+static variant (sigma fixed at 0.2, and at 0.5, the pilot's pick); MSGAN's mode-seeking
+term (weight 10, the pilot's pick). Pilot: ``configs/studies/mnist_remedies_pilot.py``.
 
 Selection rule, fixed before any screening run was scored: at batch 10000, among the rows
 (arms, and scaled DeLiGAN) whose mean FID over seeds is at most 1.25 x the official
@@ -47,5 +47,8 @@ def get_config():
       "latent_dim_10": deligan("latent.dim=10"),
       "components_500": deligan("latent.num_components=500", "latent.assignment=random"),
       "fixed_sigma_0p2": deligan("latent.train_sigma=False"),
+      # The pilot's picks: the largest value whose FID at batch 2000 is within 1.25 x DeLiGAN's.
+      "fixed_sigma_0p5": deligan("latent.train_sigma=False", "latent.sigma_init_range=(0.5, 0.5)"),
+      "mode_seeking_10": deligan("latent.mode_seeking_weight=10.0"),
   }
   return s
