@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 
 from absl import flags
 from ml_collections import config_flags
@@ -66,8 +67,16 @@ def run_one(spec: str) -> None:
   from deligan_jax.study import pinning  # before JAX's backend starts
   core = pinning.pin_to_one_core()
   print(f"{arm} seed {seed}: pinned to core {core}", flush=True)
+  from deligan_jax import training
   from deligan_jax.study import run
-  run.train_and_score(study, FLAGS.workdir, arm, int(seed))
+  try:
+    run.train_and_score(study, FLAGS.workdir, arm, int(seed))
+  except training.Interrupted as stop:  # the same lines as train.py's
+    sys.exit(f"interrupted by {stop}")
+  except training.NonFinite as error:
+    sys.exit(f"stopped: {error}")
+  except training.Stalled as error:
+    sys.exit(f"stalled: {error}")
 
 
 def main(argv):
