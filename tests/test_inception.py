@@ -129,3 +129,13 @@ def test_wrong_file_is_refused_in_one_line(tmp_path):
 if __name__ == "__main__":
   np.savez_compressed(REFERENCE, features=torchscript_pool3(fixed_inputs()))
   print(f"wrote {REFERENCE}")
+
+
+def test_samples_reach_8_bits_as_the_official_scorer_truncates_them():
+  """X*128+127.5, np.abs, uint8: values that rounding would put one level higher."""
+  x = np.array([-1.0, -0.999, -0.5, 0.0, 0.5, 0.999, 1.0])
+  np.testing.assert_array_equal(inception.samples_to_uint8(x), [0, 0, 63, 127, 191, 255, 255])
+  np.testing.assert_array_equal(inception.to_uint8(x), [0, 0, 64, 128, 191, 255, 255])
+  # Real images keep their own bytes: to_uint8 inverts the loaders' x/127.5 - 1.
+  levels = np.arange(256)
+  np.testing.assert_array_equal(inception.to_uint8(levels / 127.5 - 1), levels)

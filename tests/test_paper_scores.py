@@ -125,3 +125,12 @@ def test_eval_of_a_cifar_run_adds_the_paper_protocol(tmp_path, monkeypatch):
   skipped = evaluation.evaluate(run, num_samples=40, cache=str(tmp_path / "cache"),
                                 classifier_steps=5, paper_protocol=False)
   assert "paper_protocol" not in skipped
+
+
+def test_paper_protocol_scores_the_official_sampling_loops_counts():
+  """dg_cifar.py: 50 batches of 100 (saved as samples50k.npy); dg_sketches.py: 500 of 100."""
+  from deligan_jax.scores import evaluation
+  from tests.conftest import load_config
+  assert evaluation.default_sample_count(load_config("cifar10"), paper_protocol=True) == 5000
+  assert evaluation.default_sample_count(load_config("sketches"), paper_protocol=True) == 50000
+  assert evaluation.default_sample_count(load_config("cifar10"), paper_protocol=False) == 5000

@@ -10,7 +10,7 @@ Each model trains all its seeds in one program (``num_seeds``) under
 ``WORKDIR``: ``comparison.md`` (mean ± std over seeds), ``comparison.json`` (every
 seed's numbers) and ``comparison.png``. Config overrides apply to every model.
 ``--paper_protocol`` adds the paper's Inception-based columns for CIFAR-10 and sketches
-(``paper_scores``; its 50000 samples unless ``--num_samples``) and their real-image floors.
+(``paper_scores``; the official sample count unless ``--num_samples``) and their real-image floors.
 
 Runs trained and evaluated another way (other overrides per arm, one ``train.py``
 per seed) are tabulated alike: one folder per arm under ``WORKDIR``::

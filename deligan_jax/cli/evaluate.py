@@ -10,8 +10,8 @@ with that dataset's real test set; they are labelled classifier-based.
 CIFAR-10 and sketch runs are also scored by the paper's protocol on
 Inception-v3 pool3 features (m-IS of a transfer softmax, Inception FID/KID),
 labelled "paper protocol"; it needs `python -m deligan_jax.cli.fetch_inception`
-once, and scores 50000 samples unless --num_samples (about a second per
-image on a CPU: use a few hundred for a quick look).
+once, and scores the official count (CIFAR-10 5000, sketches 50000) unless
+--num_samples (about a second per image on a CPU: use a few hundred for a quick look).
 """
 
 from absl import flags
@@ -25,8 +25,9 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   flags.DEFINE_string("workdir", None, "A training workdir (or one seed folder of it).")
-  flags.DEFINE_integer("num_samples", None, "Samples to score (default 50000 with the paper "
-                       "protocol, else 5000 images, 2000 points).",
+  flags.DEFINE_integer("num_samples", None, "Samples to score (default: with the paper "
+                       "protocol the official count, CIFAR-10 5000, sketches 50000; else 5000 "
+                       "images, 2000 points).",
                        lower_bound=2)
   flags.DEFINE_string("cache_dir", None, "Where the evaluation classifier is cached.")
   flags.DEFINE_integer("seed", 0, "PRNG seed of the evaluated samples.")

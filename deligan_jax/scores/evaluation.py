@@ -241,7 +241,8 @@ def evaluate(workdir: str, num_samples: int | None = None, cache: str | None = N
   """Scores the latest checkpoint of ``workdir``; writes eval.json and eval_report.md there.
 
   ``paper_protocol``: CIFAR-10 and sketch runs are also scored as the paper
-  does (:mod:`deligan_jax.scores.paper_protocol`), on 50000 samples unless ``num_samples``.
+  does (:mod:`deligan_jax.scores.paper_protocol`), on the official count
+  (:func:`default_sample_count`) unless ``num_samples``.
   ``step``: score that checkpoint instead; its outputs go to
   :func:`step_dir` so that the run's own eval.json stays the latest one's.
   ``sigma_scale``: DeLiGAN drawn with its sigma times this
@@ -277,11 +278,16 @@ def evaluate(workdir: str, num_samples: int | None = None, cache: str | None = N
 def default_sample_count(config, paper_protocol: bool) -> int:
   """How many samples :func:`evaluate` scores when not told: the official counts.
 
-  ``paper_protocol``: whether this run is also scored by the paper's protocol.
+  ``paper_protocol``: whether this run is also scored by the paper's protocol, on the
+  official sampling loops' counts: ``dg_cifar.py`` draws 50 batches of 100 (5000, though
+  its file is named ``samples50k.npy``), ``dg_sketches.py`` 500 batches of 100 (50000).
   """
   if paper_protocol:
-    return 50000
+    return PAPER_SAMPLE_COUNTS[config.data.name]
   return 5000 if config.network.name != "toy" else 2000
+
+
+PAPER_SAMPLE_COUNTS = {"cifar10": 5000, "sketches": 50000}
 
 
 def step_dir(workdir: str, step: int) -> str:

@@ -203,7 +203,7 @@ def image_scores(samples: np.ndarray, data_config, cache_dir: str | None = None)
 
   data_config = ml_collections.FrozenConfigDict(data_config)
   ref = _cached_reference(data_config, cache_dir)
-  features = inception.features(inception.load(cache_dir), inception.to_uint8(samples))
+  features = inception.features(inception.load(cache_dir), inception.samples_to_uint8(samples))
   return {"score_kind": LABEL, "class_names": list(ref.class_names),
           "softmax_validation_accuracy": ref.softmax.validation_accuracy,
           "softmax_test_accuracy": ref.softmax.test_accuracy,

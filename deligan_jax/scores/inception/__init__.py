@@ -85,5 +85,18 @@ def features(params: Any, images: np.ndarray, batch_size: int = 50,
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
-  """Images in [-1, 1] (the project's scale) as 8-bit values, rounded."""
+  """Real images in [-1, 1] (the project's scale) as 8-bit values, rounded: the bytes they
+  were read from, as the official scorer reads real images."""
   return np.clip(np.rint((np.asarray(images) + 1) * 127.5), 0, 255).astype(np.uint8)
+
+
+def samples_to_uint8(samples: np.ndarray) -> np.ndarray:
+  """Generated samples in [-1, 1] as the official scorer feeds them to Inception.
+
+  ``transfer_cifar10_softmax_b1.py`` computes ``X*128+127.5``; ``extract.py`` feeds
+  ``np.abs`` of it to the uint8 ``DecodeJpeg`` input, which truncates: -1 -> 0, 0 -> 127,
+  1 -> 255. Up to one level below :func:`to_uint8`'s rounding ((x+1)*127.5: 0 -> 128).
+  Above 1 (never from tanh) it stays at 255 rather than wrap.
+  """
+  scaled = np.abs(np.asarray(samples, np.float64) * 128 + 127.5)
+  return np.minimum(scaled, 255).astype(np.uint8)
