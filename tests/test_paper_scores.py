@@ -64,8 +64,8 @@ def test_image_scores_pipeline_caches_and_reports_real_rows(tmp_path, monkeypatc
   assert real_scores["fid_vs_test"] == pytest.approx(0, abs=1e-6)
   assert real_scores["fid_vs_test"] < noise_scores["fid_vs_test"]
   assert real_scores["fid_vs_train"] < noise_scores["fid_vs_train"]
-  assert real_scores["real"]["test_modified_inception_score"] == \
-      real_scores["modified_inception_score"]
+  np.testing.assert_equal(real_scores["real"]["test_modified_inception_score"],
+                          real_scores["modified_inception_score"])  # NaN: an empty class
   assert (real_scores["real"]["num_train"], real_scores["real"]["num_test"]) == (60, 30)
   # Floors at the samples' size (30): 30 of the 60 training images against the test images;
   # all 30 test images against the training images.
@@ -134,3 +134,31 @@ def test_paper_protocol_scores_the_official_sampling_loops_counts():
   assert evaluation.default_sample_count(load_config("cifar10"), paper_protocol=True) == 5000
   assert evaluation.default_sample_count(load_config("sketches"), paper_protocol=True) == 50000
   assert evaluation.default_sample_count(load_config("cifar10"), paper_protocol=False) == 5000
+
+
+def test_paper_m_is_headline_is_the_official_mean_over_every_class():
+  """A class predicted once scores 1 in the headline; an empty class makes it NaN."""
+  import types
+  from deligan_jax.scores import metrics, paper_protocol
+  rng = np.random.default_rng(0)
+
+  def with_probs(probs):
+    softmax = types.SimpleNamespace(predict=lambda features: probs)
+    real = rng.normal(size=(40, 4))
+    ref = types.SimpleNamespace(softmax=softmax, test_features=real, train_features=real + 1)
+    return paper_protocol.scores(rng.normal(size=(len(probs), 4)), ref)
+
+  probs = np.full((7, 3), 0.05)
+  probs[[0, 1, 2], 0] = [0.9, 0.8, 0.7]
+  probs[[3, 4, 5], 1] = [0.9, 0.6, 0.85]
+  probs[6, 2] = 0.9  # class 2: one sample
+  probs /= probs.sum(axis=1, keepdims=True)
+  result = with_probs(probs)
+  kept, _, per_class = metrics.modified_inception_score(probs)
+  assert result["modified_inception_score"][0] == pytest.approx(
+      (per_class[0]["score"] + per_class[1]["score"] + 1.0) / 3)
+  assert result["modified_inception_score_classes_of_2_or_more"][0] == pytest.approx(kept)
+  assert "a class with one sample scoring 1" in paper_protocol.official_m_is_lines(result)[0]
+  empty = with_probs(probs[:6])  # class 2 never predicted
+  assert np.isnan(empty["modified_inception_score"][0])
+  assert "the mean is NaN" in paper_protocol.official_m_is_lines(empty)[0]

@@ -152,9 +152,20 @@ def _distances(features: np.ndarray, ref: Reference) -> dict:
 
 def scores(features: np.ndarray, ref: Reference) -> dict:
   """Paper-protocol m-IS and Inception FID/KID of (n, 2048) sample features."""
-  mis_mean, mis_std, per_class = metrics.modified_inception_score(ref.softmax.predict(features))
-  return {"modified_inception_score": [mis_mean, mis_std], "m_is_per_class": per_class,
-          **_distances(features, ref)}
+  return {**scores_of_predictions(ref.softmax.predict(features)), **_distances(features, ref)}
+
+
+def scores_of_predictions(probs: np.ndarray) -> dict:
+  """m-IS of the transfer softmax's predictions, the official code's value as the headline.
+
+  The official code averages over every class: one sample scores 1, an empty class NaN
+  (and so the mean); beside it, the mean over the classes with 2 or more samples.
+  """
+  mis_mean, mis_std, per_class = metrics.modified_inception_score(probs)
+  return {"modified_inception_score":
+              list(metrics.modified_inception_score_official_edges(per_class)),
+          "modified_inception_score_classes_of_2_or_more": [mis_mean, mis_std],
+          "m_is_per_class": per_class}
 
 
 def _subset(features: np.ndarray, n: int) -> np.ndarray:
@@ -172,10 +183,12 @@ def real_rows(ref: Reference, num_samples: int) -> dict:
   as samples are) against the training images. Only a floor of the same size is comparable
   with a sample score.
   """
-  mis = metrics.modified_inception_score(ref.softmax.predict(ref.test_features))
+  mis = scores_of_predictions(ref.softmax.predict(ref.test_features))
   train = _subset(ref.train_features, num_samples)
   test = _subset(ref.test_features, num_samples)
-  return {"test_modified_inception_score": list(mis[:2]),
+  return {"test_modified_inception_score": mis["modified_inception_score"],
+          "test_modified_inception_score_classes_of_2_or_more":
+              mis["modified_inception_score_classes_of_2_or_more"],
           "train_fid_vs_test": metrics.frechet_distance(ref.train_features, ref.test_features),
           "train_kid_vs_test": list(metrics.kernel_inception_distance(ref.train_features,
                                                                       ref.test_features)),
@@ -248,5 +261,19 @@ def report_lines(results: dict) -> list[str]:
                f"{results['class_names'][int(label)]} "
                + ("-" if entry["score"] is None else f"{entry['score']:.3f}")
                + f" ({entry['count']})" for label, entry in results["m_is_per_class"].items()), ""]
-  note = metrics.m_is_edge_note(results["m_is_per_class"])
-  return lines + ([note, ""] if note else [])
+  return lines + official_m_is_lines(results)
+
+
+def official_m_is_lines(results: dict) -> list[str]:
+  """What the headline m-IS (the official code's) does with classes of fewer than 2 samples."""
+  per_class = results["m_is_per_class"].values()
+  few = [entry["count"] for entry in per_class if entry["count"] < 2]
+  if not few or "modified_inception_score_classes_of_2_or_more" not in results:
+    return []
+  kept = results["modified_inception_score_classes_of_2_or_more"]
+  empty = few.count(0)
+  return [f"m-IS above is the official code's: the mean over every predicted class, a class "
+          f"with one sample scoring 1" + (f" and an empty class NaN, so with {empty} empty "
+                                           "the mean is NaN" if empty else "")
+          + f". Over the {len(per_class) - len(few)} classes with 2 or more samples it is "
+          f"{kept[0]:.3f} ± {kept[1]:.3f}.", ""]
