@@ -45,6 +45,8 @@ BATCH_ORDERS = ("reshuffle", "fixed")
 # Batch norm when samples are drawn for scoring: running averages, or the statistics of
 # each batch of batch_size samples (the official CIFAR-10 and sketch code's samplefun).
 SAMPLE_BATCH_NORMS = ("running", "batch")
+# jax.default_matmul_precision of the training step (docs/devices.md).
+MATMUL_PRECISIONS = ("default", "high", "highest")
 # Fields that may be None besides the placeholders (whose default is None).
 _NULLABLE = ("optim.decay_start_epoch", "optim.decay_end_epoch")
 
@@ -113,6 +115,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.network.linear_init = "glorot_uniform"
   c.network.conv_impl = "auto"                # im2col on CPU, XLA's conv elsewhere
   c.network.dtype = "float32"                 # compute dtype: float32 or bfloat16 (mixed)
+  # Matmuls and convolutions: 'highest' is float32 everywhere, as the official code ran;
+  # 'default' lets recent NVIDIA GPUs use TF32 (faster, about 10 mantissa bits); CPUs: the same.
+  c.network.matmul_precision = "highest"
   c.network.init_examples = 500               # real examples for data-dependent init
   c.network.d_batch_norm = "separate"         # see D_BATCH_NORM
 
@@ -309,6 +314,7 @@ def _validate_network(c: ml_collections.ConfigDict) -> None:
            f"must be one of {sorted(networks.TOY_ACTIVATIONS)}, got {n.toy_activation!r}")
   _require(n.conv_impl in ("auto", *conv.IMPLEMENTATIONS), "network.conv_impl",
            f"must be 'auto' or one of {conv.IMPLEMENTATIONS}, got {n.conv_impl!r}")
+  _one_of(n.matmul_precision, MATMUL_PRECISIONS, "network.matmul_precision")
   _require(n.dtype in ("float32", "bfloat16"), "network.dtype",
            f"must be 'float32' or 'bfloat16', got {n.dtype!r}")
   _require(n.linear_init in networks.LINEAR_INITS, "network.linear_init",

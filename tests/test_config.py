@@ -69,6 +69,7 @@ BAD = [
     ("network.name", "toy", "network.name"),     # MNIST data needs the MNIST networks
     ("network.conv_impl", "fft", "network.conv_impl"),
     ("network.dtype", "float16", "network.dtype"),
+    ("network.matmul_precision", "tf32", "network.matmul_precision"),
     ("balance.kind", "magic", "balance.kind"),
     ("balance.inner_updates", 0, "balance.inner_updates"),
     ("balance.fixed_d_updates", 9, "balance.fixed_d_updates"),

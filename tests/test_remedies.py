@@ -166,3 +166,4 @@ def test_scaled_evaluation_records_its_scale_in_a_folder_of_its_own(toy_runs):
   assert json.loads((run / "eval.json").read_text())["sigma_scale"] == 1.0
   assert "sigma times 4" in (run / "sigma_scale_4" / "eval_report.md").read_text()
   assert scaled["modes"] != plain["modes"]
+

@@ -113,7 +113,8 @@ class StepDriver:
 
   def lower(self, state: state_lib.TrainState, num_batches: int):
     """The step for ``num_batches`` batches, lowered for ahead-of-time compilation."""
-    return self._run.lower(self._placed(state), self.train_set, num_batches)
+    with jax.default_matmul_precision(self.config.matmul_precision):
+      return self._run.lower(self._placed(state), self.train_set, num_batches)
 
   def run(self, state: state_lib.TrainState,
           num_batches: int) -> tuple[state_lib.TrainState, dict]:
@@ -121,7 +122,9 @@ class StepDriver:
 
     ``state`` is donated: use the returned state afterwards.
     """
-    return self._run(self._placed(state), self.train_set, num_batches)
+    # Part of the program's cache key: a float32 run on a GPU computes in float32, not TF32.
+    with jax.default_matmul_precision(self.config.matmul_precision):
+      return self._run(self._placed(state), self.train_set, num_batches)
 
   def _placed(self, state: state_lib.TrainState) -> state_lib.TrainState:
     # A state restored or stacked on the host side may have another layout; a no-op otherwise.

@@ -59,6 +59,7 @@ class StepConfig:
   batch_order: str = "reshuffle"  # see config.BATCH_ORDERS
   train_sigma: bool = True        # False: sigma stays at its initial value (GM-GAN's static)
   mode_seeking_weight: float = 0.0  # MSGAN's term in G's loss (mode_seeking.py); 0: off
+  matmul_precision: str = "highest"  # see config.MATMUL_PRECISIONS
 
   @classmethod
   def from_config(cls, config) -> StepConfig:
@@ -80,7 +81,8 @@ class StepConfig:
         eps_draw=config.latent.eps_draw,
         batch_order=config.batch_order,
         train_sigma=config.latent.train_sigma,
-        mode_seeking_weight=config.latent.mode_seeking_weight)
+        mode_seeking_weight=config.latent.mode_seeking_weight,
+        matmul_precision=config.network.matmul_precision)
 
 
 @dataclasses.dataclass(frozen=True)
