@@ -56,6 +56,24 @@ def _generate_running(model, params, batch_stats, key, num, one_component, compo
                         component=component if one_component else None)[0]
 
 
+def draw_components(model: models.GanModel, state, draws: int, seed: int = 0,
+                    batch_norm: str = "running", batch_size: int = 100) -> list[np.ndarray]:
+  """``draws`` samples of each component, as a list over the components.
+
+  ``batch_norm='batch'`` with the 'batch' assignment (one row per component): ``draws``
+  whole batches, each normalised by its own statistics as the official ``samplefun``'s,
+  row c of each being component c's draw. Otherwise each component is drawn alone with
+  the running averages: a batch of one component normalised by its own statistics would
+  be spread out again.
+  """
+  n = model.num_components
+  if batch_norm == "batch" and model.assignment == "batch" and batch_size == n:
+    rows = draw(model, state, draws * n, seed, "batch", batch_size)
+    by_batch = rows.reshape(draws, n, *rows.shape[1:])
+    return [by_batch[:, c] for c in range(n)]
+  return [draw(model, state, draws, seed, component=c) for c in range(n)]
+
+
 def draw_as_scored(model: models.GanModel, config, state, num: int, seed: int = 0,
                    component: int | None = None) -> np.ndarray:
   """``num`` samples with the eps and batch norm that ``config`` scores with."""

@@ -63,8 +63,8 @@ def plot_samples(model: models.GanModel, state: state_lib.TrainState, config,
     return  # process 0 draws it
   state = state.replace(params=variables[0], batch_stats=variables[1])
   # The same latents at every step, for comparison.
-  samples = sampling.draw(models.for_sampling(model, config), state, config.num_plot_samples,
-                          seed=config.seed)
+  samples = sampling.draw_as_scored(model, config, state, config.num_plot_samples,
+                                   seed=config.seed)
   title = f"{config.model}, batch {int(state.step)}"
   if samples.ndim == 2:
     plots.save_toy_scatter(samples, real, path, title)

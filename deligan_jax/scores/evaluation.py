@@ -162,12 +162,14 @@ def _image_outputs(config, model, state, samples, train_x, cache, classifier_ste
     logging.warning("skipped the diversity figures: they compare with the real test images, "
                     "which are missing")
     return {**results, "memorisation": copies}
-  spread = diversity(model, state, samples, test, out_dir)
+  spread = diversity(model, state, samples, test, out_dir,
+                     batch_norm=config.sample_batch_norm, batch_size=config.batch_size)
   return {**results, "memorisation": copies, "diversity": spread}
 
 
 def diversity(model, state, samples: np.ndarray, test, out_dir: str,
-              draws_per_component: int = 100, seed: int = 0) -> dict:
+              draws_per_component: int = 100, seed: int = 0, batch_norm: str = "running",
+              batch_size: int = 100) -> dict:
   """How many different images a model draws, beside the same figures for real test images.
 
   * ``distinct``: samples left when pairs closer (pixel L2) than a threshold count
@@ -181,7 +183,8 @@ def diversity(model, state, samples: np.ndarray, test, out_dir: str,
     each class (the real counterpart of a component).
 
   Writes ``eval_components.png`` for component models: rows of draws, one row
-  per component for the first 10 components.
+  per component for the first 10 components. Components are drawn with G's batch
+  norm as the run scores (``batch_norm``, ``batch_size``: :func:`sampling.draw_components`).
   """
   flat = lambda x: np.asarray(x, np.float64).reshape(len(x), -1)
   n = min(len(samples), len(test.x))
@@ -197,10 +200,7 @@ def diversity(model, state, samples: np.ndarray, test, out_dir: str,
          "spread_real": metrics.mean_pairwise_distance(flat(real[:k])),
          "spread_real_within_class": float(np.mean(per_class))}
   if model.has_components:
-    # Running averages even where the config scores with batch statistics: a batch drawn
-    # from one component, normalised by its own statistics, would be spread out again.
-    draws = [sampling.draw(model, state, k, seed, component=c)
-             for c in range(model.num_components)]
+    draws = sampling.draw_components(model, state, k, seed, batch_norm, batch_size)
     within = [metrics.mean_pairwise_distance(flat(d)) for d in draws]
     out.update(spread_within_component=float(np.mean(within)),
                spread_within_component_min=float(np.min(within)),
