@@ -116,9 +116,12 @@ def library_reports_quieted() -> Iterator[None]:
   for handler in root.handlers:
     handler.addFilter(drop)
   threading.excepthook, sys.excepthook = thread_hook, excepthook
+  previous_stderr = sys.stderr
+  sys.stderr = _WithoutClosedLoopTracebacks(previous_stderr)
 
   def restore() -> None:
     threading.excepthook, sys.excepthook = previous_hook, previous_excepthook
+    sys.stderr = previous_stderr
     root.removeFilter(drop)
     for handler in root.handlers:
       handler.removeFilter(drop)
@@ -131,6 +134,57 @@ def library_reports_quieted() -> Iterator[None]:
       restore()
     raise
   restore()
+
+
+class _WithoutClosedLoopTracebacks:
+  """``stream`` less the tracebacks that end in ``RuntimeError: Event loop is closed``.
+
+  tensorstore's callbacks print those themselves (``PyErr_Print``, past every hook) when
+  orbax's event loop has closed after a failed write, from several threads at once, so
+  their lines may interleave. Text outside a traceback passes straight through; a
+  traceback's lines are held until its exception line: passed on, or dropped with every
+  traceback line that follows if that line is the closed loop's.
+  """
+
+  def __init__(self, stream):
+    self._stream, self._lock = stream, threading.Lock()
+    self._partial, self._held, self._dropping = "", [], False
+
+  def write(self, text: str) -> int:
+    with self._lock:
+      pieces = (self._partial + text).splitlines(keepends=True)
+      self._partial = pieces.pop() if pieces and not pieces[-1].endswith("\n") else ""
+      for line in pieces:
+        self._line(line)
+      if self._partial and not self._held and not self._dropping \
+          and not _TRACEBACK.startswith(self._partial[:len(_TRACEBACK)]):
+        self._stream.write(self._partial)  # a progress bar's line, never ended by a newline
+        self._partial = ""
+    return len(text)
+
+  def _line(self, line: str) -> None:
+    in_traceback = line.startswith(_TRACEBACK) or line[:1].isspace()
+    if line.strip() == _CLOSED_LOOP:
+      self._held, self._dropping = [], True
+    elif in_traceback and (self._held or self._dropping or line.startswith(_TRACEBACK)):
+      if not self._dropping or line.startswith(_TRACEBACK):
+        self._held.append(line)
+    elif self._held:  # another error's exception line: its traceback is passed on
+      self._stream.write("".join(self._held) + line)
+      self._held, self._dropping = [], False
+    else:
+      self._stream.write(line)
+      self._dropping = False
+
+  def flush(self) -> None:
+    self._stream.flush()
+
+  def __getattr__(self, name):
+    return getattr(self._stream, name)
+
+
+_TRACEBACK = "Traceback (most recent call last):"
+_CLOSED_LOOP = "RuntimeError: Event loop is closed"
 
 
 def _follows_a_failed_write(error: BaseException | None) -> bool:
