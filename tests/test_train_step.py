@@ -223,3 +223,24 @@ def test_training_mode_probe_uses_d_noise_and_dropout():
                           for k in (1, 1, 2)]
   assert probes[True][0] == probes[True][1] and probes[False][0] == probes[False][1]
   assert probes[True][0] != probes[False][0]  # noise, dropout and batch statistics on
+
+
+@pytest.mark.parametrize("name, lr, epochs, formula", [
+    # dg_cifar.py: args.learning_rate * np.minimum(3. - epoch/400., 1.), 1200 epochs.
+    ("cifar10", 3e-4, 1200, lambda e: min(3.0 - e / 400.0, 1.0)),
+    # dg_sketches.py: args.learning_rate * np.minimum(3.-epoch/1300., 1.), 3900 epochs (the
+    # forced D update takes half of it: lrd).
+    ("sketches", 1e-4, 3900, lambda e: min(3.0 - e / 1300.0, 1.0)),
+])
+def test_cifar_and_sketch_schedules_equal_the_scripts_formulas_every_epoch(name, lr, epochs,
+                                                                          formula):
+  from tests.conftest import load_config
+  config = load_config(name)
+  o = config.optim
+  assert o.lr == lr and config.num_steps % epochs == 0  # whole epochs
+  factors = optim.learning_rate_factor(jnp.arange(epochs), o.decay_start_epoch,
+                                       o.decay_end_epoch)
+  want = np.float32(lr) * np.array([formula(e) for e in range(epochs)], np.float32)
+  np.testing.assert_allclose(np.float32(lr) * np.asarray(factors), want, rtol=1e-6, atol=1e-12)
+  if name == "sketches":
+    assert config.balance.forced_d_lr_factor == 0.5
