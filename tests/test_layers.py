@@ -116,3 +116,26 @@ def test_only_output_layers_train_their_scale(train_scale):
   grads = jax.grad(lambda p: jnp.sum(layer.apply({"params": p}, x) ** 3))(params)
   assert bool(jnp.any(grads["scale"] != 0)) == train_scale
   assert bool(jnp.any(grads["direction"] != 0)) and bool(jnp.any(grads["bias"] != 0))
+
+
+@pytest.mark.parametrize("name, channels", [("cifar10", 3), ("sketches", 1)])
+def test_cifar_and_sketch_weights_start_as_the_scripts_normal_0_05(name, channels):
+  """dg_cifar.py and dg_sketches.py draw every weight (dense, deconvolution, convolution,
+  weight-normalised directions, minibatch discrimination's) from Lasagne's Normal(0.05):
+  mean 0, std 0.05. Checked on every weight tensor of the paper-width networks."""
+  from deligan_jax import experiment as experiment_lib
+  from tests.conftest import load_config
+  model = experiment_lib.Experiment.from_config(load_config(name, "deligan")).model
+  examples = jax.random.uniform(jax.random.key(0), (16, 32, 32, channels), minval=-1, maxval=1)
+  params, _ = model.init(jax.random.key(1), examples)
+  weights = {jax.tree_util.keystr(path): np.asarray(leaf, np.float64)
+             for path, leaf in jax.tree_util.tree_flatten_with_path(
+                 {"generator": params["generator"], "discriminator": params["discriminator"]})[0]
+             if jax.tree_util.keystr(path).endswith(("['kernel']", "['direction']",
+                                                      "['theta']"))}
+  assert len(weights) >= 8
+  for path, w in weights.items():
+    # Sampling error of a std over n draws is about std / sqrt(2n); 6 of those, or 2 %.
+    tolerance = max(6 * 0.05 / np.sqrt(2 * w.size), 0.001)
+    assert abs(w.std() - 0.05) < tolerance, (path, w.std(), w.size)
+    assert abs(w.mean()) < 6 * 0.05 / np.sqrt(w.size), (path, w.mean())
