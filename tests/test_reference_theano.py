@@ -259,6 +259,34 @@ def _assert_params(ours, theirs, atol, where):
                                err_msg=f"{name} {where}")
 
 
+def _before_init_pass(params, layout, mbd):
+  """``params`` in the port's names, with the script's initial values of what its init pass
+  sets: weight-norm scales 1, D's and G's output biases 0, minibatch discrimination's
+  log-scale 0 and bias -1 (``mbd``: its layer's name)."""
+  before = _to_port(params, layout)
+  for name in before:
+    if name.endswith(".g"):
+      before[name] = np.ones_like(before[name])
+    elif name.endswith(".b") and name.startswith("disc") or name == "gen6.b":
+      before[name] = np.zeros_like(before[name])
+  before[f"{mbd}.log_weight_scale"] = np.zeros_like(before[f"{mbd}.log_weight_scale"])
+  before[f"{mbd}.b"] = -np.ones_like(before[f"{mbd}.b"])
+  return before
+
+
+def _assert_init_pass(reference, params, layout, mbd, init_key, z_dim, images, other_images):
+  """The project's initialised ``params`` equal the port's ``init_param(images)`` from the
+  same directions and G's eps (rtol 1e-4, atol 1e-6), and ``other_images`` give other scales."""
+  before = _before_init_pass(params, layout, mbd)
+  reference.set(before)
+  reference.noise.set_value(_eps(jax.random.fold_in(init_key, 3), (8, z_dim)))
+  reference.init_param(_nchw(images))
+  _assert_params(_to_port(params, layout), reference.get(), 1e-6, "after the init pass")
+  reference.set(before)
+  reference.init_param(_nchw(other_images))
+  assert np.abs(reference.get()["disc2.g"] - _to_port(params, layout)["disc2.g"]).max() > 1e-3
+
+
 def test_cifar_data_dependent_init_matches_the_script():
   """The trainer's init pass against the script's ``init_param(trainx[:N])``, where trainx is
   the labelled array in training order: N = init_examples = the first two labelled batches
@@ -270,23 +298,9 @@ def test_cifar_data_dependent_init_matches_the_script():
   first = np.concatenate([np.asarray(batches.batch_indices(labelled, 0, position, 8, TRAIN_SIZE,
                                                            config.batch_order))
                           for position in range(config.network.init_examples // 8)])
-  before = _to_port(state.params, layout)
-  # The script's initial values of what its init pass sets.
-  for name in before:
-    if name.endswith(".g"):
-      before[name] = np.ones_like(before[name])
-    elif name.endswith(".b") and name.startswith("disc") or name == "gen6.b":
-      before[name] = np.zeros_like(before[name])
-  before["disc14.log_weight_scale"] = np.zeros_like(before["disc14.log_weight_scale"])
-  before["disc14.b"] = -np.ones_like(before["disc14.b"])
-  reference.set(before)
-  reference.noise.set_value(_eps(jax.random.fold_in(init_key, 3), (8, config.latent.dim)))
-  reference.init_param(_nchw(train_x[first]))
-  _assert_params(_to_port(state.params, layout), reference.get(), 1e-6, "after the init pass")
   # Another set of 16 images initialises differently: the check sees which images were used.
-  reference.set(before)
-  reference.init_param(_nchw(np.delete(train_x, first[:8], axis=0)[:16]))
-  assert np.abs(reference.get()["disc2.g"] - _to_port(state.params, layout)["disc2.g"]).max() > 1e-3
+  _assert_init_pass(reference, state.params, layout, "disc14", init_key, config.latent.dim,
+                    train_x[first], np.delete(train_x, first[:8], axis=0)[:16])
 
 
 def _cifar_batch(seed):
@@ -508,3 +522,126 @@ def test_sketch_probe_schedule_and_forced_update_match_the_script_over_two_batch
                           opt_state=carry[2], balance=balance)
     seen.update(e for e, _ in events)
   assert seen == {"forced", "G", "D"}, seen
+
+
+# --- what the step-level tests leave out: initialisers, init, schedules, the loop, the rule ---
+
+def test_sketch_data_dependent_init_matches_the_script():
+  """The sketch driver's init pass against the script's ``init_param(trainx[:400])``: D on the
+  first ``init_examples`` images of epoch 0's order (here all 8 of the one-batch set), G on
+  one code per component; every weight-norm scale and bias and minibatch discrimination's
+  log-scale and bias. Tolerance as for CIFAR-10's init; other images give other scales.
+  """
+  config, _, trainer, reference, layout, batch, state = _sketches()
+  init_key, run_key = jax.random.split(jax.random.key(1))
+  order = np.asarray(batches.batch_indices(jax.random.fold_in(run_key, train_state.SHUFFLE_TAG),
+                                           0, 0, 8, len(batch), config.batch_order))
+  np.testing.assert_array_equal(trainer._init_examples(run_key), batch[order])
+  _assert_init_pass(reference, state.params, layout, "disc10", init_key, config.latent.dim,
+                    batch[order], batch[order] * 0.5)
+
+
+def test_cifar_batches_pair_as_the_scripts_loop_pairs_them():
+  """The step's labelled and unlabelled batches against the port's ``training_batches`` (the
+  script's loop): each epoch every image once in each stream, the two streams in different
+  orders, and the same pairs (labelled batch t, unlabelled batch t) in the same order every
+  epoch. The orders themselves are other draws (the script's RandomState, the run's key)."""
+  n, size, epochs = 60, 10, 3
+  theirs = list(dg_cifar_pytensor.training_batches(
+      np.zeros((n, 1)), np.zeros(n), np.zeros((n, 1)), np.random.RandomState(1), size, epochs))
+  config = small_config("cifar10", batch_size=size)
+  step = updates.Step(build(config), balancing.BalanceRule.from_config(config.balance),
+                      updates.StepConfig.from_config(config), num_samples=n)
+  train_set = {"x": jnp.arange(n, dtype=jnp.float32)[:, None], "labels": jnp.arange(n)}
+  draw = jax.jit(lambda e, p: updates.draw_batch(step, train_set, jax.random.key(1), e, p))
+  ours = []
+  for epoch in range(epochs):
+    for position in range(n // size):
+      data = draw(epoch, position)
+      ours.append((np.asarray(data["labelled"][:, 0]).astype(int), np.asarray(data["real"][:, 0])
+                   .astype(int)))
+      np.testing.assert_array_equal(data["labels"], ours[-1][0])
+  per_epoch = n // size
+  for pairs in (theirs, ours):
+    assert len(pairs) == epochs * per_epoch
+    for epoch in range(epochs):
+      this = pairs[epoch * per_epoch:(epoch + 1) * per_epoch]
+      for stream in (0, 1):
+        assert sorted(np.concatenate([p[stream] for p in this])) == list(range(n))
+      assert any((p[0] != p[1]).any() for p in this)  # two orders
+      for (lab, unl), (lab0, unl0) in zip(this, pairs[:per_epoch]):
+        np.testing.assert_array_equal(lab, lab0)
+        np.testing.assert_array_equal(unl, unl0)
+
+
+class _ScriptedLosses:
+  """The port's three functions, returning generator losses from a stream instead of networks
+  (a G update returns its pre-update loss, as a Theano function's outputs do)."""
+
+  def __init__(self, losses):
+    self.losses = iter(losses)
+
+  def batch_gen(self):
+    return None, None, next(self.losses)
+
+  def train_batch_gen(self, lr):
+    return None, None, next(self.losses)
+
+  def train_batch_disc(self, x, lr):
+    return np.float32(0), np.float32(0)
+
+
+def test_sketch_rule_raises_and_lowers_thres_as_the_script():
+  """The sketch rule's thres, streaks and forced updates against the port's ``run_batch`` (the
+  script's loop body) over 600 batches of scripted losses that drift around thres, so that G
+  streaks force D updates and raise thres and D streaks lower it to t1 = 0.70. The port gets
+  one loss per call; the project decides update k of batch b on the loss the script's run
+  reads there (the batch's probe, then each update's own), as ``probe_reuse`` does.
+  Decisions, counters and forced updates exact; thres rtol 1e-5: the script keeps it in
+  Python floats, the device in float32, and 0.003 steps round differently in each."""
+  from tests.conftest import load_config
+
+  rule = balancing.BalanceRule.from_config(load_config("sketches").balance)
+  batches_, per_batch = 600, rule.inner_updates + 1  # a probe, then one loss per update
+  rng = np.random.default_rng(0)
+  drift = 0.85 + 0.25 * np.sin(np.arange(batches_) / 30.0)
+  losses = (drift[:, None] + 0.05 * rng.standard_normal((batches_, per_batch))).astype(np.float32)
+  reference = object.__new__(dg_sketches_pytensor.SketchReference)
+  scripted = _ScriptedLosses(losses.ravel())
+  reference.batch_gen, reference.train_batch_gen = scripted.batch_gen, scripted.train_batch_gen
+  reference.train_batch_disc = scripted.train_batch_disc
+  reference.noise = types.SimpleNamespace(set_value=lambda value: None)
+  reference.count1, reference.count2 = 0, 0
+  reference.t1, reference.thres = 0.70, 1.0  # the script's Python floats
+  theirs = []
+  for _ in range(batches_):
+    events = []
+    reference.run_batch(None, np.float32(1e-4), np.float32(5e-5), lambda call, k: None,
+                        lambda event, value: events.append(event))
+    theirs.append((events, reference.thres, reference.count1, reference.count2))
+
+  @jax.jit
+  def project(state, gs):
+    forced = balancing.forces_discriminator_update(rule, state)
+    state = balancing.start_batch(rule, state)
+
+    def inner(state, k):
+      update_g = balancing.update_generator(rule, state, gs[k], k)
+      return balancing.record(rule, state, update_g), update_g
+
+    state, decisions = jax.lax.scan(inner, state, jnp.arange(rule.inner_updates))
+    return state, forced, decisions
+
+  state = balancing.BalanceState.create(rule)
+  thresholds = []
+  for b, (events, thres, count1, count2) in enumerate(theirs):
+    state, forced, decisions = project(state, jnp.asarray(losses[b]))
+    ours = (["forced"] if bool(forced) else []) + ["G" if d else "D" for d in decisions]
+    assert ours == events, b
+    np.testing.assert_allclose(float(state.thres), thres, rtol=1e-5, err_msg=str(b))
+    assert (int(state.count), -int(state.d_count)) == (count1, count2), b
+    thresholds.append(float(state.thres))
+  steps = np.diff(thresholds)
+  assert (steps < 0).sum() > 10 and (steps > 0).sum() > 10  # both paths, many times
+  assert min(thresholds) == pytest.approx(0.70, abs=1e-6)
+  assert sum("forced" in events for events, *_ in theirs) > 10
