@@ -2,6 +2,7 @@
 what to do, whatever was being written; the same command resumes once there is room."""
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -111,3 +112,85 @@ def test_stderr_drops_only_the_closed_loop_tracebacks_even_interleaved():
   assert out.getvalue() == ("run: 50%\r100%\nkept\nTraceback (most recent call last):\n"
                             "  File b\nValueError: a real one\nerror: the disk of workdir w is "
                             "full\n")
+
+
+@pytest.fixture(scope="module")
+def evaluated_toy(tmp_path_factory):
+  """A finished, evaluated toy run (on a disk with room) that the tests copy from."""
+  workdir = tmp_path_factory.mktemp("trained") / "run"
+  training.train_and_evaluate(toy_config(), str(workdir))
+  result = run_cli("eval.py", "--workdir", str(workdir))
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir
+
+
+def fill(disk, leave: int = 8192) -> None:
+  """Leaves about ``leave`` bytes free on ``disk``."""
+  stat = os.statvfs(disk)
+  (disk / "filler").write_bytes(b"\0" * max(stat.f_bavail * stat.f_frsize - leave, 0))
+
+
+def tree_bytes(folder) -> dict[str, bytes]:
+  return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+          if p.is_file()}
+
+
+def test_eval_on_a_full_disk_ends_in_one_line_and_the_same_command_scores_alike(
+    small_disk, evaluated_toy):
+  workdir = small_disk / "run"
+  shutil.copytree(evaluated_toy, workdir, ignore=shutil.ignore_patterns(
+      "eval*", "*.png", "tensorboard", "samples", "4", "8", "12"))
+  checkpoint = tree_bytes(workdir / "checkpoints")
+  fill(small_disk)
+  line = error_lines(run_cli("eval.py", "--workdir", str(workdir)))[-1]
+  assert re.fullmatch(
+      f"error: the disk of workdir {re.escape(str(workdir))} is full \\(No space left on "
+      f"device, writing {re.escape(str(workdir))}/\\S+\\); the last complete checkpoint is 16\\. "
+      "Free space there or move the workdir to a disk with room, then run the same command "
+      "again: the checkpoint is untouched and is scored again, to the same numbers", line), line
+  assert tree_bytes(workdir / "checkpoints") == checkpoint
+  assert not list(workdir.glob("*.tmp")) and not (workdir / "eval.json").exists()
+
+  (small_disk / "filler").unlink()
+  again = run_cli("eval.py", "--workdir", str(workdir))
+  assert again.returncode == 0, again.stderr[-3000:]
+  scores = lambda run: {k: v for k, v in json.loads((run / "eval.json").read_text()).items()
+                        if k != "workdir"}
+  assert scores(workdir) == scores(evaluated_toy)
+
+
+def test_sample_to_a_full_disk_names_the_output_folder_not_the_run(small_disk, evaluated_toy):
+  out = small_disk / "out" / "samples.npy"
+  out.parent.mkdir()
+  fill(small_disk)
+  command = ("-m", "deligan_jax.cli.sample", "--workdir", str(evaluated_toy), "--num", "5000",
+             "--out", str(out))
+  line = error_lines(run_cli(*command))[-1]
+  assert line == (f"error: the disk of {out.parent} is full (No space left on device, writing "
+                  f"{out}). Free space there or write elsewhere, then run the same command "
+                  "again"), line
+  assert os.listdir(out.parent) == []  # no partial file
+
+  (small_disk / "filler").unlink()
+  assert run_cli(*command).returncode == 0
+  assert np.load(out).shape == (5000, 2)
+
+
+def test_compare_tables_on_a_full_disk_end_in_one_line(small_disk, evaluated_toy):
+  workdir = small_disk / "comparison"
+  for arm in ("gan", "deligan"):
+    (workdir / arm).mkdir(parents=True)
+    for name in ("config.json", "eval.json"):
+      shutil.copy(evaluated_toy / name, workdir / arm / name)
+  fill(small_disk, leave=0)
+  command = ("-m", "deligan_jax.cli.compare", "--tabulate", "--workdir", str(workdir))
+  line = error_lines(run_cli(*command))[-1]
+  assert re.fullmatch(f"error: the disk of {re.escape(str(workdir))} is full \\(No space left "
+                      f"on device, writing {re.escape(str(workdir))}/comparison\\.\\S+\\)\\. "
+                      "Free space there or write elsewhere, then run the same command again",
+                      line), line
+  assert sorted(p.name for p in workdir.iterdir()) == ["deligan", "gan"]
+
+  (small_disk / "filler").unlink()
+  assert run_cli(*command).returncode == 0
+  assert json.loads((workdir / "comparison.json").read_text()).keys() == {"gan", "deligan"}

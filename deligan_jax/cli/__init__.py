@@ -71,10 +71,12 @@ def _workdir_flag() -> str | None:
 
 
 def run(main: Callable[[list[str]], None],
-        define_flags: Callable[[], None] | None = None) -> None:
+        define_flags: Callable[[], None] | None = None,
+        again: str = disk_full.TRAINING_RESUMES) -> None:
   """``app.run(main)`` after ``define_flags()``, with one-line user errors, no INFO logging and
   the compilation cache. Flags are defined by the entry point, not on import (absl flags are
-  global: two commands' modules may be imported together)."""
+  global: two commands' modules may be imported together). ``again``: what the same command
+  does when run again after a full disk, for its line."""
   if define_flags is not None:
     define_flags()
 
@@ -88,7 +90,7 @@ def run(main: Callable[[list[str]], None],
         main(argv)
     except Exception as error:  # pylint: disable=broad-except
       if disk_full.cause(error) is not None:
-        disk_full.end(f"error: {disk_full.message(error, _workdir_flag())}")
+        disk_full.end(f"error: {disk_full.message(error, _workdir_flag(), again)}")
       if isinstance(error, USER_ERRORS):
         sys.exit(f"error: {error}")
       raise

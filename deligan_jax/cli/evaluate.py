@@ -56,7 +56,8 @@ def main(argv):
 
 
 def run() -> None:
-  cli.run(main, define_flags)
+  cli.run(main, define_flags,
+          again="the checkpoint is untouched and is scored again, to the same numbers")
 
 
 if __name__ == "__main__":

@@ -61,7 +61,8 @@ def main(argv):
 
 
 def run() -> None:
-  cli.run(main, define_flags)
+  cli.run(main, define_flags,
+          again="the checkpoint is untouched and the same samples are drawn again")
 
 
 if __name__ == "__main__":

@@ -111,7 +111,8 @@ def main(argv):
 
 
 def run() -> None:
-  cli.run(main, define_flags)
+  cli.run(main, define_flags,
+          again="finished runs are kept and the others resume from their last complete checkpoints")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ def main(argv):
 
 
 def run() -> None:
-  cli.run(main, define_flags)
+  cli.run(main, define_flags,
+          again="checkpoints already scored are kept and the others are scored")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ def write_atomic(path: str, data: str | bytes) -> None:
     with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
       f.write(data)
     os.replace(tmp, path)
-  except BaseException:
+  except BaseException as error:
     if os.path.exists(tmp):
       os.remove(tmp)
+    if isinstance(error, OSError) and error.filename is None:  # a write names no file
+      raise OSError(error.errno, error.strerror, path) from error
     raise

@@ -41,19 +41,24 @@ def cause(error: BaseException) -> BaseException | None:
   return None
 
 
-def message(error: BaseException, workdir: str | None = None) -> str:
-  """The line for ``error``, which :func:`cause` finds full: where, the last complete
-  checkpoint, what to do.
+TRAINING_RESUMES = "training resumes from the last complete checkpoint"
 
-  The run is the folder holding a ``config.json`` above the file that could not be written,
-  else ``workdir`` (the command's flag); without either, that file's folder is named.
+
+def message(error: BaseException, workdir: str | None = None,
+            again: str = TRAINING_RESUMES) -> str:
+  """The line for ``error``, which :func:`cause` finds full: where, the last complete
+  checkpoint, what to do, and what running the command again does (``again``).
+
+  The run is the folder holding a ``config.json`` above the file that could not be written;
+  where that file is not known, ``workdir`` (the command's flag). A file known to lie outside
+  any run (``sample --out``, a comparison's tables) is named by its folder.
   """
   full = cause(error)
   reason = FULL.get(getattr(full, "errno", None)) or next(
       (text for text in FULL.values() if text in str(full)), FULL[errno.ENOSPC])
   path = _failed_path(error)
   writing = f"{reason}, writing {path}" if path else reason
-  run = _run_folder(path) or workdir
+  run = _run_folder(path) if path else workdir
   if run is None:
     folder = os.path.dirname(path) if path else os.getcwd()
     return (f"the disk of {folder} is full ({writing}). Free space there or write elsewhere, "
@@ -62,8 +67,7 @@ def message(error: BaseException, workdir: str | None = None) -> str:
   last = (f"the last complete checkpoint is {steps[-1]}" if steps
           else "there is no complete checkpoint yet")
   return (f"the disk of workdir {run} is full ({writing}); {last}. Free space there or move the "
-          "workdir to a disk with room, then run the same command again: training resumes "
-          "from the last complete checkpoint")
+          f"workdir to a disk with room, then run the same command again: {again}")
 
 
 def end(line: str) -> None:
