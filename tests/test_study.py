@@ -92,7 +92,8 @@ def test_a_study_that_cannot_run_is_refused_naming_its_field(tmp_path, arms, mes
     load(study_file(tmp_path, arms))
 
 
-@pytest.mark.parametrize("name", ["mnist500", "mnist_remedies", "mnist_remedies_pilot"])
+@pytest.mark.parametrize("name", ["mnist500", "mnist_remedies", "mnist_remedies_pilot",
+                                  "toy_remedies"])
 def test_shipped_studies_build_and_validate_every_arm(name):
   study = load(REPO / "configs" / "studies" / f"{name}.py")  # every arm's config validated
   assert study.baseline in study.arms and study.runs()
