@@ -85,6 +85,10 @@ def test_overrides_are_typed_as_config_flags_types_them(tmp_path):
      "config.latent.train_sigma"),
     ('s.sigma_scale_arms = ("gan",)', "'gan' is a 'gan' arm; only DeLiGAN"),
     ('s.seeds = (0, 0)', "study.seeds: distinct seeds"),
+    ('s.steps = (2,)', "study.steps: arm 'deligan' would not keep the checkpoints of batches [2]"),
+    ('s.overrides = s.overrides + ("num_steps=24",)',
+     "arm 'deligan' would not keep the checkpoints of batches [4] (checkpoint_every=4, "
+     "keep_checkpoints=5, num_steps=24)"),
     ('s.colour = "red"', "study: unknown fields ['colour']"),
 ])
 def test_a_study_that_cannot_run_is_refused_naming_its_field(tmp_path, arms, message):

@@ -27,6 +27,7 @@ def get_config():
   s.config = "configs/toy.py:bimodal"
   s.seeds = (0, 1, 2, 3, 4)
   s.baseline = "deligan"
+  s.overrides = ("keep_checkpoints=8",)  # every 8000th batch, for the trajectory
   s.steps = (8000, 32000)
   s.sigma_scales = (2.0, 8.0, 32.0)
   s.sigma_scale_arms = ("deligan",)

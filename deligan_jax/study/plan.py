@@ -10,7 +10,8 @@ A study file is a Python file whose ``get_config()`` returns a ConfigDict (see
   overrides      ``'field=value'`` config overrides of every arm
   arms           ``{name: {'model': ..., 'overrides': ('field=value', ...)}}``, and an
                  arm's own ``'seeds'`` where it trains fewer than the study's
-  steps          checkpoints (batches) scored for the trajectory, besides the last one
+  steps          checkpoints (batches) scored for the trajectory, besides the last one; a
+                 study whose overrides would not keep them is refused
   num_samples    samples per evaluation; 0: eval.py's default
   sigma_scales   sampling-time sigma scales scored on the last checkpoint ...
   sigma_scale_arms  ... of these arms (DeLiGAN)
@@ -123,6 +124,14 @@ class Study:
       raise ConfigError(f"study.sigma_scales: must be positive, got {self.sigma_scales}")
     for name in self.arms:
       config = self.run_config(name, self.seeds[0])
+      lost = [step for step in self.steps
+              if step < config.num_steps and step not in kept_checkpoints(config)]
+      if lost:
+        raise ConfigError(
+            f"study.steps: arm {name!r} would not keep the checkpoints of batches {lost} "
+            f"(checkpoint_every={config.checkpoint_every}, keep_checkpoints="
+            f"{config.keep_checkpoints}, num_steps={config.num_steps}); set checkpoint_every "
+            "and keep_checkpoints in study.overrides")
       if name in self.sigma_scale_arms and self.sigma_scales and config.model != "deligan":
         raise ConfigError(f"study.sigma_scale_arms: {name!r} is a {config.model!r} arm; only "
                           "DeLiGAN has a sigma to scale")
@@ -153,6 +162,14 @@ class Study:
                                 None if arm["seeds"] is None else tuple(arm["seeds"]))
                       for name, arm in fields["arms"].items()}
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+
+def kept_checkpoints(config: ml_collections.ConfigDict) -> set[int]:
+  """The batches whose checkpoints a finished run of ``config`` keeps: every
+  ``checkpoint_every``-th and the last, of which the last ``keep_checkpoints``."""
+  saved = sorted({*range(config.checkpoint_every, config.num_steps + 1, config.checkpoint_every),
+                  config.num_steps})
+  return set(saved[-config.keep_checkpoints:])
 
 
 def load_config_file(path: str, arg: str) -> ml_collections.ConfigDict:
