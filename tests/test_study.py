@@ -133,6 +133,9 @@ def test_bad_study_input_is_one_line(tmp_path):
   run_study("--study", study_file(tmp_path), "--workdir", tmp_path / "w", "--print_commands")
   one_line_refusal(run_study("--workdir", tmp_path / "w", "--run", "gan:7"),
                    "--run=gan:7: not ARM:SEED of this study")
+  one_line_refusal(run_study("--workdir", tmp_path / "w", "--tabulate"),
+                   "no run of the study is scored yet")
+  assert sorted(os.listdir(tmp_path / "w")) == ["study_plan.json"]
 
 
 def test_a_run_pins_itself_to_one_free_core_with_one_xla_thread(tmp_path):

@@ -100,12 +100,12 @@ def main(argv):
                             plan.log_path(FLAGS.workdir, arm, seed)) for arm, seed in runs],
                           workers)
     if failed:
-      if report.collect(study, FLAGS.workdir):
-        report.write(study, FLAGS.workdir)
+      report.write(study, FLAGS.workdir)
       raise errors.RequestError(f"{len(failed)} of {len(runs)} runs failed ({', '.join(failed)})"
                                 f"; their logs under {os.path.join(FLAGS.workdir, 'logs')} say "
                                 "why; the same command resumes the study")
-  report.write(study, FLAGS.workdir)
+  if report.write(study, FLAGS.workdir) is None:
+    raise errors.RequestError(f"{FLAGS.workdir}: no run of the study is scored yet")
   with open(os.path.join(FLAGS.workdir, f"{report.TABLES}.md")) as f:
     print(f.read())
 

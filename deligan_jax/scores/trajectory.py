@@ -53,7 +53,7 @@ def evaluation_at(run_dir: str, step: int, num_samples: int | None,
   count = sample_count(run_dir, num_samples)
   found = stored_evaluation(run_dir, step, count, sigma_scale)
   if found is not None:
-    return found
+    return found[1]
   checkpointer = checkpoints.Checkpointer(run_dir)
   try:
     present = step in checkpointer.all_steps()
@@ -76,22 +76,15 @@ def sample_count(run_dir: str, num_samples: int | None) -> int:
 
 
 def stored_evaluation(run_dir: str, step: int, count: int,
-                      sigma_scale: float = 1.0) -> dict | None:
-  """The evaluation already written of ``step`` as :func:`evaluation_at` scores it, or None."""
-  folder = stored_evaluation_dir(run_dir, step, count, sigma_scale)
-  return None if folder is None else _scored_alike(os.path.join(folder, evaluation.RESULTS),
-                                                   step, count, sigma_scale)
-
-
-def stored_evaluation_dir(run_dir: str, step: int, count: int,
-                          sigma_scale: float = 1.0) -> str | None:
-  """Where :func:`stored_evaluation` finds it: the run's own outputs (eval.py's), then
+                      sigma_scale: float = 1.0) -> tuple[str, dict] | None:
+  """The folder and evaluation (eval.json's dict) already written of ``step`` as
+  :func:`evaluation_at` scores it: the run's own outputs (eval.py's), then
   :func:`evaluation.step_dir`'s; None if neither holds it."""
   for folder in (evaluation.output_dir(run_dir, None, sigma_scale),
                  evaluation.output_dir(run_dir, step, sigma_scale)):
-    if _scored_alike(os.path.join(folder, evaluation.RESULTS), step, count,
-                     sigma_scale) is not None:
-      return folder
+    results = _scored_alike(os.path.join(folder, evaluation.RESULTS), step, count, sigma_scale)
+    if results is not None:
+      return folder, results
   return None
 
 

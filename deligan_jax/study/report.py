@@ -13,19 +13,16 @@ Scaled arms (a DeLiGAN arm sampled with sigma times s) are rows of their own,
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
 import numpy as np
 from absl import logging
 
-from deligan_jax import errors
 from deligan_jax.runs import atomic_files
 from deligan_jax.runs import checkpoints
 from deligan_jax.runs import plots
 from deligan_jax.scores import compare
-from deligan_jax.scores import evaluation
 from deligan_jax.scores import trajectory
 from deligan_jax.study import plan
 
@@ -48,33 +45,39 @@ def last_step(study: plan.Study, arm: str) -> int:
   return study.run_config(arm, study.seeds[0]).num_steps
 
 
-def collect(study: plan.Study, workdir: str) -> dict[str, dict[str, str]]:
-  """``{label: {seed folder: folder of its evaluation at the last batch}}``, scored runs only."""
-  found = {}
+def collect(study: plan.Study, workdir: str,
+            last_steps: dict[str, int]) -> dict[str, dict[str, tuple[str, dict]]]:
+  """``{label: {seed folder: (folder, eval.json's dict) of its evaluation at the arm's last
+  batch (``last_steps``)}}``, scored runs only."""
+  found, missing = {}, []
   for label, arm, scale in rows(study):
-    last, runs = last_step(study, arm), {}
+    runs = {}
     for seed in study.seeds_of(arm):
       run = plan.run_dir(workdir, arm, seed)
       if not os.path.isfile(os.path.join(run, checkpoints.CONFIG_FILE)):
         continue
       count = trajectory.sample_count(run, study.num_samples or None)
-      folder = trajectory.stored_evaluation_dir(run, last, count, scale)
-      if folder is not None:
-        runs[f"seed_{seed}"] = folder
+      stored = trajectory.stored_evaluation(run, last_steps[arm], count, scale)
+      if stored is not None:
+        runs[f"seed_{seed}"] = stored
     if runs:
       found[label] = runs
     else:
-      logging.warning("%s: no run scored at batch %d yet", label, last)
+      missing.append(f"{label} (batch {last_steps[arm]})")
+  if found and missing:  # the tables leave them out
+    logging.warning("not scored yet: %s", ", ".join(missing))
   return found
 
 
-def write(study: plan.Study, workdir: str) -> dict:
-  """Every table and picture of the study from the runs scored so far; returns the scores."""
-  folders = collect(study, workdir)
-  if not folders:
-    raise errors.RequestError(f"{workdir}: no run of the study is scored yet")
-  results = {label: {seed: _read(folder) for seed, folder in runs.items()}
-             for label, runs in folders.items()}
+def write(study: plan.Study, workdir: str) -> dict | None:
+  """Every table and picture of the study from the runs scored so far; returns the scores,
+  or None (writing nothing) while no run is scored."""
+  last_steps = {arm: last_step(study, arm) for arm in study.arms}
+  found = collect(study, workdir, last_steps)
+  if not found:
+    return None
+  results = {label: {seed: stored[1] for seed, stored in runs.items()}
+             for label, runs in found.items()}
   baseline = study.baseline if study.baseline in results else None
   scores = compare.write_tables(results, workdir, baseline, stem=TABLES)
   image_data = "modes" not in next(iter(next(iter(results.values())).values()))
@@ -90,21 +93,16 @@ def write(study: plan.Study, workdir: str) -> dict:
          for label, runs in scores.items()},
         os.path.join(workdir, "quality_diversity.png"),
         "diversity within a class ÷ real test images' (pixels)", "FID vs test set")
-    pictures = {f"{label} ({next(iter(runs))})": os.path.join(runs[next(iter(runs))],
-                                                             COMPONENTS_PICTURE)
-                for label, runs in folders.items()}
+    first = {label: next(iter(runs.items())) for label, runs in found.items()}
+    pictures = {f"{label} ({seed})": os.path.join(folder, COMPONENTS_PICTURE)
+                for label, (seed, (folder, _)) in first.items()}
     pictures = {title: path for title, path in pictures.items() if os.path.isfile(path)}
     if pictures:
       plots.save_panels(pictures, os.path.join(workdir, "components.png"))
-  steps = sorted({*study.steps, *(last_step(study, arm) for arm in study.arms)})
+  steps = sorted({*study.steps, *last_steps.values()})
   trajectory.trajectory(workdir, [arm for arm in study.arms if arm in results], steps,
                         study.num_samples or None)
   return scores
-
-
-def _read(folder: str) -> dict:
-  with open(os.path.join(folder, evaluation.RESULTS)) as f:
-    return json.load(f)
 
 
 def select(study: plan.Study, scores: dict) -> dict | None:
