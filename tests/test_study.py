@@ -227,3 +227,18 @@ def test_selection_rule_takes_the_most_diverse_arm_within_the_fid_limit():
   scores["wide"]["s1"]["fid"] = 150.0  # mean 135: over the limit
   assert report.select(study, scores)["selected"] == "deligan"
   assert "Selected: `deligan`" in report.selection_lines(study, report.select(study, scores))
+
+
+def test_tabulating_reads_the_scores_written_and_scores_nothing(toy_study, tmp_path):
+  """Tabulating while runs still train must not score their checkpoints under them."""
+  root, _ = toy_study
+  workdir = tmp_path / "w"
+  shutil.copytree(root / "w", workdir)
+  shutil.rmtree(workdir / "gan" / "seed_0" / "eval_steps" / "0000004")
+  result = run_study("--workdir", workdir, "--tabulate", cores=root)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert not (workdir / "gan" / "seed_0" / "eval_steps" / "0000004").exists()
+  assert "gan: 1 of 2 seeds have no evaluation of batch 4 yet" in result.stderr
+  scores = json.loads((workdir / "trajectory.json").read_text())["scores"]
+  assert sorted(scores["gan"]["4"]) == ["seed_1"] and sorted(scores["gan"]["8"]) == [
+      "seed_0", "seed_1"]

@@ -88,6 +88,11 @@ def stored_evaluation(run_dir: str, step: int, count: int,
   return None
 
 
+def _stored_results(run_dir: str, step: int, num_samples: int | None) -> dict | None:
+  stored = stored_evaluation(run_dir, step, sample_count(run_dir, num_samples))
+  return None if stored is None else stored[1]
+
+
 def _scored_alike(path: str, step: int, count: int, sigma_scale: float = 1.0) -> dict | None:
   """The evaluation at ``path`` if it scored ``step`` as :func:`evaluation_at` would.
 
@@ -119,10 +124,12 @@ def binned_curve(records: list[dict], key: str, bin_size: int = CURVE_BIN) -> di
 
 
 def trajectory(workdir: str, arms: list[str] | None, steps: list[int],
-               num_samples: int | None = None, cache: str | None = None) -> dict:
+               num_samples: int | None = None, cache: str | None = None,
+               score: bool = True) -> dict:
   """Scores every arm's seeds at ``steps``; writes trajectory.json/.md/.png; returns the data.
 
-  Returns ``{'scores': {arm: {step: {seed: scores}}}, 'curves': {arm: {key:
+  ``score=False``: only evaluations already written are read (a study's runs, which score
+  themselves, tabulated while some still train). Returns ``{'scores': {arm: {step: {seed: scores}}}, 'curves': {arm: {key:
   {seed: {batch: value}}}}, 'real': {key: real test images' value}}``, seeds named by
   their run folders; a seed without a step's checkpoint is left out of that step.
   """
@@ -138,15 +145,16 @@ def trajectory(workdir: str, arms: list[str] | None, steps: list[int],
       raise errors.RequestError(f"{os.path.join(workdir, arm)} holds no runs")
     scores[arm] = {}
     for step in steps:
-      found = {os.path.basename(run): evaluation_at(run, step, num_samples, cache)
-               for run in runs}
+      found = {os.path.basename(run): evaluation_at(run, step, num_samples, cache) if score
+               else _stored_results(run, step, num_samples) for run in runs}
       scores[arm][step] = {seed: compare.seed_scores(results)
                            for seed, results in found.items() if results is not None}
       if not real:  # the same test images whichever run scored them
         real = next((compare.real_scores(r) for r in found.values() if r is not None), {})
       if len(scores[arm][step]) < len(runs):
-        logging.warning("%s: %d of %d seeds have no checkpoint of batch %d yet", arm,
-                        len(runs) - len(scores[arm][step]), len(runs), step)
+        logging.warning("%s: %d of %d seeds have no %s of batch %d yet", arm,
+                        len(runs) - len(scores[arm][step]), len(runs),
+                        "checkpoint" if score else "evaluation", step)
     records = {os.path.basename(run): run_log.read_metrics(run) for run in runs}
     curves[arm] = {key: {seed: binned_curve(r, key) for seed, r in records.items()}
                    for key, _ in CURVES}

@@ -1,7 +1,8 @@
 """A study's runs tabulated against its baseline arm, drawn, and its selection rule applied.
 
-Reads evaluations already written (:func:`trajectory.stored_evaluation`); each run's own
-command scores them. Written into the study's folder: ``study.md`` (every seed, mean ± std
+Reads evaluations already written (:func:`trajectory.stored_evaluation`), for the trajectory
+too, and scores nothing: each run's own command scores them, so a study may be tabulated
+while some of its runs still train. Written into the study's folder: ``study.md`` (every seed, mean ± std
 per arm, each arm's difference from the baseline with its 95% bootstrap interval over
 seeds, and the selection rule's outcome), ``study.json`` (every seed's numbers),
 ``study.png`` (bars), ``quality_diversity.png`` (FID against the diversity within a class,
@@ -101,7 +102,7 @@ def write(study: plan.Study, workdir: str) -> dict | None:
       plots.save_panels(pictures, os.path.join(workdir, "components.png"))
   steps = sorted({*study.steps, *last_steps.values()})
   trajectory.trajectory(workdir, [arm for arm in study.arms if arm in results], steps,
-                        study.num_samples or None)
+                        study.num_samples or None, score=False)
   return scores
 
 
