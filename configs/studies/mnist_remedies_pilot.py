@@ -23,7 +23,8 @@ def get_config():
   for sigma in (0.5, 1.0, 2.0):
     s.arms[f"fixed_sigma_{sigma:g}".replace(".", "p")] = {"model": "deligan", "overrides": (
         "latent.train_sigma=False", f"latent.sigma_init_range=({sigma}, {sigma})")}
-  for weight in (0.1, 1.0, 10.0):
+  # 100 and 1000 added once 10, the largest first tried, kept FID: where does it break?
+  for weight in (0.1, 1.0, 10.0, 100.0, 1000.0):
     s.arms[f"mode_seeking_{weight:g}".replace(".", "p")] = {"model": "deligan", "overrides": (
         f"latent.mode_seeking_weight={weight}",)}
   return s
