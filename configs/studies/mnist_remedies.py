@@ -11,7 +11,7 @@ The arms: the GAN and the official DeLiGAN; the authors' workarounds (sigma regu
 and x100, latent dimension 10, 500 components: one per training image, each row of a
 batch drawing its component, as the batch assignment needs one component per row); GM-GAN's
 static variant (sigma fixed at 0.2, and at 0.5, the pilot's pick); MSGAN's mode-seeking
-term (weight 10, the pilot's pick). Pilot: ``configs/studies/mnist_remedies_pilot.py``.
+term (weight 10, the pilot's first pick, and 100, its pick once extended to 100 and 1000). Pilot: ``configs/studies/mnist_remedies_pilot.py``.
 
 Selection rule, fixed before any screening run was scored: at batch 10000, among the rows
 (arms, and scaled DeLiGAN) whose mean FID over seeds is at most 1.25 x the official
@@ -50,5 +50,7 @@ def get_config():
       # The pilot's picks: the largest value whose FID at batch 2000 is within 1.25 x DeLiGAN's.
       "fixed_sigma_0p5": deligan("latent.train_sigma=False", "latent.sigma_init_range=(0.5, 0.5)"),
       "mode_seeking_10": deligan("latent.mode_seeking_weight=10.0"),
+      # The extended pilot's pick: 100 kept FID at batch 2000, 1000 broke it.
+      "mode_seeking_100": deligan("latent.mode_seeking_weight=100.0"),
   }
   return s
