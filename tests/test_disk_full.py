@@ -103,13 +103,14 @@ def test_stderr_drops_only_the_closed_loop_tracebacks_even_interleaved():
   out = io.StringIO()
   stream = disk_full._WithoutClosedLoopTracebacks(out)
   for piece in ("run: 50%", "\r100%\n", "Traceback (most recent call last):\n", "  File a\n",
+                "\rrun: 100%",
                 "Traceback (most recent call last):\n", "    raise\n",
                 "RuntimeError: Event loop is closed\n", "    self._check_closed()\n",
-                "RuntimeError: Event loop is closed\n", "kept\n",
+                "RuntimeError: Event loop is closed\n", "\n", "kept\n",
                 "Traceback (most recent call last):\n  File b\nValueError: a real one\n",
                 "error: the disk of workdir w is full\n"):
     stream.write(piece)
-  assert out.getvalue() == ("run: 50%\r100%\nkept\nTraceback (most recent call last):\n"
+  assert out.getvalue() == ("run: 50%\r100%\n\rrun: 100%\nkept\nTraceback (most recent call last):\n"
                             "  File b\nValueError: a real one\nerror: the disk of workdir w is "
                             "full\n")
 

@@ -156,6 +156,9 @@ class _WithoutClosedLoopTracebacks:
 
   def write(self, text: str) -> int:
     with self._lock:
+      if text.startswith("\r") and "\n" not in text:  # a progress bar's redraw, never a
+        self._stream.write(text)                       # traceback's line: passed at once
+        return len(text)
       pieces = (self._partial + text).splitlines(keepends=True)
       self._partial = pieces.pop() if pieces and not pieces[-1].endswith("\n") else ""
       for line in pieces:
@@ -167,6 +170,12 @@ class _WithoutClosedLoopTracebacks:
     return len(text)
 
   def _line(self, line: str) -> None:
+    if not line.strip():  # a blank line: part of a traceback being held, else passed on
+      if self._held:
+        self._held.append(line)
+      else:
+        self._stream.write(line)
+      return
     in_traceback = line.startswith(_TRACEBACK) or line[:1].isspace()
     if line.strip() == _CLOSED_LOOP:
       self._held, self._dropping = [], True
