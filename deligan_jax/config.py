@@ -62,7 +62,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.log_every = 50                  # batches; multiples of steps_per_dispatch
   c.sample_every = 2_000
   c.checkpoint_every = 2_000
-  c.keep_checkpoints = 3
+  c.keep_checkpoints = 3            # the last scheduled ones, besides the newest
   c.num_plot_samples = 49
   # One run over several processes (hosts); deligan_jax/distributed.py, docs/anywhere.md.
   c.distributed = ml_collections.ConfigDict()

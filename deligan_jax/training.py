@@ -107,7 +107,7 @@ class _Run:
   def __init__(self, config: ml_collections.ConfigDict, workdir: str):
     self.config = config
     self.workdir = workdir
-    self.checkpointer = checkpoints.Checkpointer(workdir, config.keep_checkpoints)
+    self.checkpointer = checkpoints.Checkpointer(workdir, checkpoints.Retention.of(config))
 
   def close(self) -> None:
     self.checkpointer.close()

@@ -169,7 +169,7 @@ def test_sample_to_a_full_disk_names_the_output_folder_not_the_run(small_disk, e
   line = error_lines(run_cli(*command))[-1]
   assert line == (f"error: the disk of {out.parent} is full (No space left on device, writing "
                   f"{out}). Free space there or write elsewhere, then run the same command "
-                  "again"), line
+                  "again: the checkpoint is untouched and the same samples are drawn again"), line
   assert os.listdir(out.parent) == []  # no partial file
 
   (small_disk / "filler").unlink()
@@ -188,10 +188,50 @@ def test_compare_tables_on_a_full_disk_end_in_one_line(small_disk, evaluated_toy
   line = error_lines(run_cli(*command))[-1]
   assert re.fullmatch(f"error: the disk of {re.escape(str(workdir))} is full \\(No space left "
                       f"on device, writing {re.escape(str(workdir))}/comparison\\.\\S+\\)\\. "
-                      "Free space there or write elsewhere, then run the same command again",
-                      line), line
+                      "Free space there or write elsewhere, then run the same command again: "
+                      "each run resumes from its last complete checkpoint, and the tables are "
+                      "written again", line), line
   assert sorted(p.name for p in workdir.iterdir()) == ["deligan", "gan"]
 
   (small_disk / "filler").unlink()
   assert run_cli(*command).returncode == 0
   assert json.loads((workdir / "comparison.json").read_text()).keys() == {"gan", "deligan"}
+
+
+def test_a_write_that_names_no_file_or_its_temporary_is_named_by_the_file_meant(tmp_path):
+  meant = tmp_path / "missing" / "eval.json"
+  with pytest.raises(FileNotFoundError) as raised:  # open(meant + ".tmp") fails
+    atomic_files.write_atomic(str(meant), "{}")
+  assert raised.value.filename == str(meant)
+  with pytest.raises(OSError) as raised, atomic_files.naming("/w/metrics.jsonl"):
+    raise OSError(errno.ENOSPC, "No space left on device")
+  assert (raised.value.errno, raised.value.filename) == (errno.ENOSPC, "/w/metrics.jsonl")
+
+
+def test_appending_metrics_to_a_full_disk_names_the_metrics_file(small_disk):
+  workdir = small_disk / "run"
+  workdir.mkdir()
+  (workdir / "config.json").write_text("{}")
+  writer = metrics_log.MetricWriter(str(workdir), resume_step=0)
+  fill(small_disk, leave=0)
+  with pytest.raises(OSError) as raised:
+    for step in range(100_000):  # until a flush finds no room
+      writer.write(step, {"g_loss": 0.5, "note": "x" * 100})
+  (small_disk / "filler").unlink()
+  writer.close()
+  assert raised.value.filename == str(workdir / "metrics.jsonl")
+  line = disk_full.message(raised.value, str(workdir))
+  assert line.startswith(f"the disk of workdir {workdir} is full (No space left on device, "
+                         f"writing {workdir / 'metrics.jsonl'}); there is no complete checkpoint")
+
+
+@pytest.mark.parametrize("is_run", [True, False])
+def test_a_full_disk_without_a_file_names_the_workdir_as_a_run_only_if_it_is_one(tmp_path,
+                                                                                  is_run):
+  if is_run:
+    (tmp_path / "config.json").write_text("{}")
+  line = disk_full.message(OSError(errno.ENOSPC, "No space left on device"), str(tmp_path),
+                           again="it resumes")
+  form = "workdir " if is_run else ""
+  assert line.startswith(f"the disk of {form}{tmp_path} is full (No space left on device)")
+  assert line.endswith("then run the same command again: it resumes")

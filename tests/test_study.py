@@ -86,6 +86,9 @@ def test_overrides_are_typed_as_config_flags_types_them(tmp_path):
     ('s.sigma_scale_arms = ("gan",)', "'gan' is a 'gan' arm; only DeLiGAN"),
     ('s.seeds = (0, 0)', "study.seeds: distinct seeds"),
     ('s.steps = (2,)', "study.steps: arm 'deligan' would not keep the checkpoints of batches [2]"),
+    ('s.steps = (0, 4)', "study.steps: arm 'deligan' trains 8 batches, so it has no checkpoint of "
+     "batches [0]"),
+    ('s.steps = (12,)', "trains 8 batches, so it has no checkpoint of batches [12]"),
     ('s.overrides = s.overrides + ("num_steps=24",)',
      "arm 'deligan' would not keep the checkpoints of batches [4] (checkpoint_every=4, "
      "keep_checkpoints=5, num_steps=24)"),
@@ -235,6 +238,7 @@ def test_tabulating_reads_the_scores_written_and_scores_nothing(toy_study, tmp_p
   workdir = tmp_path / "w"
   shutil.copytree(root / "w", workdir)
   shutil.rmtree(workdir / "gan" / "seed_0" / "eval_steps" / "0000004")
+  (workdir / "deligan" / "seed_2").mkdir()  # a run whose process has not written its config
   result = run_study("--workdir", workdir, "--tabulate", cores=root)
   assert result.returncode == 0, result.stderr[-3000:]
   assert not (workdir / "gan" / "seed_0" / "eval_steps" / "0000004").exists()
@@ -242,3 +246,4 @@ def test_tabulating_reads_the_scores_written_and_scores_nothing(toy_study, tmp_p
   scores = json.loads((workdir / "trajectory.json").read_text())["scores"]
   assert sorted(scores["gan"]["4"]) == ["seed_1"] and sorted(scores["gan"]["8"]) == [
       "seed_0", "seed_1"]
+  assert sorted(scores["deligan"]["4"]) == ["seed_0", "seed_1"]

@@ -93,7 +93,9 @@ def main(argv):
 
 
 def run() -> None:
-  cli.run(main, define_flags)
+  cli.run(main, define_flags,
+          again="each run resumes from its last complete checkpoint, and the tables are "
+          "written again")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ def main(argv):
 
 
 def run() -> None:
-  cli.run(main, define_flags)
+  cli.run(main, define_flags,
+          again="an archive already in the cache is converted, else it is downloaded again")
 
 
 if __name__ == "__main__":

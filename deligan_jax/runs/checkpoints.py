@@ -12,6 +12,7 @@ newest intact one, and nothing is deleted.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 
@@ -39,20 +40,48 @@ def _shapes(tree) -> dict[str, tuple[int, ...]]:
           for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
+@dataclasses.dataclass(frozen=True)
+class Retention:
+  """Which checkpoints a run keeps: the newest, and the last ``keep`` of its scheduled
+  saves (every ``every``-th batch, and batch ``last``).
+
+  A save off the schedule (on a signal or a stall) is kept while it is the newest and
+  never takes a scheduled checkpoint's place, so the scheduled checkpoints a
+  trajectory reads are there however often the run was interrupted. An orbax
+  preservation policy.
+  """
+  keep: int
+  every: int
+  last: int
+
+  @classmethod
+  def of(cls, config) -> Retention:
+    return cls(config.keep_checkpoints, config.checkpoint_every, config.num_steps)
+
+  def kept(self, steps) -> set[int]:
+    scheduled = sorted(s for s in steps if s % self.every == 0 or s == self.last)
+    return set(scheduled[-self.keep:]) | ({max(steps)} if steps else set())
+
+  def should_preserve(self, checkpoints, *, context) -> list[bool]:
+    del context  # the policy needs only the steps
+    kept = self.kept([c.step for c in checkpoints])
+    return [c.step in kept for c in checkpoints]
+
+
 class Checkpointer:
-  """Keeps the last ``max_to_keep`` train states under ``workdir/checkpoints``.
+  """Train states under ``workdir/checkpoints``, those of ``retention`` kept (all without).
 
   Reading writes nothing: the folder appears with the first save.
   """
 
-  def __init__(self, workdir: str, max_to_keep: int | None = None):
+  def __init__(self, workdir: str, retention: Retention | None = None):
     # Synchronous saves: when save returns the checkpoint is complete, and a failed
     # write is reported at its own step.
     self._workdir = workdir
     self._manager = ocp.CheckpointManager(
         os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
         item_handlers=ocp.StandardCheckpointHandler(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=False,
+        options=ocp.CheckpointManagerOptions(preservation_policy=retention, create=False,
                                              enable_async_checkpointing=False))
 
   def all_steps(self) -> list[int]:

@@ -50,19 +50,19 @@ def message(error: BaseException, workdir: str | None = None,
   checkpoint, what to do, and what running the command again does (``again``).
 
   The run is the folder holding a ``config.json`` above the file that could not be written;
-  where that file is not known, ``workdir`` (the command's flag). A file known to lie outside
-  any run (``sample --out``, a comparison's tables) is named by its folder.
+  where that file is not known, ``workdir`` (the command's flag) or a run above it. Outside
+  any run (``sample --out``, a comparison's tables) the line names the folder instead.
   """
   full = cause(error)
   reason = FULL.get(getattr(full, "errno", None)) or next(
       (text for text in FULL.values() if text in str(full)), FULL[errno.ENOSPC])
   path = _failed_path(error)
   writing = f"{reason}, writing {path}" if path else reason
-  run = _run_folder(path) if path else workdir
+  run = _run_folder(path or (workdir and os.path.join(workdir, CONFIG_FILE)))
   if run is None:
-    folder = os.path.dirname(path) if path else os.getcwd()
+    folder = os.path.dirname(path) if path else workdir or os.getcwd()
     return (f"the disk of {folder} is full ({writing}). Free space there or write elsewhere, "
-            "then run the same command again")
+            f"then run the same command again: {again}")
   steps = _complete_checkpoints(run)
   last = (f"the last complete checkpoint is {steps[-1]}" if steps
           else "there is no complete checkpoint yet")

@@ -50,25 +50,30 @@ class MetricWriter:
 
   def __init__(self, workdir: str, resume_step: int):
     self._path = os.path.join(workdir, METRICS_FILE)
+    self._tensorboard_dir = os.path.join(workdir, "tensorboard")
     kept = [r for r in read_metrics(workdir) if r["step"] <= resume_step]
     files.write_atomic(self._path, "".join(json.dumps(r) + "\n" for r in kept))
     self._file = open(self._path, "a")
-    self._tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=resume_step + 1)
+    self._tensorboard = SummaryWriter(self._tensorboard_dir, purge_step=resume_step + 1)
 
   def write(self, step: int, scalars: dict[str, float]) -> None:
     clean = json_safe(scalars)
-    self._file.write(json.dumps({"step": step, **clean}) + "\n")
-    self._file.flush()
-    for key, value in clean.items():
-      if isinstance(value, (int, float)):  # TensorBoard takes scalars; labels stay in the JSON
-        self._tensorboard.add_scalar(key, value, step)
+    with files.naming(self._path):
+      self._file.write(json.dumps({"step": step, **clean}) + "\n")
+      self._file.flush()
+    with files.naming(self._tensorboard_dir):
+      for key, value in clean.items():
+        if isinstance(value, (int, float)):  # TensorBoard takes scalars; labels stay in the JSON
+          self._tensorboard.add_scalar(key, value, step)
 
   def close(self) -> None:
     # Both, even when the first fails (a full disk): a writer left open retries at exit.
     try:
-      self._file.close()
+      with files.naming(self._path):
+        self._file.close()
     finally:
-      self._tensorboard.close()
+      with files.naming(self._tensorboard_dir):
+        self._tensorboard.close()
 
 
 class NoWriter:

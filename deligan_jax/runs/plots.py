@@ -156,8 +156,8 @@ def _colors(count: int) -> list:
 
 def save_quality_diversity(points: dict[str, tuple[list[float], list[float]]], path: str,
                            x_title: str, y_title: str) -> None:
-  """One point per arm at its mean over seeds, with ± one sample std as error bars, each
-  labelled with its arm and seed count.
+  """One point per arm at its mean over seeds, with ± one sample std as error bars (cut at
+  0), each labelled with its arm and seed count.
 
   ``points``: ``{arm: (x values, y values)}``, one value per seed. Real images are the
   dashed line at x = 1 (the diversity within a class is a ratio to theirs). The y axis is
@@ -171,7 +171,8 @@ def save_quality_diversity(points: dict[str, tuple[list[float], list[float]]], p
     xs, ys = xs[keep], ys[keep]
     if not xs.size:
       continue
-    spread = lambda v: v.std(ddof=1) if v.size > 1 else None
+    # One std each way, the lower bar stopping at 0: neither score can be negative.
+    spread = lambda v: [[min(v.std(ddof=1), v.mean())], [v.std(ddof=1)]] if v.size > 1 else None
     ax.errorbar(xs.mean(), ys.mean(), xerr=spread(xs), yerr=spread(ys), fmt="o", color=color,
                 capsize=3)
     ax.annotate(f"{arm} ({xs.size})", (xs.mean(), ys.mean()), xytext=(4, 4),
@@ -180,7 +181,7 @@ def save_quality_diversity(points: dict[str, tuple[list[float], list[float]]], p
   if means and min(means) > 0 and max(means) > 5 * min(means):
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
   ax.axvline(1.0, color="0.4", linestyle="--", linewidth=1, label="real test images")
   ax.set_xlabel(x_title)
   ax.set_ylabel(y_title)

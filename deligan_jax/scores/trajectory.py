@@ -89,6 +89,8 @@ def stored_evaluation(run_dir: str, step: int, count: int,
 
 
 def _stored_results(run_dir: str, step: int, num_samples: int | None) -> dict | None:
+  if not os.path.isfile(os.path.join(run_dir, checkpoints.CONFIG_FILE)):
+    return None  # a run not started yet
   stored = stored_evaluation(run_dir, step, sample_count(run_dir, num_samples))
   return None if stored is None else stored[1]
 
@@ -128,10 +130,11 @@ def trajectory(workdir: str, arms: list[str] | None, steps: list[int],
                score: bool = True) -> dict:
   """Scores every arm's seeds at ``steps``; writes trajectory.json/.md/.png; returns the data.
 
-  ``score=False``: only evaluations already written are read (a study's runs, which score
-  themselves, tabulated while some still train). Returns ``{'scores': {arm: {step: {seed: scores}}}, 'curves': {arm: {key:
-  {seed: {batch: value}}}}, 'real': {key: real test images' value}}``, seeds named by
-  their run folders; a seed without a step's checkpoint is left out of that step.
+  ``score=False``: reads the evaluations already written and scores nothing (a study's
+  runs, which score themselves, tabulated while some still train). Returns
+  ``{'scores': {arm: {step: {seed: scores}}}, 'curves': {arm: {key: {seed: {batch:
+  value}}}}, 'real': {key: real test images' value}}``, seeds named by their run folders;
+  a seed without a step's checkpoint (or, reading, its evaluation) is left out of that step.
   """
   if arms is None:
     arms = sorted(d for d in os.listdir(workdir) if os.path.isdir(os.path.join(workdir, d))

@@ -40,6 +40,7 @@ from deligan_jax import config as config_lib
 from deligan_jax.errors import ConfigError
 from deligan_jax.errors import RequestError
 from deligan_jax.runs import atomic_files
+from deligan_jax.runs import checkpoints
 
 STUDY_FILE = "study_plan.json"
 _ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -124,8 +125,11 @@ class Study:
       raise ConfigError(f"study.sigma_scales: must be positive, got {self.sigma_scales}")
     for name in self.arms:
       config = self.run_config(name, self.seeds[0])
-      lost = [step for step in self.steps
-              if step < config.num_steps and step not in kept_checkpoints(config)]
+      outside = [step for step in self.steps if not 0 < step <= config.num_steps]
+      if outside:
+        raise ConfigError(f"study.steps: arm {name!r} trains {config.num_steps} batches, so "
+                          f"it has no checkpoint of batches {outside}")
+      lost = [step for step in self.steps if step not in kept_checkpoints(config)]
       if lost:
         raise ConfigError(
             f"study.steps: arm {name!r} would not keep the checkpoints of batches {lost} "
@@ -165,11 +169,10 @@ class Study:
 
 
 def kept_checkpoints(config: ml_collections.ConfigDict) -> set[int]:
-  """The batches whose checkpoints a finished run of ``config`` keeps: every
-  ``checkpoint_every``-th and the last, of which the last ``keep_checkpoints``."""
-  saved = sorted({*range(config.checkpoint_every, config.num_steps + 1, config.checkpoint_every),
-                  config.num_steps})
-  return set(saved[-config.keep_checkpoints:])
+  """The batches whose checkpoints a finished run of ``config`` keeps, interrupted or not."""
+  return checkpoints.Retention.of(config).kept(
+      {*range(config.checkpoint_every, config.num_steps + 1, config.checkpoint_every),
+       config.num_steps})
 
 
 def load_config_file(path: str, arg: str) -> ml_collections.ConfigDict:
