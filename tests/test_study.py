@@ -100,7 +100,7 @@ def test_a_study_that_cannot_run_is_refused_naming_its_field(tmp_path, arms, mes
 
 
 @pytest.mark.parametrize("name", ["mnist500", "mnist_remedies", "mnist_remedies_pilot",
-                                  "toy_remedies"])
+                                  "mnist_remedies_confirm", "toy_remedies"])
 def test_shipped_studies_build_and_validate_every_arm(name):
   study = load(REPO / "configs" / "studies" / f"{name}.py")  # every arm's config validated
   assert study.baseline in study.arms and study.runs()
@@ -247,3 +247,18 @@ def test_tabulating_reads_the_scores_written_and_scores_nothing(toy_study, tmp_p
   assert sorted(scores["gan"]["4"]) == ["seed_1"] and sorted(scores["gan"]["8"]) == [
       "seed_0", "seed_1"]
   assert sorted(scores["deligan"]["4"]) == ["seed_0", "seed_1"]
+
+
+def test_the_confirmation_resumes_the_screening_s_runs_of_its_arms(tmp_path):
+  """Its docstring says to copy the screening's seed folders in: the workdir check lets each
+  copied run go on to the paper's schedule."""
+  from deligan_jax.runs import workdir
+  studies = REPO / "configs" / "studies"
+  screening, confirmation = (load(studies / f"{name}.py")
+                             for name in ("mnist_remedies", "mnist_remedies_confirm"))
+  for arm in confirmation.arms:
+    run = tmp_path / arm
+    workdir.record_config(screening.run_config(arm, 2), str(run))
+    workdir.check(confirmation.run_config(arm, 2), str(run))
+    assert confirmation.run_config(arm, 2).num_steps == 40_000
+
