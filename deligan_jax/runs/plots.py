@@ -157,15 +157,16 @@ def _colors(count: int) -> list:
 def save_quality_diversity(points: dict[str, tuple[list[float], list[float]]], path: str,
                            x_title: str, y_title: str) -> None:
   """One point per arm at its mean over seeds, with ± one sample std as error bars (cut at
-  0), each labelled with its arm and seed count.
+  0), each arm a colour and marker of its own, named with its seed count in the legend.
 
   ``points``: ``{arm: (x values, y values)}``, one value per seed. Real images are the
   dashed line at x = 1 (the diversity within a class is a ratio to theirs). The y axis is
   logarithmic where the means span more than a factor of 5 (FIDs of broken and good arms).
   """
-  fig, ax = plt.subplots(figsize=(8, 6))
+  fig, ax = plt.subplots(figsize=(10, 6))
+  markers = "osD^vP*Xph"
   means = []
-  for (arm, (xs, ys)), color in zip(points.items(), _colors(len(points))):
+  for k, ((arm, (xs, ys)), color) in enumerate(zip(points.items(), _colors(len(points)))):
     xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
     keep = np.isfinite(xs) & np.isfinite(ys)
     xs, ys = xs[keep], ys[keep]
@@ -173,19 +174,18 @@ def save_quality_diversity(points: dict[str, tuple[list[float], list[float]]], p
       continue
     # One std each way, the lower bar stopping at 0: neither score can be negative.
     spread = lambda v: [[min(v.std(ddof=1), v.mean())], [v.std(ddof=1)]] if v.size > 1 else None
-    ax.errorbar(xs.mean(), ys.mean(), xerr=spread(xs), yerr=spread(ys), fmt="o", color=color,
-                capsize=3)
-    ax.annotate(f"{arm} ({xs.size})", (xs.mean(), ys.mean()), xytext=(4, 4),
-                textcoords="offset points", fontsize=7, color="0.2")
+    ax.errorbar(xs.mean(), ys.mean(), xerr=spread(xs), yerr=spread(ys), fmt=markers[k % 10],
+                color=color, capsize=3, label=f"{arm} ({xs.size} seeds)")
     means.append(ys.mean())
   if means and min(means) > 0 and max(means) > 5 * min(means):
     ax.set_yscale("log")
+    ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
   ax.axvline(1.0, color="0.4", linestyle="--", linewidth=1, label="real test images")
   ax.set_xlabel(x_title)
   ax.set_ylabel(y_title)
-  ax.legend(fontsize=7, loc="best")
+  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
   fig.tight_layout()
   _save(fig, path)
 
