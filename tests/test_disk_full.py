@@ -235,3 +235,12 @@ def test_a_full_disk_without_a_file_names_the_workdir_as_a_run_only_if_it_is_one
   form = "workdir " if is_run else ""
   assert line.startswith(f"the disk of {form}{tmp_path} is full (No space left on device)")
   assert line.endswith("then run the same command again: it resumes")
+
+
+def test_a_picture_on_a_full_disk_names_itself_and_leaves_no_partial_file(small_disk):
+  path = small_disk / "grid.png"
+  fill(small_disk, leave=0)
+  with pytest.raises(OSError) as raised:
+    plots.save_image_grid(np.random.default_rng(0).uniform(-1, 1, (64, 28, 28, 1)), str(path))
+  assert (raised.value.errno, raised.value.filename) == (errno.ENOSPC, str(path))
+  assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]

@@ -261,4 +261,3 @@ def test_the_confirmation_resumes_the_screening_s_runs_of_its_arms(tmp_path):
     workdir.record_config(screening.run_config(arm, 2), str(run))
     workdir.check(confirmation.run_config(arm, 2), str(run))
     assert confirmation.run_config(arm, 2).num_steps == 40_000
-

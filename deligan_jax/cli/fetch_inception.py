@@ -30,7 +30,7 @@ def main(argv):
 
 def run() -> None:
   cli.run(main, define_flags,
-          again="an archive already in the cache is converted, else it is downloaded again")
+          again="the archive is read again from --source or the cache, else downloaded")
 
 
 if __name__ == "__main__":

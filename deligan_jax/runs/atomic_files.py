@@ -15,7 +15,7 @@ def naming(path: str, also: tuple[str, ...] = ()) -> Iterator[None]:
   try:
     yield
   except OSError as error:
-    if error.filename is None or error.filename in also:
+    if error.errno is not None and (error.filename is None or error.filename in also):
       raise OSError(error.errno, error.strerror, path) from error
     raise
 

@@ -59,6 +59,7 @@ class Retention:
     return cls(config.keep_checkpoints, config.checkpoint_every, config.num_steps)
 
   def kept(self, steps) -> set[int]:
+    steps = list(steps)
     scheduled = sorted(s for s in steps if s % self.every == 0 or s == self.last)
     return set(scheduled[-self.keep:]) | ({max(steps)} if steps else set())
 

@@ -36,8 +36,10 @@ def image_grid(images: np.ndarray, columns: int | None = None, pad: int = 1) -> 
 def save_image_grid(images: np.ndarray, path: str, columns: int | None = None) -> None:
   """Writes a grid of images in [-1, 1] as a PNG."""
   grid = image_grid(images, columns)
-  plt.imsave(path, grid[..., 0] if grid.shape[-1] == 1 else grid,
+  buffer = io.BytesIO()
+  plt.imsave(buffer, grid[..., 0] if grid.shape[-1] == 1 else grid, format="png",
              cmap="gray" if grid.shape[-1] == 1 else None, vmin=0, vmax=255)
+  atomic_files.write_atomic(path, buffer.getvalue())
 
 
 def save_toy_scatter(generated: np.ndarray, real: np.ndarray, path: str, title: str) -> None:
@@ -173,8 +175,9 @@ def save_quality_diversity(points: dict[str, tuple[list[float], list[float]]], p
     if not xs.size:
       continue
     # One std each way, the lower bar stopping at 0: neither score can be negative.
-    spread = lambda v: [[min(v.std(ddof=1), v.mean())], [v.std(ddof=1)]] if v.size > 1 else None
-    ax.errorbar(xs.mean(), ys.mean(), xerr=spread(xs), yerr=spread(ys), fmt=markers[k % 10],
+    spread = lambda v: ([[max(0.0, min(v.std(ddof=1), v.mean()))], [v.std(ddof=1)]]
+                        if v.size > 1 else None)
+    ax.errorbar(xs.mean(), ys.mean(), xerr=spread(xs), yerr=spread(ys), fmt=markers[k % len(markers)],
                 color=color, capsize=3, label=f"{arm} ({xs.size} seeds)")
     means.append(ys.mean())
   if means and min(means) > 0 and max(means) > 5 * min(means):

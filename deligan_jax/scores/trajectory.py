@@ -89,8 +89,6 @@ def stored_evaluation(run_dir: str, step: int, count: int,
 
 
 def _stored_results(run_dir: str, step: int, num_samples: int | None) -> dict | None:
-  if not os.path.isfile(os.path.join(run_dir, checkpoints.CONFIG_FILE)):
-    return None  # a run not started yet
   stored = stored_evaluation(run_dir, step, sample_count(run_dir, num_samples))
   return None if stored is None else stored[1]
 
@@ -143,7 +141,8 @@ def trajectory(workdir: str, arms: list[str] | None, steps: list[int],
     raise errors.RequestError(f"{workdir} holds no run folders")
   scores, curves, real = {}, {}, {}
   for arm in arms:
-    runs = compare.seed_dirs(os.path.join(workdir, arm))
+    runs = [run for run in compare.seed_dirs(os.path.join(workdir, arm))  # started ones
+            if os.path.isfile(os.path.join(run, checkpoints.CONFIG_FILE))]
     if not runs:
       raise errors.RequestError(f"{os.path.join(workdir, arm)} holds no runs")
     scores[arm] = {}

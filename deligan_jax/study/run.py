@@ -38,7 +38,7 @@ def train_and_score(study: plan.Study, workdir: str, arm: str, seed: int) -> Non
   run = plan.run_dir(workdir, arm, seed)
   if not finished(run, config.num_steps):
     training.train_and_evaluate(config, run)
-  steps = sorted({step for step in study.steps if step < config.num_steps} | {config.num_steps})
+  steps = sorted({*study.steps, config.num_steps})
   count = study.num_samples or None
   for step in steps:
     if trajectory.evaluation_at(run, step, count, None) is None:
