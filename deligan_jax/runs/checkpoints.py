@@ -26,7 +26,7 @@ from deligan_jax import models
 from deligan_jax.errors import CheckpointError
 from deligan_jax.runs import checksums
 from deligan_jax.step import distributed
-from deligan_jax.runs.workdir import CONFIG_FILE
+from deligan_jax.runs.workdir import CONFIG_FILE, is_run
 from deligan_jax.step import state as train_state
 
 CHECKPOINT_DIR = "checkpoints"

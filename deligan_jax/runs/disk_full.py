@@ -19,7 +19,7 @@ import sys
 import threading
 from typing import Iterator
 
-from deligan_jax.runs.workdir import CONFIG_FILE
+from deligan_jax.runs.workdir import CONFIG_FILE, is_run
 
 FULL = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "Disk quota exceeded"}
 CHECKPOINT_DIR = "checkpoints"  # as deligan_jax.runs.checkpoints, which imports orbax
@@ -230,7 +230,7 @@ def _run_folder(path: str | None) -> str | None:
   """The nearest folder above ``path`` that holds a run's config.json."""
   folder = os.path.dirname(path) if path else None
   while folder and folder != os.path.dirname(folder):
-    if os.path.isfile(os.path.join(folder, CONFIG_FILE)):
+    if is_run(folder):
       return folder
     folder = os.path.dirname(folder)
   return None

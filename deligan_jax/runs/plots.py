@@ -167,6 +167,9 @@ def save_quality_diversity(points: dict[str, tuple[list[float], list[float]]], p
   """
   fig, ax = plt.subplots(figsize=(10, 6))
   markers = "osD^vP*Xph"
+  # One std each way, the lower bar stopping at 0: neither score can be negative.
+  spread = lambda v: ([[max(0.0, min(v.std(ddof=1), v.mean()))], [v.std(ddof=1)]]
+                      if v.size > 1 else None)
   means = []
   for k, ((arm, (xs, ys)), color) in enumerate(zip(points.items(), _colors(len(points)))):
     xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
@@ -174,11 +177,9 @@ def save_quality_diversity(points: dict[str, tuple[list[float], list[float]]], p
     xs, ys = xs[keep], ys[keep]
     if not xs.size:
       continue
-    # One std each way, the lower bar stopping at 0: neither score can be negative.
-    spread = lambda v: ([[max(0.0, min(v.std(ddof=1), v.mean()))], [v.std(ddof=1)]]
-                        if v.size > 1 else None)
-    ax.errorbar(xs.mean(), ys.mean(), xerr=spread(xs), yerr=spread(ys), fmt=markers[k % len(markers)],
-                color=color, capsize=3, label=f"{arm} ({xs.size} seeds)")
+    ax.errorbar(xs.mean(), ys.mean(), xerr=spread(xs), yerr=spread(ys),
+                fmt=markers[k % len(markers)], color=color, capsize=3,
+                label=f"{arm} ({xs.size} seeds)")
     means.append(ys.mean())
   if means and min(means) > 0 and max(means) > 5 * min(means):
     ax.set_yscale("log")

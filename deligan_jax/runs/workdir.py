@@ -15,6 +15,11 @@ CONFIG_FILE = "config.json"  # the resolved config: what sampling, scoring and r
 DEFAULT_ROOT = "runs"
 
 
+def is_run(folder: str) -> bool:
+  """Whether ``folder`` holds a run: one that has started writes its config.json first."""
+  return os.path.isfile(os.path.join(folder, CONFIG_FILE))
+
+
 def default_workdir(config_file: str, config: ml_collections.ConfigDict) -> str:
   """``runs/<config file>[_<data>]_<model>``, e.g. runs/mnist_deligan, runs/toy_bimodal_gan.
 

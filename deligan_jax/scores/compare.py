@@ -94,7 +94,7 @@ def seed_dirs(arm_dir: str) -> list[str]:
                  key=lambda d: int(d.removeprefix("seed_")))
   if seeds:
     return [os.path.join(arm_dir, d) for d in seeds]
-  return [arm_dir] if os.path.isfile(os.path.join(arm_dir, checkpoints.CONFIG_FILE)) else []
+  return [arm_dir] if checkpoints.is_run(arm_dir) else []
 
 
 def evaluated_seeds(arm_dir: str) -> dict[str, dict]:

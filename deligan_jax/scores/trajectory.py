@@ -141,8 +141,8 @@ def trajectory(workdir: str, arms: list[str] | None, steps: list[int],
     raise errors.RequestError(f"{workdir} holds no run folders")
   scores, curves, real = {}, {}, {}
   for arm in arms:
-    runs = [run for run in compare.seed_dirs(os.path.join(workdir, arm))  # started ones
-            if os.path.isfile(os.path.join(run, checkpoints.CONFIG_FILE))]
+    runs = [run for run in compare.seed_dirs(os.path.join(workdir, arm))
+            if checkpoints.is_run(run)]
     if not runs:
       raise errors.RequestError(f"{os.path.join(workdir, arm)} holds no runs")
     scores[arm] = {}

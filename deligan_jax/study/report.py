@@ -55,7 +55,7 @@ def collect(study: plan.Study, workdir: str,
     runs = {}
     for seed in study.seeds_of(arm):
       run = plan.run_dir(workdir, arm, seed)
-      if not os.path.isfile(os.path.join(run, checkpoints.CONFIG_FILE)):
+      if not checkpoints.is_run(run):
         continue
       count = trajectory.sample_count(run, study.num_samples or None)
       stored = trajectory.stored_evaluation(run, last_steps[arm], count, scale)

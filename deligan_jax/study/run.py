@@ -18,7 +18,7 @@ from deligan_jax.study import plan
 
 def finished(run: str, num_steps: int) -> bool:
   """Whether ``run`` holds a checkpoint of batch ``num_steps`` or later."""
-  if not os.path.isfile(os.path.join(run, checkpoints.CONFIG_FILE)):
+  if not checkpoints.is_run(run):
     return False
   checkpointer = checkpoints.Checkpointer(run)
   try:
