@@ -72,11 +72,12 @@ def _workdir_flag() -> str | None:
 
 def run(main: Callable[[list[str]], None],
         define_flags: Callable[[], None] | None = None,
-        again: str = disk_full.TRAINING_RESUMES) -> None:
+        again: str | Callable[[], str] = disk_full.TRAINING_RESUMES) -> None:
   """``app.run(main)`` after ``define_flags()``, with one-line user errors, no INFO logging and
   the compilation cache. Flags are defined by the entry point, not on import (absl flags are
   global: two commands' modules may be imported together). ``again``: what the same command
-  does when run again after a full disk, for its line."""
+  does when run again after a full disk, for its line (a callable where that depends on the
+  flags)."""
   if define_flags is not None:
     define_flags()
 
@@ -90,7 +91,8 @@ def run(main: Callable[[list[str]], None],
         main(argv)
     except Exception as error:  # pylint: disable=broad-except
       if disk_full.cause(error) is not None:
-        disk_full.end(f"error: {disk_full.message(error, _workdir_flag(), again)}")
+        what_again = again() if callable(again) else again
+        disk_full.end(f"error: {disk_full.message(error, _workdir_flag(), what_again)}")
       if isinstance(error, USER_ERRORS):
         sys.exit(f"error: {error}")
       raise

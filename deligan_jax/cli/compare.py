@@ -34,6 +34,7 @@ from deligan_jax import errors
 from deligan_jax import training
 from deligan_jax.models import MODELS
 from deligan_jax.runs import checkpoints
+from deligan_jax.runs import disk_full
 from deligan_jax.scores import compare
 from deligan_jax.scores import evaluation
 
@@ -94,8 +95,9 @@ def main(argv):
 
 def run() -> None:
   cli.run(main, define_flags,
-          again="each run resumes from its last complete checkpoint, and the tables are "
-          "written again")
+          again=lambda: disk_full.TABLES_WRITTEN_AGAIN if FLAGS.tabulate else
+          "each run resumes from its last complete checkpoint, and "
+          + disk_full.TABLES_WRITTEN_AGAIN)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from ml_collections import config_flags
 
 from deligan_jax import cli
 from deligan_jax import errors
+from deligan_jax.runs import disk_full
 from deligan_jax.study import plan
 
 FLAGS = flags.FLAGS
@@ -112,7 +113,8 @@ def main(argv):
 
 def run() -> None:
   cli.run(main, define_flags,
-          again="finished runs are kept and the others resume from their last complete checkpoints")
+          again=lambda: disk_full.TABLES_WRITTEN_AGAIN if FLAGS.tabulate else
+          "finished runs are kept and the others resume from their last complete checkpoints")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,9 @@ def cause(error: BaseException) -> BaseException | None:
 
 TRAINING_RESUMES = "training resumes from the last complete checkpoint"
 
+# What a command that only writes tables does when run again.
+TABLES_WRITTEN_AGAIN = "the tables are written again"
+
 
 def message(error: BaseException, workdir: str | None = None,
             again: str = TRAINING_RESUMES) -> str:
