@@ -261,3 +261,14 @@ def test_the_confirmation_resumes_the_screening_s_runs_of_its_arms(tmp_path):
     workdir.record_config(screening.run_config(arm, 2), str(run))
     workdir.check(confirmation.run_config(arm, 2), str(run))
     assert confirmation.run_config(arm, 2).num_steps == 40_000
+
+
+def test_the_named_diverse_recipe_is_the_confirmed_arm():
+  """``configs/mnist.py:deligan_diverse`` is the run its evidence comes from, seed for seed."""
+  from tests.conftest import load_config
+  confirmation = load(REPO / "configs" / "studies" / "mnist_remedies_confirm.py")
+  named = load_config("mnist", "deligan_diverse")
+  for override in (*confirmation.overrides, "seed=3"):
+    plan.apply_override(named, override, "test")
+  assert named.to_dict() == confirmation.run_config("components_500", 3).to_dict()
+  assert load_config("mnist").latent.num_components == 50  # the official recipe stays the default
