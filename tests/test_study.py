@@ -93,6 +93,7 @@ def test_overrides_are_typed_as_config_flags_types_them(tmp_path):
      "arm 'deligan' would not keep the checkpoints of batches [4] (checkpoint_every=4, "
      "keep_checkpoints=5, num_steps=24)"),
     ('s.colour = "red"', "study: unknown fields ['colour']"),
+    ('s.also_compared_with = ("nope",)', "study.also_compared_with: ['nope'] are not arms"),
 ])
 def test_a_study_that_cannot_run_is_refused_naming_its_field(tmp_path, arms, message):
   with pytest.raises(ConfigError, match=re.escape(message)):
@@ -247,6 +248,22 @@ def test_tabulating_reads_the_scores_written_and_scores_nothing(toy_study, tmp_p
   assert sorted(scores["gan"]["4"]) == ["seed_1"] and sorted(scores["gan"]["8"]) == [
       "seed_0", "seed_1"]
   assert sorted(scores["deligan"]["4"]) == ["seed_0", "seed_1"]
+
+
+def test_rows_are_compared_with_each_named_arm_too_each_pair_once(toy_study, tmp_path):
+  root, _ = toy_study
+  workdir = tmp_path / "w"
+  shutil.copytree(root / "w", workdir)
+  recorded = json.loads((workdir / plan.STUDY_FILE).read_text())
+  assert "also_compared_with" in recorded  # a plan written before the field reads as ()
+  recorded["also_compared_with"] = ["gan"]
+  (workdir / plan.STUDY_FILE).write_text(json.dumps(recorded))
+  result = run_study("--workdir", workdir, "--tabulate", cores=root)
+  assert result.returncode == 0, result.stderr[-3000:]
+  differences = re.findall(r"^\| (\S+ − \S+) \|", (workdir / "study.md").read_text(), re.M)
+  assert differences == ["gan − deligan", "deligan_sigma_x3 − deligan", "deligan_sigma_x3 − gan"]
+  recorded.pop("also_compared_with")
+  assert plan.Study.from_json(json.dumps(recorded)).also_compared_with == ()
 
 
 def test_the_confirmation_resumes_the_screening_s_runs_of_its_arms(tmp_path):

@@ -24,6 +24,7 @@ def get_config():
   s.config = "configs/mnist.py"
   s.seeds = (0, 1, 2, 3, 4)
   s.baseline = "gan"
+  s.also_compared_with = ("deligan",)
   s.overrides = ("checkpoint_every=1000", "keep_checkpoints=40", "sample_every=1000")
   s.steps = (1000, 5000, 10000, 20000)
   s.sigma_scales = (32.0, 64.0, 128.0, 1e3, 1e4, 4e4, 1e5)

@@ -129,11 +129,11 @@ def tabulate(workdir: str, arms: list[str] | None = None) -> dict:
                       workdir)
 
 
-def write_tables(results: dict[str, dict[str, dict]], out_dir: str, baseline: str | None = None,
-                 stem: str = "comparison") -> dict:
+def write_tables(results: dict[str, dict[str, dict]], out_dir: str,
+                 baselines: tuple[str, ...] = (), stem: str = "comparison") -> dict:
   """``STEM.md``, ``STEM.json`` and ``STEM.png`` of ``{arm: {seed: eval.json's dict}}``.
 
-  Differences are of every pair of arms, or of each arm against ``baseline``.
+  Differences are of every pair of arms, or of each arm against each of ``baselines``.
   Returns ``{arm: {seed: scores}}``.
   """
   scores = {arm: {seed: seed_scores(r) for seed, r in runs.items()}
@@ -153,7 +153,7 @@ def write_tables(results: dict[str, dict[str, dict]], out_dir: str, baseline: st
   floors = (paper_scores.floors_line(first["paper_protocol"]) if "paper_protocol" in first
             else None)
   atomic_files.write_atomic(os.path.join(out_dir, f"{stem}.md"),
-                            report(scores, columns, scored_at, first.get("dataset", ""), baseline)
+                            report(scores, columns, scored_at, first.get("dataset", ""), baselines)
                             + (f"\n{floors}\n" if floors else ""))
   plots.save_comparison({arm: list(runs.values()) for arm, runs in scores.items()}, columns,
                         os.path.join(out_dir, f"{stem}.png"))
@@ -165,13 +165,14 @@ def _holds_evaluations(path: str) -> bool:
 
 
 def report(scores: dict, columns, scored_at: dict, dataset: str = "",
-           baseline: str | None = None) -> str:
+           baselines: tuple[str, ...] = ()) -> str:
   """Markdown: mean ± std per arm, every seed's values, and each pair's difference.
 
   ``scores``: ``{arm: {seed: {key: value}}}``; ``scored_at``: ``{arm: {seed:
   (batch, sample count, sample seed, sample noise)}}``, which heads the tables, or
   warns when the seeds differ in it (their means then pool unlike runs). Differences
-  are later arm minus earlier arm (or each arm minus ``baseline``), with the 95%
+  are later arm minus earlier arm (or each arm minus each of ``baselines``, each pair once),
+  with the 95%
   percentile-bootstrap interval over seeds (:func:`seed_statistics.bootstrap_difference`); a star marks a finding
   (:attr:`seed_statistics.Difference.is_finding`).
   """
@@ -206,8 +207,13 @@ def report(scores: dict, columns, scored_at: dict, dataset: str = "",
                    + " | ".join(seed_statistics.number_cell(run[key]) for key, _, _ in columns)
                    + " |")
   arms = list(scores)
-  pairs = ([(arm, baseline) for arm in arms if arm != baseline] if baseline else
-           [(later, earlier) for i, earlier in enumerate(arms) for later in arms[i + 1:]])
+  if baselines:
+    pairs = []
+    for baseline in baselines:
+      pairs += [(arm, baseline) for arm in arms
+                if arm != baseline and (baseline, arm) not in pairs]
+  else:
+    pairs = [(later, earlier) for i, earlier in enumerate(arms) for later in arms[i + 1:]]
   if pairs:
     lines += ["", "Differences of means (row's first model minus its second) with the 95% "
               f"bootstrap interval over seeds; * marks an interval that excludes 0 with at "

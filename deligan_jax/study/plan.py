@@ -7,6 +7,7 @@ A study file is a Python file whose ``get_config()`` returns a ConfigDict (see
                  folder); each arm's model joins the arg
   seeds          the seeds every arm trains
   baseline       the arm every other is compared with
+  also_compared_with  arms every row is compared with too (each pair once)
   overrides      ``'field=value'`` config overrides of every arm
   arms           ``{name: {'model': ..., 'overrides': ('field=value', ...)}}``, and an
                  arm's own ``'seeds'`` where it trains fewer than the study's
@@ -59,6 +60,7 @@ class Study:
   seeds: tuple[int, ...]
   baseline: str
   arms: dict[str, Arm]
+  also_compared_with: tuple[str, ...] = ()
   overrides: tuple[str, ...] = ()
   steps: tuple[int, ...] = ()
   num_samples: int = 0
@@ -91,6 +93,7 @@ class Study:
     # Absolute, so that each run's command works from any folder (a job array's).
     study = cls(config=os.path.abspath(path) + colon + arg, seeds=tuple(c.get("seeds", ())),
                 baseline=c.get("baseline", ""), arms=arms,
+                also_compared_with=tuple(c.get("also_compared_with", ())),
                 overrides=tuple(c.get("overrides", ())), steps=tuple(c.get("steps", ())),
                 num_samples=c.get("num_samples", 0),
                 sigma_scales=tuple(float(s) for s in c.get("sigma_scales", ())),
@@ -118,9 +121,10 @@ class Study:
     if self.baseline not in self.arms:
       raise ConfigError(f"study.baseline: {self.baseline!r} is not one of the arms "
                         f"{list(self.arms)}")
-    unknown = sorted(set(self.sigma_scale_arms) - set(self.arms))
-    if unknown:
-      raise ConfigError(f"study.sigma_scale_arms: {unknown} are not arms")
+    for field in ("also_compared_with", "sigma_scale_arms"):
+      unknown = sorted(set(getattr(self, field)) - set(self.arms))
+      if unknown:
+        raise ConfigError(f"study.{field}: {unknown} are not arms")
     if any(not s > 0 for s in self.sigma_scales):
       raise ConfigError(f"study.sigma_scales: must be positive, got {self.sigma_scales}")
     for name in self.arms:

@@ -3,8 +3,8 @@
 Reads evaluations already written (:func:`trajectory.stored_evaluation`), for the trajectory
 too, and scores nothing: each run's own command scores them, so a study may be tabulated
 while some of its runs still train. Written into the study's folder: ``study.md`` (every seed, mean ± std
-per arm, each arm's difference from the baseline with its 95% bootstrap interval over
-seeds, and the selection rule's outcome), ``study.json`` (every seed's numbers),
+per arm, each arm's difference from the baseline (and from ``also_compared_with``'s arms)
+with its 95% bootstrap interval over seeds, and the selection rule's outcome), ``study.json`` (every seed's numbers),
 ``study.png`` (bars), ``quality_diversity.png`` (FID against the diversity within a class,
 one point per arm), ``components.png`` (each arm's first seed's draws of its first ten
 components) and the trajectory over the scored checkpoints (``trajectory.md``/``.png``).
@@ -79,8 +79,8 @@ def write(study: plan.Study, workdir: str) -> dict | None:
     return None
   results = {label: {seed: stored[1] for seed, stored in runs.items()}
              for label, runs in found.items()}
-  baseline = study.baseline if study.baseline in results else None
-  scores = compare.write_tables(results, workdir, baseline, stem=TABLES)
+  baselines = tuple(arm for arm in (study.baseline, *study.also_compared_with) if arm in results)
+  scores = compare.write_tables(results, workdir, baselines, stem=TABLES)
   image_data = "modes" not in next(iter(next(iter(results.values())).values()))
   selection = select(study, scores) if image_data else None
   if selection:
