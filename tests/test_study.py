@@ -266,6 +266,16 @@ def test_rows_are_compared_with_each_named_arm_too_each_pair_once(toy_study, tmp
   assert plan.Study.from_json(json.dumps(recorded)).also_compared_with == ()
 
 
+def test_compare_sends_a_study_s_folder_to_the_study_command(toy_study):
+  root, _ = toy_study
+  result = subprocess.run([sys.executable, "-m", "deligan_jax.cli.compare", "--tabulate",
+                           "--workdir", str(root / "w")], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(REPO)))
+  one_line_refusal(result, f"{root / 'w'} is a study's folder (its runs score into "
+                   f"eval_steps/): tabulate it with python -m deligan_jax.cli.study --workdir "
+                   f"{root / 'w'} --tabulate")
+
+
 def test_the_confirmation_resumes_the_screening_s_runs_of_its_arms(tmp_path):
   """Its docstring says to copy the screening's seed folders in: the workdir check lets each
   copied run go on to the paper's schedule."""

@@ -37,6 +37,7 @@ from deligan_jax.runs import checkpoints
 from deligan_jax.runs import disk_full
 from deligan_jax.scores import compare
 from deligan_jax.scores import evaluation
+from deligan_jax.study import plan
 
 FLAGS = flags.FLAGS
 
@@ -81,6 +82,10 @@ def train_and_compare(config, models: list[str], seeds: int, workdir: str,
 def main(argv):
   del argv
   if FLAGS.tabulate:
+    if os.path.isfile(os.path.join(FLAGS.workdir, plan.STUDY_FILE)):
+      raise errors.RequestError(
+          f"{FLAGS.workdir} is a study's folder (its runs score into eval_steps/): tabulate it "
+          f"with python -m deligan_jax.cli.study --workdir {FLAGS.workdir} --tabulate")
     compare.tabulate(FLAGS.workdir, FLAGS.models if FLAGS["models"].present else None)
   elif FLAGS.config is None:
     raise errors.RequestError("--config is required (or --tabulate to tabulate runs already "
