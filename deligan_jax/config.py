@@ -185,16 +185,19 @@ def parse_arg(arg: str | None, choices: dict[str, tuple[str, ...]],
               defaults: dict[str, str]) -> dict[str, str]:
   """Parses a config argument like ``'bimodal,gan'`` into named parts.
 
-  Each comma-separated word must belong to exactly one of ``choices``' groups;
-  groups not mentioned take their default.
+  Each comma-separated word must belong to exactly one of ``choices``' groups, and
+  each group gets at most one word; groups not mentioned take their default.
   """
-  parsed = dict(defaults)
+  parsed, given = dict(defaults), {}
   for word in filter(None, (arg or "").split(",")):
     groups = [group for group, values in choices.items() if word in values]
     if not groups:
       valid = "; ".join(f"{g}: {', '.join(v)}" for g, v in choices.items())
       raise ConfigError(f"unknown config argument {word!r}; valid ({valid})")
-    parsed[groups[0]] = word
+    if groups[0] in given:
+      raise ConfigError(f"config argument {arg!r} names two {groups[0]}s, "
+                        f"{given[groups[0]]!r} and {word!r}; give one")
+    parsed[groups[0]] = given[groups[0]] = word
   return parsed
 
 

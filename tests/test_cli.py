@@ -64,6 +64,8 @@ def one_line_refusal(result, *fragments):
     (("train.py", "--config", "configs/no_such_config.py"),
      ("no_such_config.py cannot be loaded", "No such file")),
     (("train.py", "--config", "configs/toy.py:bogus"), ("unknown config argument 'bogus'",)),
+    (("train.py", "--config", "configs/mnist.py:deligan_diverse,gan"),
+     ("config argument 'deligan_diverse,gan' names two models, 'deligan_diverse' and 'gan'",)),
     (("train.py", "--config", "configs/toy.py", "stray"), ("unexpected arguments: ['stray']",)),
     (("-m", "deligan_jax.cli.sample", "--workdir", "no_such_run", "--num", "0", "--out", "s.png"),
      ("--num=0",)),

@@ -17,6 +17,7 @@ from deligan_jax.runs import checkpoints
 from deligan_jax.study import plan
 from deligan_jax.study import report
 from tests.conftest import REPO
+from tests.conftest import load_config
 from tests.test_cli import one_line_refusal
 
 TOY_STUDY = '''
@@ -94,6 +95,7 @@ def test_overrides_are_typed_as_config_flags_types_them(tmp_path):
      "keep_checkpoints=5, num_steps=24)"),
     ('s.colour = "red"', "study: unknown fields ['colour']"),
     ('s.also_compared_with = ("nope",)', "study.also_compared_with: ['nope'] are not arms"),
+    ('s.also_compared_with = ("deligan",)', "other than the baseline, each once, got ['deligan']"),
 ])
 def test_a_study_that_cannot_run_is_refused_naming_its_field(tmp_path, arms, message):
   with pytest.raises(ConfigError, match=re.escape(message)):
@@ -255,15 +257,19 @@ def test_rows_are_compared_with_each_named_arm_too_each_pair_once(toy_study, tmp
   workdir = tmp_path / "w"
   shutil.copytree(root / "w", workdir)
   recorded = json.loads((workdir / plan.STUDY_FILE).read_text())
-  assert "also_compared_with" in recorded  # a plan written before the field reads as ()
+  assert "also_compared_with" in recorded
   recorded["also_compared_with"] = ["gan"]
   (workdir / plan.STUDY_FILE).write_text(json.dumps(recorded))
   result = run_study("--workdir", workdir, "--tabulate", cores=root)
   assert result.returncode == 0, result.stderr[-3000:]
-  differences = re.findall(r"^\| (\S+ − \S+) \|", (workdir / "study.md").read_text(), re.M)
-  assert differences == ["gan − deligan", "deligan_sigma_x3 − deligan", "deligan_sigma_x3 − gan"]
-  recorded.pop("also_compared_with")
+  table = (workdir / "study.md").read_text()
+  differences = re.findall(r"^\| (\S+ − \S+) \|", table, re.M)
+  assert differences == ["gan − deligan", "deligan_sigma_x3 − deligan",
+                         "deligan_sigma_x3 − gan"]
+  recorded.pop("also_compared_with")  # a plan written before the field reads as ()
   assert plan.Study.from_json(json.dumps(recorded)).also_compared_with == ()
+  recorded["a_later_field"] = 1  # and one written by a later version reads
+  assert plan.Study.from_json(json.dumps(recorded)).baseline == "deligan"
 
 
 def test_compare_sends_a_study_s_folder_to_the_study_command(toy_study):
@@ -292,7 +298,6 @@ def test_the_confirmation_resumes_the_screening_s_runs_of_its_arms(tmp_path):
 
 def test_the_named_diverse_recipe_is_the_confirmed_arm():
   """``configs/mnist.py:deligan_diverse`` is the run its evidence comes from, seed for seed."""
-  from tests.conftest import load_config
   confirmation = load(REPO / "configs" / "studies" / "mnist_remedies_confirm.py")
   named = load_config("mnist", "deligan_diverse")
   for override in (*confirmation.overrides, "seed=3"):

@@ -25,6 +25,7 @@ of means with its 95% bootstrap interval over seeds (``seed_statistics``).
 from __future__ import annotations
 
 import os
+import shlex
 
 from absl import flags
 from ml_collections import config_flags
@@ -85,7 +86,8 @@ def main(argv):
     if os.path.isfile(os.path.join(FLAGS.workdir, plan.STUDY_FILE)):
       raise errors.RequestError(
           f"{FLAGS.workdir} is a study's folder (its runs score into eval_steps/): tabulate it "
-          f"with python -m deligan_jax.cli.study --workdir {FLAGS.workdir} --tabulate")
+          f"with python -m deligan_jax.cli.study --workdir {shlex.quote(FLAGS.workdir)} "
+          "--tabulate")
     compare.tabulate(FLAGS.workdir, FLAGS.models if FLAGS["models"].present else None)
   elif FLAGS.config is None:
     raise errors.RequestError("--config is required (or --tabulate to tabulate runs already "

@@ -13,7 +13,8 @@ so its numbers do not depend on how many run beside it. A run trains to its last
 resumes from its latest checkpoint, then scores its kept checkpoints at the study's
 ``steps`` and its last one (and its sigma scales), each evaluation kept and reused. A run
 already done is scored where it is not yet, and otherwise left. The tables then compare
-every arm with the baseline arm (``deligan_jax/study/report.py``).
+every arm with the baseline arm, and with the arms of ``also_compared_with``
+(``deligan_jax/study/report.py``).
 
 ``--print_commands`` writes ``WORKDIR/study_plan.json`` and prints the command of each run,
 the one the pool runs: ``xargs -P 2 -I{} sh -c {}`` over its lines, or a job array

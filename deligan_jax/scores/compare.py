@@ -172,8 +172,8 @@ def report(scores: dict, columns, scored_at: dict, dataset: str = "",
   (batch, sample count, sample seed, sample noise)}}``, which heads the tables, or
   warns when the seeds differ in it (their means then pool unlike runs). Differences
   are later arm minus earlier arm (or each arm minus each of ``baselines``, each pair once),
-  with the 95%
-  percentile-bootstrap interval over seeds (:func:`seed_statistics.bootstrap_difference`); a star marks a finding
+  with the 95% percentile-bootstrap interval over seeds
+  (:func:`seed_statistics.bootstrap_difference`); a star marks a finding
   (:attr:`seed_statistics.Difference.is_finding`).
   """
   settings = {at for runs in scored_at.values() for at in runs.values()}  # may hold None

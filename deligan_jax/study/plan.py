@@ -125,6 +125,10 @@ class Study:
       unknown = sorted(set(getattr(self, field)) - set(self.arms))
       if unknown:
         raise ConfigError(f"study.{field}: {unknown} are not arms")
+    compared = (self.baseline, *self.also_compared_with)
+    if len(set(compared)) != len(compared):
+      raise ConfigError(f"study.also_compared_with: arms other than the baseline, each once, "
+                        f"got {list(self.also_compared_with)}")
     if any(not s > 0 for s in self.sigma_scales):
       raise ConfigError(f"study.sigma_scales: must be positive, got {self.sigma_scales}")
     for name in self.arms:
@@ -165,7 +169,9 @@ class Study:
 
   @classmethod
   def from_json(cls, text: str) -> Study:
-    fields = json.loads(text)
+    # A plan written by a later version may hold fields this one does not know.
+    known = {f.name for f in dataclasses.fields(cls)}
+    fields = {k: v for k, v in json.loads(text).items() if k in known}
     fields["arms"] = {name: Arm(arm["model"], tuple(arm["overrides"]),
                                 None if arm["seeds"] is None else tuple(arm["seeds"]))
                       for name, arm in fields["arms"].items()}

@@ -2,14 +2,15 @@
 
 Reads evaluations already written (:func:`trajectory.stored_evaluation`), for the trajectory
 too, and scores nothing: each run's own command scores them, so a study may be tabulated
-while some of its runs still train. Written into the study's folder: ``study.md`` (every seed, mean ± std
-per arm, each arm's difference from the baseline (and from ``also_compared_with``'s arms)
-with its 95% bootstrap interval over seeds, and the selection rule's outcome), ``study.json`` (every seed's numbers),
-``study.png`` (bars), ``quality_diversity.png`` (FID against the diversity within a class,
-one point per arm), ``components.png`` (each arm's first seed's draws of its first ten
-components) and the trajectory over the scored checkpoints (``trajectory.md``/``.png``).
-Scaled arms (a DeLiGAN arm sampled with sigma times s) are rows of their own,
-``<arm>_sigma_x<s>``, scored at the last checkpoint only.
+while some of its runs still train. Written into the study's folder: ``study.md`` (every
+seed, mean ± std per arm, each arm's difference from the baseline, and from the arms of
+``also_compared_with``, with its 95% bootstrap interval over seeds, and the selection
+rule's outcome), ``study.json`` (every seed's numbers), ``study.png`` (bars),
+``quality_diversity.png`` (FID against the diversity within a class, one point per arm),
+``components.png`` (each arm's first seed's draws of its first ten components) and the
+trajectory over the scored checkpoints (``trajectory.md``/``.png``). Scaled arms (a DeLiGAN
+arm sampled with sigma times s) are rows of their own, ``<arm>_sigma_x<s>``, scored at the
+last checkpoint only.
 """
 
 from __future__ import annotations
