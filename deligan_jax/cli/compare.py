@@ -83,7 +83,7 @@ def train_and_compare(config, models: list[str], seeds: int, workdir: str,
 def main(argv):
   del argv
   if FLAGS.tabulate:
-    if os.path.isfile(os.path.join(FLAGS.workdir, plan.STUDY_FILE)):
+    if plan.is_study(FLAGS.workdir):
       raise errors.RequestError(
           f"{FLAGS.workdir} is a study's folder (its runs score into eval_steps/): tabulate it "
           f"with python -m deligan_jax.cli.study --workdir {shlex.quote(FLAGS.workdir)} "

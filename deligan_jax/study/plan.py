@@ -237,9 +237,13 @@ def record(study: Study, workdir: str) -> None:
   atomic_files.write_atomic(os.path.join(workdir, STUDY_FILE), study.to_json())
 
 
+def is_study(workdir: str) -> bool:
+  """Whether ``workdir`` is a study's folder: the study command records its plan first."""
+  return os.path.isfile(os.path.join(workdir, STUDY_FILE))
+
+
 def read(workdir: str) -> Study:
-  path = os.path.join(workdir, STUDY_FILE)
-  if not os.path.isfile(path):
+  if not is_study(workdir):
     raise RequestError(f"{workdir} holds no {STUDY_FILE}: start the study with --study FILE")
-  with open(path) as f:
+  with open(os.path.join(workdir, STUDY_FILE)) as f:
     return Study.from_json(f.read())
