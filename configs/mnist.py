@@ -6,7 +6,7 @@ The argument picks the model (default deligan)::
   python train.py --config configs/mnist.py:gan --workdir runs/mnist_gan
   python train.py --config configs/mnist.py:deligan --workdir runs/m \
       --config.data.dir=../shared/data/mnist --config.num_steps=2000
-  python train.py --config configs/mnist.py:deligan_diverse --workdir runs/mnist_diverse
+  python train.py --config configs/mnist.py:deligan_diverse   # runs/mnist_deligan_diverse
 
 Models: gan, gan++, ensemble, nx, moe, deligan (the official recipe), and deligan_diverse:
 DeLiGAN with 500 components, one per training image, each row of a batch drawing its
@@ -32,6 +32,7 @@ def get_config(arg: str | None = None):
   config.model = parts["model"]
   if parts["model"] == DELIGAN_DIVERSE:
     config.model = "deligan"
+    config.recipe = DELIGAN_DIVERSE
     config.latent.num_components = 500
     config.latent.assignment = "random"
   return config

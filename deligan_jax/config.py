@@ -55,6 +55,9 @@ def base_config() -> ml_collections.ConfigDict:
   """Every field with its type; values are the MNIST DeLiGAN settings of docs/paper.md §3."""
   c = ml_collections.ConfigDict()
   c.model = "deligan"
+  # A named recipe of the config file when it is more than its model (mnist.py's
+  # deligan_diverse); it names the default workdir and changes no setting.
+  c.recipe = ""
   c.seed = 0
   c.num_steps = 40_000              # batches: 4000 epochs x 10 batches
   c.batch_size = 50

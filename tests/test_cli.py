@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from deligan_jax.errors import ConfigError
 from deligan_jax.runs import workdir as workdir_lib
 from tests.conftest import REPO, load_config
 from tests.test_training import run_cli
@@ -16,6 +17,7 @@ TINY = ("--config.num_steps=8", "--config.steps_per_dispatch=4", "--config.log_e
 
 @pytest.mark.parametrize("name, arg, expected", [
     ("mnist", None, "mnist_deligan"),
+    ("mnist", "deligan_diverse", "mnist_deligan_diverse"),  # not the official recipe's folder
     ("cifar10", "gan", "cifar10_gan"),
     ("toy", "bimodal,gan", "toy_bimodal_gan"),
     ("toy", "gan", "toy_bimodal_gan"),          # the same config, the same folder
@@ -26,6 +28,17 @@ def test_default_workdir_is_named_from_the_config(name, arg, expected):
   config_file = f"configs/{name}.py" + (f":{arg}" if arg else "")
   assert workdir_lib.default_workdir(config_file, load_config(name, arg)) == \
       os.path.join("runs", expected)
+
+
+def test_a_recipe_name_resumes_a_run_of_the_same_settings(tmp_path):
+  """``deligan_diverse`` resumes a deligan run with its settings; the official recipe does not."""
+  by_hand = load_config("mnist")
+  by_hand.latent.num_components = 500
+  by_hand.latent.assignment = "random"
+  workdir_lib.record_config(by_hand, str(tmp_path))
+  workdir_lib.check(load_config("mnist", "deligan_diverse"), str(tmp_path))
+  with pytest.raises(ConfigError, match=r"latent\.num_components: 500 -> 50"):
+    workdir_lib.check(load_config("mnist"), str(tmp_path))
 
 
 @pytest.mark.slow  # three training processes

@@ -300,6 +300,8 @@ def test_the_named_diverse_recipe_is_the_confirmed_arm():
   """``configs/mnist.py:deligan_diverse`` is the run its evidence comes from, seed for seed."""
   confirmation = load(REPO / "configs" / "studies" / "mnist_remedies_confirm.py")
   named = load_config("mnist", "deligan_diverse")
+  assert named.recipe == "deligan_diverse"  # a name, changing no setting: the arm has none
+  named.recipe = ""
   for override in (*confirmation.overrides, "seed=3"):
     plan.apply_override(named, override, "test")
   assert named.to_dict() == confirmation.run_config("components_500", 3).to_dict()

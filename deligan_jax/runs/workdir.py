@@ -21,24 +21,27 @@ def is_run(folder: str) -> bool:
 
 
 def default_workdir(config_file: str, config: ml_collections.ConfigDict) -> str:
-  """``runs/<config file>[_<data>]_<model>``, e.g. runs/mnist_deligan, runs/toy_bimodal_gan.
+  """``runs/<config file>[_<data>]_<recipe>``, e.g. runs/mnist_deligan, runs/toy_bimodal_gan.
 
   Named from what the config argument chose rather than from its spelling, so
   ``toy.py``, ``toy.py:deligan`` and ``toy.py:bimodal,deligan`` (one config)
   share a folder and the same command resumes the same run. The data name is
-  left out when the config file is named after it (mnist.py trains on mnist).
+  left out when the config file is named after it (mnist.py trains on mnist). The
+  recipe is the model's name unless the config names a recipe of its own
+  (``mnist.py:deligan_diverse`` goes to runs/mnist_deligan_diverse, not to the
+  official recipe's runs/mnist_deligan).
   """
   stem = os.path.splitext(os.path.basename(config_file.split(":", 1)[0]))[0]
   parts = [stem]
   data = config.data.name.removeprefix(f"{stem}_")
   if data != stem:
     parts.append(data)
-  parts.append(config.model)
+  parts.append(config.recipe or config.model)
   return os.path.join(DEFAULT_ROOT, "_".join(parts))
 
 
-# Fields that may change between a run and its resumption (budget, logging, paths).
-RESUMABLE_CHANGES = ("num_steps", "log_every", "sample_every", "checkpoint_every",
+# Fields that may change between a run and its resumption (budget, logging, paths, names).
+RESUMABLE_CHANGES = ("recipe", "num_steps", "log_every", "sample_every", "checkpoint_every",
                      "keep_checkpoints", "num_plot_samples", "steps_per_dispatch",
                      "data.dir", "data.source", "data.tfds_data_dir",
                      "on_non_finite", "max_reseeds", "stall.windows", "stall.probe_tolerance",
