@@ -1,8 +1,9 @@
 """The study command: a study file read and checked, runs pinned, pooled, resumed, tabulated."""
 
+import dataclasses
 import json
-import re
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -96,6 +97,9 @@ def test_overrides_are_typed_as_config_flags_types_them(tmp_path):
     ('s.colour = "red"', "study: unknown fields ['colour']"),
     ('s.also_compared_with = ("nope",)', "study.also_compared_with: ['nope'] are not arms"),
     ('s.also_compared_with = ("deligan",)', "other than the baseline, each once, got ['deligan']"),
+    ('s.selection = {"score": "fid"}', "study.selection.score: one of ['m_is', 'is', 'precision'"),
+    ('s.selection = {"max_fid_ratio": 0}', "study.selection.max_fid_ratio: must be positive"),
+    ('s.selection = {"scor": "is"}', "study.selection: {'score': ..., 'max_fid_ratio': ...}"),
 ])
 def test_a_study_that_cannot_run_is_refused_naming_its_field(tmp_path, arms, message):
   with pytest.raises(ConfigError, match=re.escape(message)):
@@ -221,7 +225,8 @@ def test_a_rerun_trains_and_scores_nothing_again_and_a_cut_run_resumes_exactly(t
 
 def test_selection_rule_takes_the_most_diverse_arm_within_the_fid_limit():
   study = plan.Study(config="c", seeds=(0, 1), baseline="deligan",
-                     arms={a: plan.Arm("deligan") for a in ("deligan", "wide", "broken")})
+                     arms={a: plan.Arm("deligan") for a in ("deligan", "wide", "broken")},
+                     selection_score="within_class")
   scores = {"deligan": {"s0": {"fid": 100.0, "within_class": 0.2},
                         "s1": {"fid": 110.0, "within_class": 0.3}},
             "wide": {"s0": {"fid": 120.0, "within_class": 0.6},
@@ -233,6 +238,14 @@ def test_selection_rule_takes_the_most_diverse_arm_within_the_fid_limit():
   scores["wide"]["s1"]["fid"] = 150.0  # mean 135: over the limit
   assert report.select(study, scores)["selected"] == "deligan"
   assert "Selected: `deligan`" in report.selection_lines(study, report.select(study, scores))
+  no_rule = dataclasses.replace(study, selection_score="")  # a confirmation picks nothing
+  assert report.select(no_rule, scores) is None
+
+
+def test_only_a_study_that_states_a_rule_selects():
+  screening = load(REPO / "configs" / "studies" / "mnist_remedies.py")
+  assert (screening.selection_score, screening.selection_max_fid_ratio) == ("within_class", 1.25)
+  assert load(REPO / "configs" / "studies" / "mnist_remedies_confirm.py").selection_score == ""
 
 
 def test_tabulating_reads_the_scores_written_and_scores_nothing(toy_study, tmp_path):

@@ -4,7 +4,8 @@ against the GAN and the official DeLiGAN at the paper's schedule (40000 batches)
   python -m deligan_jax.cli.study --study configs/studies/mnist_remedies_confirm.py \
       --workdir runs/remedies_confirm
 
-The pick is the screening's (``configs/studies/mnist_remedies.py``) under its selection rule.
+The pick is the screening's (``configs/studies/mnist_remedies.py``) under its selection rule;
+this study states no rule of its own, since it confirms a pick rather than makes one.
 The learning rate decays by epoch, not by a run's length, so a screening run continued from
 its batch-10000 checkpoint is the same run as one started here: copying the screening's
 seed folders of these arms into WORKDIR/<arm>/ saves their first 10000 batches. The official

@@ -17,7 +17,8 @@ A study file is a Python file whose ``get_config()`` returns a ConfigDict (see
   sigma_scales   sampling-time sigma scales scored on the last checkpoint ...
   sigma_scale_arms  ... of these arms (DeLiGAN)
   selection      the rule that picks an arm: the highest ``score`` among the arms whose
-                 FID is at most ``max_fid_ratio`` times the baseline's
+                 FID is at most ``max_fid_ratio`` times the baseline's; a study without
+                 one (a confirmation) picks nothing
 
 A value is read as a Python literal where it is one (``0.5``, ``(1.0, 1.0)``, ``False``),
 else as a string, as ``--config.field=value`` reads it. Layout of a study's folder:
@@ -42,6 +43,7 @@ from deligan_jax.errors import ConfigError
 from deligan_jax.errors import RequestError
 from deligan_jax.runs import atomic_files
 from deligan_jax.runs import checkpoints
+from deligan_jax.scores import compare
 
 STUDY_FILE = "study_plan.json"
 _ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -66,7 +68,7 @@ class Study:
   num_samples: int = 0
   sigma_scales: tuple[float, ...] = ()
   sigma_scale_arms: tuple[str, ...] = ()
-  selection_score: str = "within_class"
+  selection_score: str = ""  # "": no selection rule
   selection_max_fid_ratio: float = 1.25
 
   @classmethod
@@ -88,7 +90,10 @@ class Study:
                         f"optionally 'seeds': (...); missing {e}") from None
     # The baseline first; ConfigDict keeps the other arms in sorted order.
     arms = dict(sorted(arms.items(), key=lambda arm: arm[0] != c.get("baseline")))
-    selection = c.get("selection", {})
+    selection = c.get("selection") or {}
+    if not isinstance(selection, dict) or set(selection) - {"score", "max_fid_ratio"}:
+      raise ConfigError(f"study.selection: {{'score': ..., 'max_fid_ratio': ...}}, got "
+                        f"{selection!r}")
     path, colon, arg = c.get("config", "").partition(":")
     # Absolute, so that each run's command works from any folder (a job array's).
     study = cls(config=os.path.abspath(path) + colon + arg, seeds=tuple(c.get("seeds", ())),
@@ -98,7 +103,7 @@ class Study:
                 num_samples=c.get("num_samples", 0),
                 sigma_scales=tuple(float(s) for s in c.get("sigma_scales", ())),
                 sigma_scale_arms=tuple(c.get("sigma_scale_arms", ())),
-                selection_score=selection.get("score", "within_class"),
+                selection_score=selection.get("score", "within_class" if selection else ""),
                 selection_max_fid_ratio=selection.get("max_fid_ratio", 1.25))
     study.check()
     return study
@@ -129,6 +134,14 @@ class Study:
     if len(set(compared)) != len(compared):
       raise ConfigError(f"study.also_compared_with: arms other than the baseline, each once, "
                         f"got {list(self.also_compared_with)}")
+    if self.selection_score:
+      higher_is_better = [key for key, _, higher in compare.IMAGE_COLUMNS if higher]
+      if self.selection_score not in higher_is_better:
+        raise ConfigError(f"study.selection.score: one of {higher_is_better} (the rule takes "
+                          f"the highest), got {self.selection_score!r}")
+      if not self.selection_max_fid_ratio > 0:
+        raise ConfigError(f"study.selection.max_fid_ratio: must be positive, got "
+                          f"{self.selection_max_fid_ratio}")
     if any(not s > 0 for s in self.sigma_scales):
       raise ConfigError(f"study.sigma_scales: must be positive, got {self.sigma_scales}")
     for name in self.arms:

@@ -111,8 +111,11 @@ def select(study: plan.Study, scores: dict) -> dict | None:
   """The arm the study's rule picks, from the arms' means over seeds.
 
   The rule: the highest mean ``selection_score`` among the arms whose mean FID is at most
-  ``selection_max_fid_ratio`` times the baseline arm's. None without the baseline's FID.
+  ``selection_max_fid_ratio`` times the baseline arm's. None for a study without a rule
+  or without the baseline's FID.
   """
+  if not study.selection_score:
+    return None
   means = {label: {key: float(np.nanmean([s[key] for s in runs.values()]))
                    if any(math.isfinite(s[key]) for s in runs.values()) else math.nan
                    for key in ("fid", study.selection_score)}
