@@ -15,6 +15,7 @@ import pytest
 
 from deligan_jax.errors import ConfigError
 from deligan_jax.runs import checkpoints
+from deligan_jax.runs import plots
 from deligan_jax.study import plan
 from deligan_jax.study import report
 from tests.conftest import REPO
@@ -240,6 +241,25 @@ def test_selection_rule_takes_the_most_diverse_arm_within_the_fid_limit():
   assert "Selected: `deligan`" in report.selection_lines(study, report.select(study, scores))
   no_rule = dataclasses.replace(study, selection_score="")  # a confirmation picks nothing
   assert report.select(no_rule, scores) is None
+
+
+def test_quality_diversity_names_the_arms_and_tags_their_scaled_rows(monkeypatch, tmp_path):
+  drawn = {}
+  monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.update(fig=fig))
+  points = {"gan": ([0.2, 0.3], [900.0, 950.0]), "deligan": ([0.8, 0.82], [130.0, 140.0]),
+            "deligan_sigma_x2": ([0.8, 0.82], [130.0, 140.1]),   # on the arm's point
+            "deligan_sigma_x4": ([0.8, 0.82], [130.1, 140.1]),   # ... and so share a tag
+            "deligan_sigma_x64": ([0.9, 0.92], [120.0, 118.0]),
+            "deligan_sigma_x256": ([0.97, 0.95], [700.0, 650.0])}
+  scaled = {"deligan": {f"deligan_sigma_x{s}": f"x{s}" for s in (2, 4, 64, 256)}}
+  plots.save_quality_diversity(points, str(tmp_path / "qd.png"), "x", "y", variants=scaled,
+                               variants_label="scaled")
+  ax = drawn["fig"].axes[0]
+  assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == [
+      "deligan (2 seeds)", "gan (2 seeds)", "real test images", "scaled"]
+  assert sorted(t.get_text() for t in ax.texts) == ["x256", "x2–x4", "x64"]
+  curve = [line for line in ax.lines if line.get_linestyle() == ":" and len(line.get_xdata())]
+  assert len(curve) == 1 and list(curve[0].get_ydata()) == pytest.approx([135, 135.05, 135.1, 119, 675])
 
 
 def test_only_a_study_that_states_a_rule_selects():

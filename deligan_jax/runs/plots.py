@@ -157,41 +157,86 @@ def _colors(count: int) -> list:
 
 
 def save_quality_diversity(points: dict[str, tuple[list[float], list[float]]], path: str,
-                           x_title: str, y_title: str) -> None:
+                           x_title: str, y_title: str,
+                           variants: dict[str, dict[str, str]] | None = None,
+                           variants_label: str = "the arm sampled another way") -> None:
   """One point per arm at its mean over seeds, with ± one sample std as error bars (cut at
   0), each arm a colour and marker of its own, named with its seed count in the legend.
 
-  ``points``: ``{arm: (x values, y values)}``, one value per seed. Real images are the
-  dashed line at x = 1 (the diversity within a class is a ratio to theirs). The y axis is
-  logarithmic where the means span more than a factor of 5 (FIDs of broken and good arms).
+  ``points``: ``{row: (x values, y values)}``, one value per seed. ``variants``: ``{arm:
+  {row: tag}}``, rows of ``points`` that are ``arm`` sampled another way (a sigma scale), in
+  order. They are drawn small in the arm's colour on a line from the arm's point (its
+  trade-off curve), tagged, and the legend names only the arms and ``variants_label``. Rows
+  that fall on one spot share a tag (``first–last``). Real images are the dashed line at
+  x = 1 (the diversity within a class is a ratio to theirs). The y axis is logarithmic
+  where the means span more than a factor of 5 (FIDs of broken and good arms).
   """
+  variants = variants or {}
+  variant_of = {row: arm for arm, rows in variants.items() for row in rows}
+  arms = [row for row in points if row not in variant_of]
+  colors = dict(zip(arms, _colors(len(arms))))
   fig, ax = plt.subplots(figsize=(10, 6))
   markers = "osD^vP*Xph"
   # One std each way, the lower bar stopping at 0: neither score can be negative.
   spread = lambda v: ([[max(0.0, min(v.std(ddof=1), v.mean()))], [v.std(ddof=1)]]
                       if v.size > 1 else None)
-  means = []
-  for k, ((arm, (xs, ys)), color) in enumerate(zip(points.items(), _colors(len(points)))):
+  values = {}
+  for row, (xs, ys) in points.items():
     xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
     keep = np.isfinite(xs) & np.isfinite(ys)
-    xs, ys = xs[keep], ys[keep]
-    if not xs.size:
+    if keep.any():
+      values[row] = (xs[keep], ys[keep])
+  curves = {}
+  for k, arm in enumerate(arms):
+    if arm not in values:
       continue
+    xs, ys = values[arm]
     ax.errorbar(xs.mean(), ys.mean(), xerr=spread(xs), yerr=spread(ys),
-                fmt=markers[k % len(markers)], color=color, capsize=3,
+                fmt=markers[k % len(markers)], color=colors[arm], capsize=3,
                 label=f"{arm} ({xs.size} seeds)")
-    means.append(ys.mean())
+    curves[arm] = [(None, xs.mean(), ys.mean())]
+    for row, tag in variants.get(arm, {}).items():
+      if row in values:
+        vx, vy = values[row]
+        ax.errorbar(vx.mean(), vy.mean(), xerr=spread(vx), yerr=spread(vy), fmt=".",
+                    color=colors[arm], capsize=2, elinewidth=0.6, alpha=0.7)
+        curves[arm].append((tag, vx.mean(), vy.mean()))
+    if len(curves[arm]) > 1:
+      ax.plot([x for _, x, _ in curves[arm]], [y for _, _, y in curves[arm]],
+              color=colors[arm], linewidth=0.8, linestyle=":")
+  means = [ys.mean() for _, ys in values.values()]
   if means and min(means) > 0 and max(means) > 5 * min(means):
     ax.set_yscale("log")
     ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
   ax.axvline(1.0, color="0.4", linestyle="--", linewidth=1, label="real test images")
+  if any(len(curve) > 1 for curve in curves.values()):
+    ax.plot([], [], color="0.3", linewidth=0.8, linestyle=":", marker=".", label=variants_label)
   ax.set_xlabel(x_title)
   ax.set_ylabel(y_title)
   ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
   fig.tight_layout()
+  for arm, curve in curves.items():  # tagged once the axes are laid out, in display units
+    for (x, y), tags in _spots(ax, curve):
+      text = tags[0] if len(tags) == 1 else f"{tags[0]}–{tags[-1]}"
+      ax.annotate(text, (x, y), xytext=(5, 4), textcoords="offset points", fontsize=7,
+                  color=colors[arm])
   _save(fig, path)
+
+
+def _spots(ax, curve: list[tuple[str | None, float, float]], pixels: float = 12.0):
+  """A curve's tagged points grouped where they fall within ``pixels`` of the group's first
+  point: ``[((x, y) of the group's first tagged point, [tags]), ...]``."""
+  groups = []
+  for tag, x, y in curve:
+    at = ax.transData.transform((x, y))
+    if groups and np.hypot(*(at - groups[-1][0])) < pixels:
+      groups[-1][2].append(tag)
+    else:
+      groups.append((at, (x, y), [tag]))
+  return [(xy, [t for t in tags if t is not None]) for _, xy, tags in groups
+          if any(t is not None for t in tags)]
 
 
 def save_panels(pictures: dict[str, str], path: str, columns: int = 3) -> None:

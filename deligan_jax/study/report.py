@@ -90,11 +90,15 @@ def write(study: plan.Study, workdir: str) -> dict | None:
       text = f.read()
     atomic_files.write_atomic(tables, f"{text}\n{selection_lines(study, selection)}\n")
   if image_data:
+    scaled = {arm: {label: f"σ×{scale:g}" for label, row_arm, scale in rows(study)
+                    if row_arm == arm and label != arm}
+              for arm in study.sigma_scale_arms}
     plots.save_quality_diversity(
         {label: ([s["within_class"] for s in runs.values()], [s["fid"] for s in runs.values()])
          for label, runs in scores.items()},
         os.path.join(workdir, "quality_diversity.png"),
-        "diversity within a class ÷ real test images' (pixels)", "FID vs test set")
+        "diversity within a class ÷ real test images' (pixels)", "FID vs test set",
+        variants=scaled, variants_label="the arm, its sigma scaled at sampling")
     first = {label: next(iter(runs.items())) for label, runs in found.items()}
     pictures = {f"{label} ({seed})": os.path.join(folder, COMPONENTS_PICTURE)
                 for label, (seed, (folder, _)) in first.items()}
