@@ -268,6 +268,11 @@ def test_only_a_study_that_states_a_rule_selects():
   assert load(REPO / "configs" / "studies" / "mnist_remedies_confirm.py").selection_score == ""
 
 
+def test_an_empty_selection_is_the_default_rule(tmp_path):
+  study = load(study_file(tmp_path, "s.selection = {}"))
+  assert (study.selection_score, study.selection_max_fid_ratio) == ("within_class", 1.25)
+
+
 def test_tabulating_reads_the_scores_written_and_scores_nothing(toy_study, tmp_path):
   """Tabulating while runs still train must not score their checkpoints under them."""
   root, _ = toy_study

@@ -17,8 +17,8 @@ A study file is a Python file whose ``get_config()`` returns a ConfigDict (see
   sigma_scales   sampling-time sigma scales scored on the last checkpoint ...
   sigma_scale_arms  ... of these arms (DeLiGAN)
   selection      the rule that picks an arm: the highest ``score`` among the arms whose
-                 FID is at most ``max_fid_ratio`` times the baseline's; a study without
-                 one (a confirmation) picks nothing
+                 FID is at most ``max_fid_ratio`` times the baseline's (``{}``: within_class,
+                 1.25); a study without one (a confirmation) picks nothing
 
 A value is read as a Python literal where it is one (``0.5``, ``(1.0, 1.0)``, ``False``),
 else as a string, as ``--config.field=value`` reads it. Layout of a study's folder:
@@ -90,10 +90,13 @@ class Study:
                         f"optionally 'seeds': (...); missing {e}") from None
     # The baseline first; ConfigDict keeps the other arms in sorted order.
     arms = dict(sorted(arms.items(), key=lambda arm: arm[0] != c.get("baseline")))
-    selection = c.get("selection") or {}
-    if not isinstance(selection, dict) or set(selection) - {"score", "max_fid_ratio"}:
+    selection = c.get("selection")  # absent or None: no rule; {}: the default rule
+    if selection is not None and (not isinstance(selection, dict)
+                                  or set(selection) - {"score", "max_fid_ratio"}):
       raise ConfigError(f"study.selection: {{'score': ..., 'max_fid_ratio': ...}}, got "
                         f"{selection!r}")
+    rule = {"score": "" if selection is None else "within_class", "max_fid_ratio": 1.25,
+            **(selection or {})}
     path, colon, arg = c.get("config", "").partition(":")
     # Absolute, so that each run's command works from any folder (a job array's).
     study = cls(config=os.path.abspath(path) + colon + arg, seeds=tuple(c.get("seeds", ())),
@@ -103,8 +106,7 @@ class Study:
                 num_samples=c.get("num_samples", 0),
                 sigma_scales=tuple(float(s) for s in c.get("sigma_scales", ())),
                 sigma_scale_arms=tuple(c.get("sigma_scale_arms", ())),
-                selection_score=selection.get("score", "within_class" if selection else ""),
-                selection_max_fid_ratio=selection.get("max_fid_ratio", 1.25))
+                selection_score=rule["score"], selection_max_fid_ratio=rule["max_fid_ratio"])
     study.check()
     return study
 
