@@ -8,6 +8,7 @@ offending field in its error.
 from __future__ import annotations
 
 import json
+import re
 
 import ml_collections
 from ml_collections import config_dict
@@ -253,6 +254,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
 
 def _validate_run(c: ml_collections.ConfigDict) -> None:
   _one_of(c.model, MODELS, "model")
+  _require(re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9_.+-]*)?", c.recipe) is not None, "recipe",
+           f"names a folder: letters, digits and _.+-, got {c.recipe!r}")
   _require(c.num_steps >= 0, "num_steps", f"must be >= 0, got {c.num_steps}")
   for field in ("batch_size", "num_seeds", "steps_per_dispatch", "log_every", "sample_every",
                 "checkpoint_every", "keep_checkpoints", "num_plot_samples"):

@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from deligan_jax import config as config_lib
 from deligan_jax.errors import ConfigError
 from deligan_jax.runs import workdir as workdir_lib
 from tests.conftest import REPO, load_config
@@ -39,6 +40,13 @@ def test_a_recipe_name_resumes_a_run_of_the_same_settings(tmp_path):
   workdir_lib.check(load_config("mnist", "deligan_diverse"), str(tmp_path))
   with pytest.raises(ConfigError, match=r"latent\.num_components: 500 -> 50"):
     workdir_lib.check(load_config("mnist"), str(tmp_path))
+
+
+def test_a_recipe_that_is_not_a_folder_name_is_refused():
+  config = load_config("mnist", "deligan_diverse")
+  config.recipe = "../elsewhere"
+  with pytest.raises(ConfigError, match=r"config\.recipe: names a folder"):
+    config_lib.validate(config)
 
 
 @pytest.mark.slow  # three training processes

@@ -99,7 +99,8 @@ def test_overrides_are_typed_as_config_flags_types_them(tmp_path):
     ('s.also_compared_with = ("nope",)', "study.also_compared_with: ['nope'] are not arms"),
     ('s.also_compared_with = ("deligan",)', "other than the baseline, each once, got ['deligan']"),
     ('s.selection = {"score": "fid"}', "study.selection.score: one of ['m_is', 'is', 'precision'"),
-    ('s.selection = {"max_fid_ratio": 0}', "study.selection.max_fid_ratio: must be positive"),
+    ('s.selection = {"max_fid_ratio": 0}', "study.selection.max_fid_ratio: a positive number"),
+    ('s.selection = {"max_fid_ratio": "abc"}', "max_fid_ratio: a positive number, got 'abc'"),
     ('s.selection = {"scor": "is"}', "study.selection: {'score': ..., 'max_fid_ratio': ...}"),
 ])
 def test_a_study_that_cannot_run_is_refused_naming_its_field(tmp_path, arms, message):
@@ -260,6 +261,23 @@ def test_quality_diversity_names_the_arms_and_tags_their_scaled_rows(monkeypatch
   assert sorted(t.get_text() for t in ax.texts) == ["x256", "x2–x4", "x64"]
   curve = [line for line in ax.lines if line.get_linestyle() == ":" and len(line.get_xdata())]
   assert len(curve) == 1 and list(curve[0].get_ydata()) == pytest.approx([135, 135.05, 135.1, 119, 675])
+
+
+def test_an_arm_s_curve_runs_in_the_given_order_and_without_the_arm_s_own_point(
+    monkeypatch, tmp_path):
+  drawn = []
+  monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig.axes[0]))
+  points = {"d": ([0.8], [130.0]), "d_x0.5": ([0.6], [150.0]), "d_x2": ([0.9], [120.0])}
+  line = {"d_x0.5": "x0.5", "d": None, "d_x2": "x2"}  # the arm at scale 1, between its scales
+  for missing in (False, True):
+    if missing:
+      points["d"] = ([float("nan")], [float("nan")])
+    plots.save_quality_diversity(points, str(tmp_path / "qd.png"), "x", "y",
+                                 variants={"d": line})
+    ax = drawn[-1]
+    curve = [l for l in ax.lines if l.get_linestyle() == ":" and len(l.get_xdata())]
+    assert list(curve[0].get_xdata()) == ([0.6, 0.9] if missing else [0.6, 0.8, 0.9])
+    assert sorted(t.get_text() for t in ax.texts) == ["x0.5", "x2"]
 
 
 def test_only_a_study_that_states_a_rule_selects():

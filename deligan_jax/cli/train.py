@@ -8,7 +8,7 @@ r"""Trains a DeLiGAN (or baseline) model.
 Any config field can be overridden (``--config.batch_size=8``); unknown fields,
 invalid values, bad data and unusable workdirs are refused before anything is
 written. Re-running with the same workdir resumes from its latest checkpoint.
-Without --workdir the run goes to runs/<config>[_<data>]_<model> (see
+Without --workdir the run goes to runs/<config>[_<data>]_<recipe or model> (see
 deligan_jax/runs/workdir.py), named on the first line of output.
 """
 
@@ -28,7 +28,7 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and pictures "
-                      "(default: runs/<config>[_<data>]_<model>).")
+                      "(default: runs/<config>[_<data>]_<recipe or model>).")
   config_flags.DEFINE_config_file(
       "config", None, "Experiment config file, optionally with an argument: path[:arg].",
       lock_config=True)

@@ -164,15 +164,16 @@ def save_quality_diversity(points: dict[str, tuple[list[float], list[float]]], p
   0), each arm a colour and marker of its own, named with its seed count in the legend.
 
   ``points``: ``{row: (x values, y values)}``, one value per seed. ``variants``: ``{arm:
-  {row: tag}}``, rows of ``points`` that are ``arm`` sampled another way (a sigma scale), in
-  order. They are drawn small in the arm's colour on a line from the arm's point (its
-  trade-off curve), tagged, and the legend names only the arms and ``variants_label``. Rows
-  that fall on one spot share a tag (``first–last``). Real images are the dashed line at
-  x = 1 (the diversity within a class is a ratio to theirs). The y axis is logarithmic
+  {row: tag}}``, the rows of a line through ``arm``'s point, in order along it: ``arm``
+  itself (untagged; first where left out) and rows of ``points`` that are ``arm`` sampled
+  another way (a sigma scale). Those are drawn small in the arm's colour, tagged, and the
+  line is the arm's trade-off curve; the legend names only the arms and ``variants_label``.
+  Rows that fall on one spot share a tag (``first–last``). Real images are the dashed line
+  at x = 1 (the diversity within a class is a ratio to theirs). The y axis is logarithmic
   where the means span more than a factor of 5 (FIDs of broken and good arms).
   """
   variants = variants or {}
-  variant_of = {row: arm for arm, rows in variants.items() for row in rows}
+  variant_of = {row: arm for arm, rows in variants.items() for row in rows if row != arm}
   arms = [row for row in points if row not in variant_of]
   colors = dict(zip(arms, _colors(len(arms))))
   fig, ax = plt.subplots(figsize=(10, 6))
@@ -188,19 +189,22 @@ def save_quality_diversity(points: dict[str, tuple[list[float], list[float]]], p
       values[row] = (xs[keep], ys[keep])
   curves = {}
   for k, arm in enumerate(arms):
-    if arm not in values:
-      continue
-    xs, ys = values[arm]
-    ax.errorbar(xs.mean(), ys.mean(), xerr=spread(xs), yerr=spread(ys),
-                fmt=markers[k % len(markers)], color=colors[arm], capsize=3,
-                label=f"{arm} ({xs.size} seeds)")
-    curves[arm] = [(None, xs.mean(), ys.mean())]
-    for row, tag in variants.get(arm, {}).items():
-      if row in values:
-        vx, vy = values[row]
+    if arm in values:
+      xs, ys = values[arm]
+      ax.errorbar(xs.mean(), ys.mean(), xerr=spread(xs), yerr=spread(ys),
+                  fmt=markers[k % len(markers)], color=colors[arm], capsize=3,
+                  label=f"{arm} ({xs.size} seeds)")
+    line = variants.get(arm, {})
+    line = line if arm in line else {arm: None, **line}
+    curves[arm] = []
+    for row, tag in line.items():
+      if row not in values:
+        continue
+      vx, vy = values[row]
+      if row != arm:
         ax.errorbar(vx.mean(), vy.mean(), xerr=spread(vx), yerr=spread(vy), fmt=".",
                     color=colors[arm], capsize=2, elinewidth=0.6, alpha=0.7)
-        curves[arm].append((tag, vx.mean(), vy.mean()))
+      curves[arm].append((None if row == arm else tag, vx.mean(), vy.mean()))
     if len(curves[arm]) > 1:
       ax.plot([x for _, x, _ in curves[arm]], [y for _, _, y in curves[arm]],
               color=colors[arm], linewidth=0.8, linestyle=":")
@@ -211,7 +215,7 @@ def save_quality_diversity(points: dict[str, tuple[list[float], list[float]]], p
     ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
   ax.axvline(1.0, color="0.4", linestyle="--", linewidth=1, label="real test images")
-  if any(len(curve) > 1 for curve in curves.values()):
+  if any(tag is not None for curve in curves.values() for tag, _, _ in curve):
     ax.plot([], [], color="0.3", linewidth=0.8, linestyle=":", marker=".", label=variants_label)
   ax.set_xlabel(x_title)
   ax.set_ylabel(y_title)
@@ -226,8 +230,8 @@ def save_quality_diversity(points: dict[str, tuple[list[float], list[float]]], p
 
 
 def _spots(ax, curve: list[tuple[str | None, float, float]], pixels: float = 12.0):
-  """A curve's tagged points grouped where they fall within ``pixels`` of the group's first
-  point: ``[((x, y) of the group's first tagged point, [tags]), ...]``."""
+  """A curve's points grouped where they fall within ``pixels`` of the group's first point:
+  ``[((x, y) of the group's first point, [its tags]), ...]``, groups with a tag only."""
   groups = []
   for tag, x, y in curve:
     at = ax.transData.transform((x, y))

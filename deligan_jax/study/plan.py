@@ -17,8 +17,9 @@ A study file is a Python file whose ``get_config()`` returns a ConfigDict (see
   sigma_scales   sampling-time sigma scales scored on the last checkpoint ...
   sigma_scale_arms  ... of these arms (DeLiGAN)
   selection      the rule that picks an arm: the highest ``score`` among the arms whose
-                 FID is at most ``max_fid_ratio`` times the baseline's (``{}``: within_class,
-                 1.25); a study without one (a confirmation) picks nothing
+                 FID is at most ``max_fid_ratio`` times the baseline's (each defaults
+                 to within_class and 1.25, so ``{}`` is that rule); a study without one
+                 (a confirmation) picks nothing
 
 A value is read as a Python literal where it is one (``0.5``, ``(1.0, 1.0)``, ``False``),
 else as a string, as ``--config.field=value`` reads it. Layout of a study's folder:
@@ -141,9 +142,9 @@ class Study:
       if self.selection_score not in higher_is_better:
         raise ConfigError(f"study.selection.score: one of {higher_is_better} (the rule takes "
                           f"the highest), got {self.selection_score!r}")
-      if not self.selection_max_fid_ratio > 0:
-        raise ConfigError(f"study.selection.max_fid_ratio: must be positive, got "
-                          f"{self.selection_max_fid_ratio}")
+      ratio = self.selection_max_fid_ratio
+      if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio > 0:
+        raise ConfigError(f"study.selection.max_fid_ratio: a positive number, got {ratio!r}")
     if any(not s > 0 for s in self.sigma_scales):
       raise ConfigError(f"study.sigma_scales: must be positive, got {self.sigma_scales}")
     for name in self.arms:

@@ -5,8 +5,9 @@ too, and scores nothing: each run's own command scores them, so a study may be t
 while some of its runs still train. Written into the study's folder: ``study.md`` (every
 seed, mean ± std per arm, each arm's difference from the baseline, and from the arms of
 ``also_compared_with``, with its 95% bootstrap interval over seeds, and the selection
-rule's outcome), ``study.json`` (every seed's numbers), ``study.png`` (bars),
-``quality_diversity.png`` (FID against the diversity within a class, one point per arm),
+rule's outcome where the study states one), ``study.json`` (every seed's numbers),
+``study.png`` (bars), ``quality_diversity.png`` (FID against the diversity within a class,
+one point per arm, a sigma-scaled arm's rows on a tagged line from its point),
 ``components.png`` (each arm's first seed's draws of its first ten components) and the
 trajectory over the scored checkpoints (``trajectory.md``/``.png``). Scaled arms (a DeLiGAN
 arm sampled with sigma times s) are rows of their own, ``<arm>_sigma_x<s>``, scored at the
@@ -90,8 +91,9 @@ def write(study: plan.Study, workdir: str) -> dict | None:
       text = f.read()
     atomic_files.write_atomic(tables, f"{text}\n{selection_lines(study, selection)}\n")
   if image_data:
-    scaled = {arm: {label: f"σ×{scale:g}" for label, row_arm, scale in rows(study)
-                    if row_arm == arm and label != arm}
+    # Each arm's curve in order of scale, the arm itself at 1.
+    scaled = {arm: {label: f"σ×{scale:g}" for label, row_arm, scale in
+                    sorted(rows(study), key=lambda row: row[2]) if row_arm == arm}
               for arm in study.sigma_scale_arms}
     plots.save_quality_diversity(
         {label: ([s["within_class"] for s in runs.values()], [s["fid"] for s in runs.values()])
