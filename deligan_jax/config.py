@@ -52,6 +52,10 @@ MATMUL_PRECISIONS = ("default", "high", "highest")
 _NULLABLE = ("optim.decay_start_epoch", "optim.decay_end_epoch")
 
 
+# A name that becomes one folder of a path: a recipe's default workdir, a study's arm.
+FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
 def base_config() -> ml_collections.ConfigDict:
   """Every field with its type; values are the MNIST DeLiGAN settings of docs/paper.md §3."""
   c = ml_collections.ConfigDict()
@@ -254,7 +258,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
 
 def _validate_run(c: ml_collections.ConfigDict) -> None:
   _one_of(c.model, MODELS, "model")
-  _require(re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9_.+-]*)?", c.recipe) is not None, "recipe",
+  _require(not c.recipe or FOLDER_NAME.fullmatch(c.recipe), "recipe",
            f"names a folder: letters, digits and _.+-, got {c.recipe!r}")
   _require(c.num_steps >= 0, "num_steps", f"must be >= 0, got {c.num_steps}")
   for field in ("batch_size", "num_seeds", "steps_per_dispatch", "log_every", "sample_every",

@@ -34,7 +34,6 @@ import dataclasses
 import importlib.util
 import json
 import os
-import re
 import sys
 
 import ml_collections
@@ -47,7 +46,6 @@ from deligan_jax.runs import checkpoints
 from deligan_jax.scores import compare
 
 STUDY_FILE = "study_plan.json"
-_ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +113,7 @@ class Study:
     """Refuses a study that cannot run, naming its field; builds and validates every arm."""
     if not self.arms:
       raise ConfigError("study.arms: no arms")
-    bad = [name for name in self.arms if not _ARM_NAME.match(name)]
+    bad = [name for name in self.arms if not config_lib.FOLDER_NAME.fullmatch(name)]
     if bad:
       raise ConfigError(f"study.arms: names must be folder names (letters, digits, _.+-), "
                         f"got {bad}")
