@@ -115,6 +115,24 @@ def test_stderr_drops_only_the_closed_loop_tracebacks_even_interleaved():
                             "full\n")
 
 
+def test_the_last_line_drops_a_traceback_another_thread_is_still_printing():
+  import io
+  out = io.StringIO()
+  stream = disk_full._WithoutClosedLoopTracebacks(out)
+  stream.write("\rrun: 100%")
+  stream.write("Traceback (most recent call last):\n")
+  stream.write("\n")  # the progress bar's end, held as a blank line of that traceback
+  stream.write_last("error: the disk of workdir w is full\n")
+  stream.write('  File "writer.py", line 1\n')
+  stream.write("RuntimeError: Event loop is closed\n")
+  assert out.getvalue() == "\rrun: 100%\nerror: the disk of workdir w is full\n"
+  out = io.StringIO()
+  stream = disk_full._WithoutClosedLoopTracebacks(out)
+  stream.write("kept\n")
+  stream.write_last("error: the disk of workdir w is full\n")
+  assert out.getvalue() == "kept\nerror: the disk of workdir w is full\n"
+
+
 @pytest.fixture(scope="module")
 def evaluated_toy(tmp_path_factory):
   """A finished, evaluated toy run (on a disk with room) that the tests copy from."""

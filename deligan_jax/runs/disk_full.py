@@ -81,8 +81,11 @@ def end(line: str) -> None:
   killed process leaves, which resumption is made for.
   """
   sys.stdout.flush()
-  sys.stderr.write(line + "\n")
-  sys.stderr.flush()
+  if isinstance(sys.stderr, _WithoutClosedLoopTracebacks):
+    sys.stderr.write_last(line + "\n")
+  else:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
   os._exit(1)
 
 
@@ -155,12 +158,15 @@ class _WithoutClosedLoopTracebacks:
 
   def __init__(self, stream):
     self._stream, self._lock = stream, threading.Lock()
-    self._partial, self._held, self._dropping = "", [], False
+    self._partial, self._held, self._dropping, self._ended = "", [], False, False
+    self._line_open = False  # the last text passed on did not end its line
 
   def write(self, text: str) -> int:
     with self._lock:
+      if self._ended:
+        return len(text)
       if text.startswith("\r") and "\n" not in text:  # a progress bar's redraw, never a
-        self._stream.write(text)                       # traceback's line: passed at once
+        self._pass(text)                               # traceback's line: passed at once
         return len(text)
       pieces = (self._partial + text).splitlines(keepends=True)
       self._partial = pieces.pop() if pieces and not pieces[-1].endswith("\n") else ""
@@ -168,7 +174,7 @@ class _WithoutClosedLoopTracebacks:
         self._line(line)
       if self._partial and not self._held and not self._dropping \
           and not _TRACEBACK.startswith(self._partial[:len(_TRACEBACK)]):
-        self._stream.write(self._partial)  # a progress bar's line, never ended by a newline
+        self._pass(self._partial)  # a progress bar's line, never ended by a newline
         self._partial = ""
     return len(text)
 
@@ -177,7 +183,7 @@ class _WithoutClosedLoopTracebacks:
       if self._held:
         self._held.append(line)
       else:
-        self._stream.write(line)
+        self._pass(line)
       return
     in_traceback = line.startswith(_TRACEBACK) or line[:1].isspace()
     if line.strip() == _CLOSED_LOOP:
@@ -186,11 +192,25 @@ class _WithoutClosedLoopTracebacks:
       if not self._dropping or line.startswith(_TRACEBACK):
         self._held.append(line)
     elif self._held:  # another error's exception line: its traceback is passed on
-      self._stream.write("".join(self._held) + line)
+      self._pass("".join(self._held) + line)
       self._held, self._dropping = [], False
     else:
-      self._stream.write(line)
+      self._pass(line)
       self._dropping = False
+
+  def write_last(self, text: str) -> None:
+    """Writes ``text`` on a line of its own as the stream's last words: a traceback still
+    being printed by another thread (held, its exception line not yet come) is dropped, and
+    so is all that is written afterwards, while the process ends."""
+    with self._lock:
+      self._held, self._partial, self._ended = [], "", True
+      self._stream.write("\n" + text if self._line_open else text)
+      self._stream.flush()
+
+  def _pass(self, text: str) -> None:
+    if text:
+      self._stream.write(text)
+      self._line_open = not text.endswith("\n")
 
   def flush(self) -> None:
     self._stream.flush()
