@@ -13,6 +13,7 @@ import pytest
 from benchmarks import bench
 from deligan_jax.data import datasets
 from tests.conftest import REPO, SHARED_DATA
+from tests.process_output import own_lines
 
 
 @pytest.mark.slow  # 80 s of compiling three steps; the fast suite covers its parts
@@ -67,7 +68,7 @@ def test_bench_scaling_refuses_an_unknown_dataset_in_one_line():
                           env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
                           text=True, timeout=600)
   assert result.returncode != 0 and "Traceback" not in result.stderr
-  assert result.stderr.strip().splitlines()[-1] == (
+  assert own_lines(result.stderr)[-1] == (
       "error: --scaling: unknown datasets ['imagenet']; use some of ['toy', 'mnist', 'cifar10']")
 
 

@@ -133,6 +133,18 @@ def test_the_last_line_drops_a_traceback_another_thread_is_still_printing():
   assert out.getvalue() == "kept\nerror: the disk of workdir w is full\n"
 
 
+def test_once_a_full_disk_was_seen_every_traceback_is_dropped():
+  import io
+  out, seen = io.StringIO(), []
+  stream = disk_full._WithoutClosedLoopTracebacks(out, quiet=lambda: bool(seen))
+  failure = "Traceback (most recent call last):\n  File a\nCancelledError\n"
+  stream.write(failure)
+  seen.append(OSError(errno.ENOSPC, "No space left on device"))
+  stream.write(failure)
+  stream.write("kept\n")
+  assert out.getvalue() == failure + "kept\n"
+
+
 @pytest.fixture(scope="module")
 def evaluated_toy(tmp_path_factory):
   """A finished, evaluated toy run (on a disk with room) that the tests copy from."""

@@ -30,6 +30,7 @@ from deligan_jax.step.driver import StepDriver
 from deligan_jax import errors
 from deligan_jax import training
 from tests.conftest import REPO, small_config
+from tests.process_output import own_lines
 from tests.test_image_data import dot, write_png
 from tests.test_training import run_cli, tree_equal
 
@@ -281,7 +282,7 @@ def test_workdir_that_is_not_writable(toy_workdir):
       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   os.chmod(toy_workdir, 0o755)
   assert result.returncode != 0
-  assert result.stderr.splitlines()[-1] == (
+  assert own_lines(result.stderr)[-1] == (
       f"error: workdir {toy_workdir} cannot be written: {toy_workdir} is not writable for "
       "this user; choose another --workdir or fix its permissions")
   assert snapshot(toy_workdir) == before
@@ -460,6 +461,19 @@ def test_killed_anywhere_resumes_exactly(tmp_path):
           [sys.executable, "train.py", "--config", "configs/toy.py:bimodal,deligan", *KILL_RUN,
            "--workdir", str(workdir)], cwd=REPO, env=env, stdout=log, stderr=log)
 
+  def partials() -> set[str]:
+    names = os.listdir(checkpoint_dir) if checkpoint_dir.is_dir() else []
+    return {name for name in names if name.endswith(checkpoints.PARTIAL_SUFFIX)}
+
+  def writing_anew():
+    """A checkpoint write of this process: one left by a killed one is first removed."""
+    stale = partials()
+
+    def ready() -> bool:
+      stale.intersection_update(partials())
+      return not stale and bool(partials())
+    return ready
+
   def kill_when(process, ready, delay=0.0):
     deadline = time.time() + 120
     while not ready():
@@ -482,8 +496,7 @@ def test_killed_anywhere_resumes_exactly(tmp_path):
         kill_when(process, lambda: complete_steps(checkpoint_dir)[-1:] > before[-1:],
                   rng.uniform(0, 0.5))
       else:
-        kill_when(process, lambda: any(name.endswith("orbax-checkpoint-tmp")
-                                       for name in os.listdir(checkpoint_dir)))
+        kill_when(process, writing_anew())
       partial = [n for n in os.listdir(checkpoint_dir) if not n.isdigit()] \
           if checkpoint_dir.is_dir() else []
       if moment != "writing" or partial:  # else the write finished first: kill again

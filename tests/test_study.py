@@ -152,14 +152,16 @@ def test_bad_study_input_is_one_line(tmp_path):
 
 def test_a_run_pins_itself_to_one_free_core_with_one_xla_thread(tmp_path):
   """Two runs at once take two cores where two are allowed; each asks XLA for one thread."""
-  script = ("import os, sys, time; from deligan_jax.study import pinning; "
+  script = ("import os, sys; from deligan_jax.study import pinning; "
             "core = pinning.pin_to_one_core(); "
             "print(core, sorted(os.sched_getaffinity(0)), os.environ['XLA_FLAGS'], flush=True); "
-            "time.sleep(3)")
+            "sys.stdin.read()")  # holds its core until both have printed
   env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(tmp_path), XLA_FLAGS="--xla_dump_to=x")
-  procs = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
-                            text=True) for _ in range(2)]
-  outputs = [p.communicate(timeout=120)[0].split(" ", 2) for p in procs]
+  procs = [subprocess.Popen([sys.executable, "-c", script], env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True) for _ in range(2)]
+  outputs = [p.stdout.readline().split(" ", 2) for p in procs]
+  for p in procs:
+    p.communicate(timeout=120)
   allowed = sorted(os.sched_getaffinity(0))
   cores = sorted(int(out[0]) for out in outputs)
   for core, affinity, flags in outputs:

@@ -136,15 +136,21 @@ def test_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, signal_name)
           "--config.num_steps=200000", "--config.steps_per_dispatch=100",
           "--config.log_every=100", "--config.checkpoint_every=100000"]
   env = dict(os.environ, PYTHONPATH=str(REPO))
-  process = subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  log = tmp_path / "stderr.log"  # a file: a pipe nobody reads while waiting could fill
+  with open(log, "w") as stderr_file:
+    process = subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, text=True,
+                               stdout=subprocess.DEVNULL, stderr=stderr_file)
   metrics = workdir / "metrics.jsonl"
   deadline = time.time() + 300
   while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
-    assert time.time() < deadline and process.poll() is None, process.stderr.read()[-3000:]
+    if time.time() > deadline or process.poll() is not None:
+      process.kill()
+      process.wait()
+      pytest.fail(log.read_text()[-3000:])
     time.sleep(0.2)
   process.send_signal(getattr(signal, signal_name))
-  _, stderr = process.communicate(timeout=300)
+  process.wait(timeout=300)
+  stderr = log.read_text()
   assert process.returncode != 0
   assert signal_name in stderr and "run the same command again to resume" in stderr
   steps = [int(d) for d in os.listdir(workdir / "checkpoints")]

@@ -5,8 +5,10 @@ of compiling them again. The cache lives in ``<cache dir>/jax`` (the cache
 dir is ``$DELIGAN_CACHE_DIR`` or ``~/.cache/deligan_jax``, as for the
 evaluation classifiers); ``DELIGAN_COMPILATION_CACHE`` names another folder,
 or ``off`` switches it off. A ``JAX_COMPILATION_CACHE_DIR`` set by the caller
-wins (JAX reads it itself). JAX writes each entry to a temporary file and
-renames it, so processes can share the folder.
+wins (JAX reads it itself). Processes can share the folder: JAX writes an
+entry in place, and a process that reads one still being written by another
+warns ("Error reading persistent compilation cache entry") and compiles the
+program itself, so the results are the same.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import os
 import re
 import sys
 import threading
-from typing import Iterator
+from typing import Callable, Iterator
 
 from deligan_jax.runs.workdir import CONFIG_FILE, is_run
 
@@ -127,7 +127,7 @@ def library_reports_quieted() -> Iterator[None]:
     handler.addFilter(drop)
   threading.excepthook, sys.excepthook = thread_hook, excepthook
   previous_stderr = sys.stderr
-  sys.stderr = _WithoutClosedLoopTracebacks(previous_stderr)
+  sys.stderr = _WithoutClosedLoopTracebacks(previous_stderr, quiet=lambda: bool(seen))
 
   def restore() -> None:
     threading.excepthook, sys.excepthook = previous_hook, previous_excepthook
@@ -147,7 +147,8 @@ def library_reports_quieted() -> Iterator[None]:
 
 
 class _WithoutClosedLoopTracebacks:
-  """``stream`` less the tracebacks that end in ``RuntimeError: Event loop is closed``.
+  """``stream`` less the tracebacks that end in ``RuntimeError: Event loop is closed``,
+  and less every traceback once ``quiet()`` says a disk-full error was seen.
 
   tensorstore's callbacks print those themselves (``PyErr_Print``, past every hook) when
   orbax's event loop has closed after a failed write, from several threads at once, so
@@ -156,7 +157,8 @@ class _WithoutClosedLoopTracebacks:
   traceback line that follows if that line is the closed loop's.
   """
 
-  def __init__(self, stream):
+  def __init__(self, stream, quiet: Callable[[], bool] = lambda: False):
+    self._quiet = quiet
     self._stream, self._lock = stream, threading.Lock()
     self._partial, self._held, self._dropping, self._ended = "", [], False, False
     self._line_open = False  # the last text passed on did not end its line
@@ -192,7 +194,8 @@ class _WithoutClosedLoopTracebacks:
       if not self._dropping or line.startswith(_TRACEBACK):
         self._held.append(line)
     elif self._held:  # another error's exception line: its traceback is passed on
-      self._pass("".join(self._held) + line)
+      if not self._quiet():
+        self._pass("".join(self._held) + line)
       self._held, self._dropping = [], False
     else:
       self._pass(line)
