@@ -119,3 +119,15 @@ def test_sample_of_a_component_out_of_range_is_one_line_and_sampling_is_quiet(tm
                     "--num", "3", "--out", str(tmp_path / "z.npy"))
   assert sampled.returncode == 0 and own_lines(sampled.stderr) == [], sampled.stderr[-3000:]  # no orbax INFO
   assert sampled.stdout.strip() == f"wrote (3, 2) samples to {tmp_path / 'z.npy'}"
+
+
+def test_every_console_script_names_a_command_line_entry_point():
+  import importlib
+  import tomllib
+  scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+  assert {name.removeprefix("deligan-").replace("-", "_") for name in scripts} >= {
+      "train", "eval", "sample", "compare", "trajectory", "study"}
+  for target in scripts.values():
+    module, function = target.split(":")
+    assert module.startswith("deligan_jax.cli.")
+    assert callable(getattr(importlib.import_module(module), function)), target

@@ -240,9 +240,17 @@ def test_tabulate_gives_every_seed_and_each_pair_s_difference_with_its_interval(
 def test_real_scores_are_the_real_test_images_counterparts_of_the_compared_columns():
   results = {"real_test_inception_score": [9.8, 0.1], "real_test_modified_inception_score":
              [1.09, 0.03], "diversity": {"distinct_real": 4970, "spread_real": 20.1,
-                                         "spread_real_within_class": 17.5}}
+                                         "spread_real_within_class": 17.5},
+             "within_class": {"pixels": 0.8, "features": 0.9, "classes_qualified": 9}}
   assert compare.real_scores(results) == {"m_is": 1.09, "is": 9.8, "distinct": 4970,
-                                          "spread": 20.1, "component_spread": 17.5}
+                                          "spread": 20.1, "component_spread": 17.5,
+                                          "within_class": 1.0, "within_class_features": 1.0}
+  scored = compare.seed_scores({
+      "within_class": results["within_class"], "modified_inception_score": [1.0, 0.0], "inception_score": [2.0, 0.0],
+      "fid": 30.0, "kid": [0.01, 0.0], "precision": 0.5, "recall": 0.4,
+      "memorisation": {"fraction_closer_than_test_p1": 0.02}})
+  assert (scored["within_class"], scored["within_class_features"],
+          scored["within_class_classes"]) == (0.8, 0.9, 9)
   # Without the test images their scores are NaN, stored as null: left out.
   missing = {"real_test_inception_score": [None, None],
              "real_test_modified_inception_score": [None, None]}

@@ -1,7 +1,7 @@
 """The remedies for a mixture that draws one image per component, each as a config option.
 
-Fixed sigma (GM-GAN's static variant), MSGAN's mode-seeking term and a sampling-time
-sigma scale; the official defaults leave each off.
+Fixed sigma (as in GM-GAN's static variant, which fixes mu too), MSGAN's mode-seeking term
+and a sampling-time sigma scale; the official defaults leave each off.
 """
 
 import json
@@ -23,6 +23,7 @@ from deligan_jax.step import mode_seeking
 from deligan_jax.step import state as state_lib
 from deligan_jax.step import updates
 from tests.conftest import load_config, small_config
+from tests.test_training import run_cli
 
 
 def test_official_defaults_leave_every_remedy_off():
@@ -167,3 +168,16 @@ def test_scaled_evaluation_records_its_scale_in_a_folder_of_its_own(toy_runs):
   assert "sigma times 4" in (run / "sigma_scale_4" / "eval_report.md").read_text()
   assert scaled["modes"] != plain["modes"]
 
+
+
+def test_the_command_lines_take_the_sigma_scale(toy_runs, tmp_path):
+  run = toy_runs / "deligan"
+  out = tmp_path / "scaled.npy"
+  drawn = run_cli("-m", "deligan_jax.cli.sample", "--workdir", str(run), "--num", "50", "--out",
+                  str(out), "--sigma_scale", "3")
+  assert drawn.returncode == 0, drawn.stderr[-3000:]
+  assert drawn.stdout.strip() == f"wrote (50, 2) samples (sigma x 3) to {out}"
+  np.testing.assert_array_equal(np.load(out), sampling.from_run(str(run), 50, sigma_scale=3.0))
+  scored = run_cli("eval.py", "--workdir", str(run), "--num_samples", "200", "--sigma_scale", "5")
+  assert scored.returncode == 0, scored.stderr[-3000:]
+  assert json.loads((run / "sigma_scale_5" / "eval.json").read_text())["sigma_scale"] == 5.0

@@ -123,6 +123,15 @@ def test_shipped_studies_build_and_validate_every_arm(name):
     assert study.run_config("sigma_reg_x100", 2).latent.sigma_reg == pytest.approx(100 / 3)
 
 
+def test_the_docs_example_is_the_shipped_mnist500_study():
+  text = (REPO / "docs" / "studies.md").read_text()
+  code = re.search(r"```python\n(def get_config\(\):\n.*?)```", text, re.S).group(1)
+  namespace = {}
+  exec("import ml_collections\n" + code, namespace)
+  example = plan.Study.from_config(namespace["get_config"]())
+  assert example == load(REPO / "configs" / "studies" / "mnist500.py")
+
+
 def test_print_commands_gives_the_pool_s_command_of_each_run_seed_by_seed(tmp_path):
   workdir = tmp_path / "study"
   result = run_study("--study", study_file(tmp_path), "--workdir", workdir, "--print_commands")

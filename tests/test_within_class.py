@@ -37,6 +37,23 @@ def test_ratio_is_the_mean_over_qualifying_classes_of_brute_force_pairwise_dista
   assert score["per_class"]["2"] == {"count": 9, "real_count": 30, "qualified": False}
 
 
+def test_copies_of_one_image_per_class_give_zero_and_the_real_images_one_without_data():
+  rng = np.random.default_rng(2)
+  labels = np.repeat([0, 1, 2], 40)
+  real, real_features = rng.normal(size=(120, 6, 6)), rng.normal(size=(120, 8))
+  same = within_class.within_class_diversity(real, one_hot(labels), real_features, real,
+                                             one_hot(labels), real_features)
+  first = np.array([np.flatnonzero(labels == c)[0] for c in labels])  # its class's first
+  copies = within_class.within_class_diversity(real[first], one_hot(labels),
+                                               real_features[first], real, one_hot(labels),
+                                               real_features)
+  assert (same["pixels"], same["features"], same["classes_qualified"]) == (1.0, 1.0, 3)
+  # Zero up to the rounding of |a|^2 + |b|^2 - 2ab in the distance formula.
+  assert copies["pixels"] == pytest.approx(0, abs=1e-6)
+  assert copies["features"] == pytest.approx(0, abs=1e-6)
+  assert copies["classes_qualified"] == 3
+
+
 def test_only_the_first_hundred_of_a_class_count():
   rng = np.random.default_rng(1)
   pixels = rng.normal(size=(150, 5))

@@ -9,8 +9,9 @@ also scored at batch 10000 with their sigma scaled at sampling time (GM-GAN's tr
 
 The arms: the GAN and the official DeLiGAN; the authors' workarounds (sigma regulariser x10
 and x100, latent dimension 10, 500 components: one per training image, each row of a
-batch drawing its component, as the batch assignment needs one component per row); GM-GAN's
-static variant (sigma fixed at 0.2, and at 0.5, the pilot's pick); MSGAN's mode-seeking
+batch drawing its component, as the batch assignment needs one component per row); sigma
+fixed as in GM-GAN's static variant (at 0.2, and at 0.5, the pilot's pick; mu still trains,
+which that variant fixes too); MSGAN's mode-seeking
 term (weight 10, the pilot's first pick, and 100, its pick once extended to 100 and 1000). Pilot: ``configs/studies/mnist_remedies_pilot.py``.
 
 Selection rule, fixed before any screening run was scored: at batch 10000, among the rows

@@ -7,8 +7,8 @@ seeds on which the toy DeLiGAN collapses (2 of 5 with the official settings, doc
 Each arm trains the paper's 64000 batches, scored at batches 8000 and 32000 and at the end;
 the official DeLiGAN is also scored with its sigma scaled at sampling time. The arms carry the
 MNIST screening's over to the toy's settings: 400 components (one per training point, each
-row of a batch drawing its component), sigma fixed at its initial 0.02 (GM-GAN's static
-variant), the mode-seeking term at weight 10, the sigma regulariser x10 and x100 (official
+row of a batch drawing its component), sigma fixed at its initial 0.02 (GM-GAN's fixed
+sigma; mu trains), the mode-seeking term at weight 10, the sigma regulariser x10 and x100 (official
 0.1). The toy's latent dimension is already 2. Toy runs are scored on modes, not FID: no
 selection rule applies; the table gives every seed.
 """

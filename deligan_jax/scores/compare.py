@@ -35,7 +35,8 @@ IMAGE_COLUMNS = (("m_is", "m-IS", True), ("is", "IS", True), ("fid", "FID", Fals
                  ("spread", "spread of 100 draws", True),
                  ("component_spread", "spread within a component", True),
                  ("within_class", "within-class diversity ÷ real, pixels", True),
-                 ("within_class_features", "within-class diversity ÷ real, features", True))
+                 ("within_class_features", "within-class diversity ÷ real, features", True),
+                 ("within_class_classes", "classes in the within-class score", True))
 PAPER_COLUMNS = (("m_is_paper", "m-IS, paper protocol", True),
                  ("fid_inception", "Inception FID vs test", False),
                  ("kid_inception", "Inception KID vs test", False))
@@ -58,7 +59,8 @@ def seed_scores(results: dict) -> dict[str, float]:
     scores.update(classes=results["classes_covered"])
   if "within_class" in results:
     scores.update(within_class=results["within_class"]["pixels"],
-                  within_class_features=results["within_class"]["features"])
+                  within_class_features=results["within_class"]["features"],
+                  within_class_classes=results["within_class"]["classes_qualified"])
   if "diversity" in results:
     spread = results["diversity"]
     scores.update(distinct=spread["distinct_samples"],

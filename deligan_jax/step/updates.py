@@ -57,7 +57,7 @@ class StepConfig:
   adam_epsilon: str = "sqrt_v_hat"  # see optim.ADAM_EPSILONS
   eps_draw: str = "per_update"    # see config.EPS_DRAWS
   batch_order: str = "reshuffle"  # see config.BATCH_ORDERS
-  train_sigma: bool = True        # False: sigma stays at its initial value (GM-GAN's static)
+  train_sigma: bool = True        # False: sigma stays at its initial value (GM-GAN's fixed sigma)
   mode_seeking_weight: float = 0.0  # MSGAN's term in G's loss (mode_seeking.py); 0: off
   matmul_precision: str = "highest"  # see config.MATMUL_PRECISIONS
 
