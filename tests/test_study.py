@@ -373,3 +373,30 @@ def test_the_named_diverse_recipe_is_the_confirmed_arm():
     plan.apply_override(named, override, "test")
   assert named.to_dict() == confirmation.run_config("components_500", 3).to_dict()
   assert load_config("mnist").latent.num_components == 50  # the official recipe stays the default
+def test_an_image_study_writes_its_pick_and_its_pictures(tmp_path, monkeypatch):
+  """report.write on MNIST-like evaluations: the rule's pick appended to study.md, the
+  quality-diversity plot and each arm's component grid drawn."""
+  study = load(study_file(tmp_path, 's.arms["wide"] = {"model": "deligan"}'))
+  study = dataclasses.replace(study, selection_score="within_class")
+  found = {}
+  for arm, fid, ratio in (("gan", 300.0, 0.2), ("deligan", 100.0, 0.8), ("wide", 110.0, 0.9)):
+    runs = {}
+    for seed in (0, 1):
+      folder = tmp_path / "w" / arm / f"seed_{seed}"
+      folder.mkdir(parents=True)
+      plots.save_image_grid(np.full((4, 28, 28, 1), seed / 2, np.float32),
+                            str(folder / report.COMPONENTS_PICTURE))
+      runs[f"seed_{seed}"] = (str(folder), {
+          "model": arm, "dataset": "mnist", "step": 8, "num_samples": 200,
+          "modified_inception_score": [1.0, 0.1], "inception_score": [2.0, 0.0],
+          "fid": fid + seed, "kid": [0.01, 0.0], "precision": 0.5, "recall": 0.4,
+          "memorisation": {"fraction_closer_than_test_p1": 0.0}, "classes_covered": 10,
+          "within_class": {"pixels": ratio, "features": ratio, "classes_qualified": 10}})
+    found[arm] = runs
+  monkeypatch.setattr(report, "collect", lambda *args: found)
+  monkeypatch.setattr(report.trajectory, "trajectory", lambda *args, **kwargs: None)
+  report.write(study, str(tmp_path / "w"))
+  text = (tmp_path / "w" / "study.md").read_text()
+  assert "**Selected: `wide`** (within_class 0.900, FID 110.5)" in text  # 110.5 <= 1.25 x 100.5
+  for picture in ("quality_diversity.png", "components.png"):
+    assert (tmp_path / "w" / picture).stat().st_size > 0
