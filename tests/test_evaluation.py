@@ -192,6 +192,15 @@ def test_compare_tabulates_the_paper_protocol_beside_its_real_floors(tmp_path, m
   assert "500 training images vs the test images 65.500" in table
 
 
+def image_evaluation(arm, m_is=2.0, fid=3.0, **fields):
+  """An MNIST run's eval.json with the scores every image evaluation has, ``fields`` added."""
+  return {"model": arm, "dataset": "mnist", "step": 40000, "num_samples": 5000,
+          "modified_inception_score": [m_is, 0.1], "inception_score": [2.0, 0.0], "fid": fid,
+          "kid": [0.01, 0.0], "precision": 0.5, "recall": 0.4,
+          "memorisation": {"fraction_closer_than_test_p1": 0.0}, "classes_covered": 10,
+          **fields}
+
+
 def write_evaluations(root, arm, m_is_per_seed, spread_within=None):
   for seed, m_is in enumerate(m_is_per_seed):
     folder = root / arm / f"seed_{seed}"
@@ -199,12 +208,8 @@ def write_evaluations(root, arm, m_is_per_seed, spread_within=None):
     diversity = {"distinct_samples": 100 * m_is, "spread_samples": 9.0}
     if spread_within is not None:
       diversity["spread_within_component"] = spread_within
-    (folder / "eval.json").write_text(json.dumps({
-        "model": arm, "dataset": "mnist", "step": 40000, "num_samples": 5000,
-        "modified_inception_score": [m_is, 0.1], "inception_score": [2.0, 0.0], "fid": 3.0,
-        "kid": [0.01, 0.0], "precision": 0.5, "recall": 0.4,
-        "memorisation": {"fraction_closer_than_test_p1": 0.0}, "classes_covered": 10,
-        "diversity": diversity}))
+    (folder / "eval.json").write_text(json.dumps(image_evaluation(arm, m_is,
+                                                                  diversity=diversity)))
 
 
 def test_tabulate_gives_every_seed_and_each_pair_s_difference_with_its_interval(tmp_path):
@@ -245,10 +250,8 @@ def test_real_scores_are_the_real_test_images_counterparts_of_the_compared_colum
   assert compare.real_scores(results) == {"m_is": 1.09, "is": 9.8, "distinct": 4970,
                                           "spread": 20.1, "component_spread": 17.5,
                                           "within_class": 1.0, "within_class_features": 1.0}
-  scored = compare.seed_scores({
-      "within_class": results["within_class"], "modified_inception_score": [1.0, 0.0], "inception_score": [2.0, 0.0],
-      "fid": 30.0, "kid": [0.01, 0.0], "precision": 0.5, "recall": 0.4,
-      "memorisation": {"fraction_closer_than_test_p1": 0.02}})
+  scored = compare.seed_scores(image_evaluation("deligan",
+                                                within_class=results["within_class"]))
   assert (scored["within_class"], scored["within_class_features"],
           scored["within_class_classes"]) == (0.8, 0.9, 9)
   # Without the test images their scores are NaN, stored as null: left out.

@@ -21,6 +21,7 @@ from deligan_jax.study import report
 from tests.conftest import REPO
 from tests.conftest import load_config
 from tests.test_cli import one_line_refusal
+from tests.test_evaluation import image_evaluation
 
 TOY_STUDY = '''
 import ml_collections
@@ -373,6 +374,8 @@ def test_the_named_diverse_recipe_is_the_confirmed_arm():
     plan.apply_override(named, override, "test")
   assert named.to_dict() == confirmation.run_config("components_500", 3).to_dict()
   assert load_config("mnist").latent.num_components == 50  # the official recipe stays the default
+
+
 def test_an_image_study_writes_its_pick_and_its_pictures(tmp_path, monkeypatch):
   """report.write on MNIST-like evaluations: the rule's pick appended to study.md, the
   quality-diversity plot and each arm's component grid drawn."""
@@ -386,12 +389,9 @@ def test_an_image_study_writes_its_pick_and_its_pictures(tmp_path, monkeypatch):
       folder.mkdir(parents=True)
       plots.save_image_grid(np.full((4, 28, 28, 1), seed / 2, np.float32),
                             str(folder / report.COMPONENTS_PICTURE))
-      runs[f"seed_{seed}"] = (str(folder), {
-          "model": arm, "dataset": "mnist", "step": 8, "num_samples": 200,
-          "modified_inception_score": [1.0, 0.1], "inception_score": [2.0, 0.0],
-          "fid": fid + seed, "kid": [0.01, 0.0], "precision": 0.5, "recall": 0.4,
-          "memorisation": {"fraction_closer_than_test_p1": 0.0}, "classes_covered": 10,
-          "within_class": {"pixels": ratio, "features": ratio, "classes_qualified": 10}})
+      runs[f"seed_{seed}"] = (str(folder), image_evaluation(
+          arm, fid=fid + seed, step=8, num_samples=200,
+          within_class={"pixels": ratio, "features": ratio, "classes_qualified": 10}))
     found[arm] = runs
   monkeypatch.setattr(report, "collect", lambda *args: found)
   monkeypatch.setattr(report.trajectory, "trajectory", lambda *args, **kwargs: None)

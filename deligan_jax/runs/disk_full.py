@@ -206,7 +206,7 @@ class _WithoutClosedLoopTracebacks:
     being printed by another thread (held, its exception line not yet come) is dropped, and
     so is all that is written afterwards, while the process ends."""
     with self._lock:
-      self._held, self._partial, self._ended = [], "", True
+      self._ended = True
       self._stream.write("\n" + text if self._line_open else text)
       self._stream.flush()
 
