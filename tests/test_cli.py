@@ -1,7 +1,9 @@
 """The command lines as users type them: default workdirs, and user errors in one line."""
 
+import importlib
 import json
 import os
+import tomllib
 
 import pytest
 
@@ -122,8 +124,6 @@ def test_sample_of_a_component_out_of_range_is_one_line_and_sampling_is_quiet(tm
 
 
 def test_every_console_script_names_a_command_line_entry_point():
-  import importlib
-  import tomllib
   scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
   assert {name.removeprefix("deligan-").replace("-", "_") for name in scripts} >= {
       "train", "eval", "sample", "compare", "trajectory", "study"}

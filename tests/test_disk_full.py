@@ -2,6 +2,7 @@
 what to do, whatever was being written; the same command resumes once there is room."""
 
 import errno
+import io
 import json
 import os
 import re
@@ -98,7 +99,6 @@ def test_a_run_on_a_full_disk_ends_in_one_line_and_the_same_command_resumes(smal
 
 
 def test_stderr_drops_only_the_closed_loop_tracebacks_even_interleaved():
-  import io
   from deligan_jax.runs import disk_full
   out = io.StringIO()
   stream = disk_full._WithoutClosedLoopTracebacks(out)
@@ -116,7 +116,6 @@ def test_stderr_drops_only_the_closed_loop_tracebacks_even_interleaved():
 
 
 def test_the_last_line_drops_a_traceback_another_thread_is_still_printing():
-  import io
   out = io.StringIO()
   stream = disk_full._WithoutClosedLoopTracebacks(out)
   stream.write("\rrun: 100%")
@@ -134,7 +133,6 @@ def test_the_last_line_drops_a_traceback_another_thread_is_still_printing():
 
 
 def test_once_a_full_disk_was_seen_every_traceback_is_dropped():
-  import io
   out, seen = io.StringIO(), []
   stream = disk_full._WithoutClosedLoopTracebacks(out, quiet=lambda: bool(seen))
   failure = "Traceback (most recent call last):\n  File a\nCancelledError\n"

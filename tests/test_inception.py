@@ -6,9 +6,11 @@ fails. Reference features: torch where it is installed, else the committed
 ``data/inception_pool3_reference.npz`` (made by running this file with torch).
 """
 
+import http.client
 import os
 import subprocess
 import sys
+import urllib.request
 import zipfile
 
 import jax.numpy as jnp
@@ -132,9 +134,6 @@ if __name__ == "__main__":
 
 
 def test_a_download_cut_short_is_refused_in_one_line(monkeypatch):
-  import http.client
-  import urllib.request
-
   class CutShort:
     def __enter__(self):
       return self

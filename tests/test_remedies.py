@@ -169,7 +169,6 @@ def test_scaled_evaluation_records_its_scale_in_a_folder_of_its_own(toy_runs):
   assert scaled["modes"] != plain["modes"]
 
 
-
 def test_the_command_lines_take_the_sigma_scale(toy_runs, tmp_path):
   run = toy_runs / "deligan"
   out = tmp_path / "scaled.npy"
